@@ -1,0 +1,136 @@
+# tunnel - build, test and install.
+#
+# Knobs (make VAR=value):
+#   LUA       the Lua to build the module for and run specs with:
+#             lua5.4 (default), luajit or lua5.1
+#   PREFIX    install root (default /usr/local)
+#   CC        C compiler (default cc)
+#   WERROR=1  make warnings fatal (CI does)
+#   SAN=...   extra sanitizer flags for every object and link
+#
+# Targets:
+#   all          libtunnel.a, the Lua module for $(LUA), the C tests
+#   test         C tests, then the specs on lua5.4 and luajit (and lua5.1)
+#   check-c      the C unit tests
+#   spec         the busted specs on $(LUA)
+#   examples     runs every example under examples/ on $(LUA)
+#   example      the producer/consumer example on $(LUA)
+#   install      libtunnel, tunnel.h, tunnel.pc and the Lua module
+#   clean
+
+LUA ?= lua5.4
+PREFIX ?= /usr/local
+CC ?= cc
+
+ifeq ($(LUA),lua5.4)
+  LUA_VERSION := 5.4
+  LUA_PC := lua5.4
+else ifeq ($(LUA),luajit)
+  LUA_VERSION := 5.1
+  LUA_PC := luajit
+else ifeq ($(LUA),lua5.1)
+  LUA_VERSION := 5.1
+  LUA_PC := lua5.1
+else
+  $(error LUA must be lua5.4, luajit or lua5.1)
+endif
+LUA_CFLAGS ?= $(shell pkg-config --cflags $(LUA_PC) 2>/dev/null)
+
+WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+ifeq ($(WERROR),1)
+  WARN += -Werror
+endif
+OPT ?= -O2 -g
+CFLAGS_ALL := -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -fPIC -pthread -Iinclude \
+              $(SAN) $(CFLAGS)
+LDFLAGS_ALL := -pthread $(SAN) $(LDFLAGS)
+LIBS := -lm
+
+B ?= build
+CORE_SRC := $(wildcard src/core/*.c)
+CORE_OBJ := $(CORE_SRC:src/core/%.c=$(B)/core/%.o)
+LUA_SRC := $(wildcard src/lua/*.c)
+LUA_OBJ := $(LUA_SRC:src/lua/%.c=$(B)/$(LUA)/obj/%.o)
+TEST_SRC := $(wildcard test/*.c)
+TEST_OBJ := $(TEST_SRC:test/%.c=$(B)/test/%.o)
+MODULE := $(B)/$(LUA)/tunnel/core.so
+
+# What the specs and examples need to find the in-tree module.
+LUA_ENV := LUA_PATH="lua/?.lua;lua/?/init.lua;;" \
+           LUA_CPATH="$(B)/$(LUA)/?.so;;"
+
+.PHONY: all lib module test check-c spec spec-all examples example install \
+        clean
+
+all: lib module $(B)/test/run
+
+lib: $(B)/libtunnel.a
+module: $(MODULE)
+
+$(B)/core/%.o: src/core/%.c include/tunnel.h src/core/internal.h
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(B)/libtunnel.a: $(CORE_OBJ)
+	@mkdir -p $(@D)
+	rm -f $@ && ar rcs $@ $^
+
+$(B)/$(LUA)/obj/%.o: src/lua/%.c $(wildcard src/lua/*.h) include/tunnel.h
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) $(LUA_CFLAGS) -c $< -o $@
+
+# The module takes the core in whole; the host interpreter provides Lua.
+$(MODULE): $(LUA_OBJ) $(CORE_OBJ)
+	@mkdir -p $(@D)
+	$(CC) -shared $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
+
+$(B)/test/%.o: test/%.c $(wildcard test/*.h) include/tunnel.h
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) -Isrc/core -c $< -o $@
+
+$(B)/test/run: $(TEST_OBJ) $(B)/libtunnel.a
+	$(CC) $(LDFLAGS_ALL) -o $@ $(TEST_OBJ) $(B)/libtunnel.a $(LIBS)
+
+$(B)/examples/%: examples/%.c $(B)/libtunnel.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) -o $@ $< $(B)/libtunnel.a $(LIBS)
+
+check-c: $(B)/test/run
+	$(B)/test/run
+
+spec: $(MODULE)
+	$(LUA_ENV) $(LUA) /usr/bin/busted spec
+
+# The Lua side on every flavour we support.
+spec-all:
+	$(MAKE) spec LUA=lua5.4
+	$(MAKE) spec LUA=luajit
+	$(MAKE) spec LUA=lua5.1
+
+test: check-c spec-all examples
+
+C_EXAMPLES := $(patsubst examples/%.c,$(B)/examples/%,$(wildcard examples/*.c))
+
+examples: $(MODULE) $(C_EXAMPLES)
+	@set -e; for e in $(C_EXAMPLES); do echo "== $$e"; $$e > /dev/null; done
+	@set -e; for e in examples/*.lua; do echo "== $(LUA) $$e"; \
+	  $(LUA_ENV) $(LUA) $$e > /dev/null; done
+
+example: $(MODULE)
+	$(LUA_ENV) $(LUA) examples/producer_consumer.lua
+
+LUA_SHARE := $(PREFIX)/share/lua/$(LUA_VERSION)
+LUA_LIB := $(PREFIX)/lib/lua/$(LUA_VERSION)
+
+install: $(B)/libtunnel.a $(MODULE)
+	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig \
+	  $(DESTDIR)$(LUA_SHARE)/tunnel $(DESTDIR)$(LUA_LIB)/tunnel
+	install -m 644 include/tunnel.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 $(B)/libtunnel.a $(DESTDIR)$(PREFIX)/lib/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|0.1.0|' tunnel.pc.in \
+	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/tunnel.pc
+	install -m 644 lua/tunnel/*.lua $(DESTDIR)$(LUA_SHARE)/tunnel/
+	install -m 755 $(MODULE) $(DESTDIR)$(LUA_LIB)/tunnel/
+
+clean:
+	rm -rf $(B)

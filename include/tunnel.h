@@ -1,0 +1,297 @@
+/*
+** tunnel.h - the C API of tunnel: synchronized data structures shared by
+** threads, over byte strings.
+**
+** Values are "blobs": immutable, reference-counted byte strings plus a list
+** of the shared objects they refer to. A structure never looks inside the
+** bytes; the Lua binding puts its encoded values there, a C program whatever
+** it likes. A NULL blob is a legal value ("nil"): the deque stores it like
+** any other.
+**
+** Every structure is a reference-counted shared object (tn_object_t is its
+** first member, so TN_OBJECT() converts). It lives while any reference to it
+** exists (a creator, a blob, a thread) and is freed when the last goes.
+**
+** Waiting. Every operation that can wait takes a timeout in seconds:
+**   TN_FOREVER      wait as long as it takes;
+**   t >= 0          wait at most t seconds (0: take the structure's lock,
+**                   act if it can, never wait for room or items);
+**   TN_TRY          never wait at all, not even for the structure's lock.
+** A wait that runs out returns TN_ETIMEDOUT; a TN_TRY that would have had to
+** wait returns TN_EAGAIN. Neither changes anything.
+**
+** Errors are negative TN_E* codes; tn_strerror() names them. A function
+** that fails leaves its structure as it was, and ownership of its arguments
+** with the caller.
+*/
+#ifndef TUNNEL_H
+#define TUNNEL_H
+
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TN_VERSION "0.1.0"
+
+enum {
+  TN_OK = 0,
+  TN_ENOMEM = -1,      /* out of memory */
+  TN_ETIMEDOUT = -2,   /* the timeout ran out first */
+  TN_EAGAIN = -3,      /* TN_TRY: the call would have had to wait */
+  TN_ECLOSED = -4,     /* the deque is closed */
+  TN_EINVAL = -5,      /* an argument is out of its domain */
+  TN_ERANGE = -6,      /* an index is out of range */
+  TN_ETERMINATED = -7, /* the block is terminated */
+  TN_ETHREAD = -8,     /* a thread could not be created */
+  TN_ECONFLICT = -9,   /* the structure changed since the snapshot */
+  TN_EINIT = -10       /* a block thread's start hook failed */
+};
+
+/* A static, human-readable message for an error code. */
+const char *tn_strerror(int err);
+
+#define TN_FOREVER HUGE_VAL
+#define TN_TRY (-1.0)
+
+/* Sleep the calling thread for `seconds` (negative or NaN: not at all). */
+void tn_sleep(double seconds);
+
+/* ---------------------------------------------------------------------- */
+/* Shared objects                                                         */
+/* ---------------------------------------------------------------------- */
+
+typedef struct tn_object tn_object_t;
+
+typedef enum tn_type {
+  TN_TYPE_DEQUE = 1,
+  TN_TYPE_COUNTER = 2,
+  TN_TYPE_PRINTER = 3
+} tn_type_t;
+
+#define TN_OBJECT(p) ((tn_object_t *)(p))
+
+/* Add a reference to `o`; returns `o`. Any thread, any time it holds one. */
+tn_object_t *tn_object_retain(tn_object_t *o);
+
+/* Drop a reference; the last one frees the object. NULL is ignored. */
+void tn_object_release(tn_object_t *o);
+
+/* The object's type. */
+tn_type_t tn_object_type(const tn_object_t *o);
+
+/*
+** The callback lock of an object: a reader-writer lock that user-level
+** read/write callbacks take (the Lua `read`/`write` methods). Structure
+** operations never take it themselves; it orders callbacks among
+** themselves. Many readers or one writer; a waiting writer holds off new
+** readers. Not recursive. Lock calls return TN_OK, TN_ETIMEDOUT or TN_EAGAIN.
+*/
+int tn_object_read_lock(tn_object_t *o, double timeout);
+void tn_object_read_unlock(tn_object_t *o);
+int tn_object_write_lock(tn_object_t *o, double timeout);
+void tn_object_write_unlock(tn_object_t *o);
+
+/* ---------------------------------------------------------------------- */
+/* Blobs                                                                  */
+/* ---------------------------------------------------------------------- */
+
+typedef struct tn_blob tn_blob_t;
+
+/*
+** A new blob holding a copy of `len` bytes of `data` and a reference to
+** each of the `nrefs` objects in `refs` (retained here). Its reference
+** count starts at 1. NULL when out of memory (nothing retained).
+*/
+tn_blob_t *tn_blob_new(const void *data, size_t len, tn_object_t *const *refs,
+                       size_t nrefs);
+
+/* Add a reference to `b` (NULL allowed); returns `b`. */
+tn_blob_t *tn_blob_retain(tn_blob_t *b);
+
+/* Drop a reference; the last one releases the objects and frees. NULL ok. */
+void tn_blob_release(tn_blob_t *b);
+
+const void *tn_blob_data(const tn_blob_t *b);
+size_t tn_blob_size(const tn_blob_t *b);
+size_t tn_blob_nrefs(const tn_blob_t *b);
+tn_object_t *tn_blob_ref(const tn_blob_t *b, size_t i); /* borrowed */
+
+/* ---------------------------------------------------------------------- */
+/* Deque: array, queue and stack (behind tunnel.Vector)                   */
+/* ---------------------------------------------------------------------- */
+
+typedef struct tn_deque tn_deque_t;
+
+#define TN_UNBOUNDED SIZE_MAX
+
+/*
+** A new, empty deque. Pushes wait while size >= size_hint (>= 1, or
+** TN_UNBOUNDED). Returns TN_OK, TN_EINVAL or TN_ENOMEM.
+*/
+int tn_deque_new(size_t size_hint, tn_deque_t **out);
+
+/*
+** Add `b` at the back / front, waiting while the deque is full. On TN_OK
+** the deque owns the caller's reference to `b`; otherwise the caller keeps
+** it. TN_ECLOSED once the deque is closed (also for a waiting push).
+*/
+int tn_deque_push_back(tn_deque_t *d, tn_blob_t *b, double timeout);
+int tn_deque_push_front(tn_deque_t *d, tn_blob_t *b, double timeout);
+
+/*
+** Take the front / back value, waiting while the deque is empty. On TN_OK
+** `*out` receives the deque's reference. A closed deque still yields its
+** remaining values, then TN_ECLOSED at once.
+*/
+int tn_deque_pop_front(tn_deque_t *d, tn_blob_t **out, double timeout);
+int tn_deque_pop_back(tn_deque_t *d, tn_blob_t **out, double timeout);
+
+/*
+** Array operations; indexes are 0-based. None waits for room or items: the
+** timeout only bounds the wait for the lock (TN_TRY: do not wait for it).
+** insert: 0 <= index <= size, else TN_ERANGE; TN_ECLOSED when closed.
+** remove: index < size, else TN_ERANGE; `*out` receives the value.
+** get:    index < size, else TN_ERANGE; `*out` receives a new reference.
+** set:    stores `b` (owned on TN_OK); grows the deque with NULLs when
+**         index >= size (TN_ECLOSED when that is needed on a closed deque);
+**         `*old` (if not NULL) receives the previous value, else it is
+**         released.
+*/
+int tn_deque_insert(tn_deque_t *d, size_t index, tn_blob_t *b, double timeout);
+int tn_deque_remove(tn_deque_t *d, size_t index, tn_blob_t **out,
+                    double timeout);
+int tn_deque_get(tn_deque_t *d, size_t index, tn_blob_t **out, double timeout);
+int tn_deque_set(tn_deque_t *d, size_t index, tn_blob_t *b, tn_blob_t **old,
+                 double timeout);
+
+/* The number of values, read without the lock (never waits). */
+size_t tn_deque_size(tn_deque_t *d);
+size_t tn_deque_size_hint(const tn_deque_t *d);
+
+/* Close: pushes and inserts fail with TN_ECLOSED from now on, pops drain
+** what is left, and every waiter wakes. Idempotent. */
+void tn_deque_close(tn_deque_t *d);
+int tn_deque_is_closed(tn_deque_t *d);
+
+/*
+** A snapshot: `*items` receives a malloc'd array of `*n` new references
+** (free with tn_blob_array_free) and `*version` the deque's version, which
+** changes with every modification.
+*/
+int tn_deque_snapshot(tn_deque_t *d, tn_blob_t ***items, size_t *n,
+                      uint64_t *version, double timeout);
+
+/*
+** Replace the whole content with `items` if the deque has not changed since
+** `version` was read; otherwise TN_ECONFLICT. On TN_OK the deque owns the
+** references in `items` (the array itself stays the caller's).
+*/
+int tn_deque_replace(tn_deque_t *d, tn_blob_t **items, size_t n,
+                     uint64_t version, double timeout);
+
+/* Release each blob of a snapshot array and free the array. */
+void tn_blob_array_free(tn_blob_t **items, size_t n);
+
+/* ---------------------------------------------------------------------- */
+/* Counter: an atomic 64-bit integer                                      */
+/* ---------------------------------------------------------------------- */
+
+typedef struct tn_counter tn_counter_t;
+
+int tn_counter_new(int64_t value, tn_counter_t **out);
+/* Add `delta` (wrapping); returns the new value. Lock-free. */
+int64_t tn_counter_add(tn_counter_t *c, int64_t delta);
+int64_t tn_counter_get(tn_counter_t *c);
+/* Store `value`; returns the old one. */
+int64_t tn_counter_set(tn_counter_t *c, int64_t value);
+
+/* ---------------------------------------------------------------------- */
+/* Printer: whole writes that never interleave                            */
+/* ---------------------------------------------------------------------- */
+
+typedef struct tn_printer tn_printer_t;
+
+/* A printer writing to `stream` (NULL: stdout). */
+int tn_printer_new(FILE *stream, tn_printer_t **out);
+
+/*
+** Hold the printer. Recursive: the holding thread may lock again (and its
+** writes go through); each lock needs its unlock.
+*/
+int tn_printer_lock(tn_printer_t *p, double timeout);
+void tn_printer_unlock(tn_printer_t *p);
+
+/* Write `len` bytes whole and flush, under the printer's lock. */
+int tn_printer_write(tn_printer_t *p, const void *data, size_t len,
+                     double timeout);
+
+/* ---------------------------------------------------------------------- */
+/* Block: a group of threads, one job queue each                          */
+/* ---------------------------------------------------------------------- */
+
+typedef struct tn_block tn_block_t;
+
+typedef struct tn_block_hooks {
+  /*
+  ** Called in thread `index` (1..size) before any job; `*ctx` becomes the
+  ** context handed to its jobs. Nonzero fails the block's creation.
+  */
+  int (*thread_start)(void *userdata, int index, void **ctx);
+  /* Called in the thread after its last job (only if start succeeded). */
+  void (*thread_stop)(void *userdata, int index, void *ctx);
+} tn_block_hooks_t;
+
+/* A job: runs in thread `index` with that thread's context. */
+typedef void (*tn_job_fn)(void *ctx, int index, void *arg);
+
+/*
+** Start `size` threads (>= 1) and wait until each has run its start hook
+** (hooks may be NULL). TN_EINVAL, TN_ENOMEM, TN_ETHREAD, or TN_EINIT when a
+** start hook failed (then every thread is stopped and joined).
+*/
+int tn_block_new(int size, const tn_block_hooks_t *hooks, void *userdata,
+                 tn_block_t **out);
+
+int tn_block_size(const tn_block_t *b);
+
+/*
+** Queue fn(ctx, i, arg) on every thread i; returns at once. Each thread runs
+** its jobs in order. `release(arg)`, if given, runs once, after the last
+** thread has finished with it (also when the run cannot be queued: then
+** the error is returned and no thread runs it). TN_ETERMINATED after
+** terminate; TN_ENOMEM.
+*/
+int tn_block_run(tn_block_t *b, tn_job_fn fn, void *arg,
+                 void (*release)(void *arg));
+
+/* Wait until every queued job has finished. TN_OK or TN_ETIMEDOUT. */
+int tn_block_synchronize(tn_block_t *b, double timeout);
+
+/* Let queued jobs finish, then stop and join the threads. Idempotent. */
+void tn_block_terminate(tn_block_t *b);
+int tn_block_is_terminated(const tn_block_t *b);
+
+/* Terminate (if needed) and free. NULL is ignored. */
+void tn_block_free(tn_block_t *b);
+
+/* ---------------------------------------------------------------------- */
+/* Fault injection (tests)                                                */
+/* ---------------------------------------------------------------------- */
+
+/*
+** Make the n-th allocation from now on (1-based) fail, and every later one
+** too if `sticky`; n = 0 turns injection off. Returns the number of
+** allocations made since the last call. Process-wide, for tests only.
+*/
+unsigned long tn_fault_alloc(unsigned long n, int sticky);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

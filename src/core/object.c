@@ -1,0 +1,271 @@
+/*
+** object.c - the shared-object header, the reader-writer lock behind user
+** callbacks, the allocator hook, and the small helpers (errors, sleep).
+*/
+#include <errno.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* ---- errors and sleep --------------------------------------------------- */
+
+const char *tn_strerror(int err) {
+  switch (err) {
+  case TN_OK: return "success";
+  case TN_ENOMEM: return "out of memory";
+  case TN_ETIMEDOUT: return "timed out";
+  case TN_EAGAIN: return "would wait";
+  case TN_ECLOSED: return "closed";
+  case TN_EINVAL: return "invalid argument";
+  case TN_ERANGE: return "index out of range";
+  case TN_ETERMINATED: return "block is terminated";
+  case TN_ETHREAD: return "cannot create thread";
+  case TN_ECONFLICT: return "changed concurrently";
+  case TN_EINIT: return "thread initialisation failed";
+  default: return "unknown error";
+  }
+}
+
+void tn_sleep(double seconds) {
+  if (!(seconds > 0)) return; /* also NaN */
+  struct timespec ts;
+  ts.tv_sec = (time_t)seconds;
+  ts.tv_nsec = (long)((seconds - (double)ts.tv_sec) * 1e9);
+  while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {
+  }
+}
+
+/* ---- allocation with fault injection ------------------------------------ */
+
+static atomic_ulong alloc_count;     /* allocations since the last arm */
+static atomic_ulong alloc_fail_at;   /* 0: off, else the failing number */
+static atomic_int alloc_fail_sticky; /* fail every allocation after it too */
+
+unsigned long tn_fault_alloc(unsigned long n, int sticky) {
+  unsigned long made = atomic_exchange(&alloc_count, 0);
+  atomic_store(&alloc_fail_sticky, sticky != 0);
+  atomic_store(&alloc_fail_at, n);
+  return made;
+}
+
+/* True when this allocation must fail. Off: one relaxed load. */
+static bool alloc_should_fail(void) {
+  unsigned long at = atomic_load_explicit(&alloc_fail_at, memory_order_relaxed);
+  if (at == 0) return false;
+  unsigned long k = atomic_fetch_add(&alloc_count, 1) + 1;
+  return k == at || (k > at && atomic_load(&alloc_fail_sticky));
+}
+
+void *tn_malloc(size_t size) {
+  return alloc_should_fail() ? NULL : malloc(size);
+}
+
+void *tn_realloc(void *p, size_t size) {
+  return alloc_should_fail() ? NULL : realloc(p, size);
+}
+
+void tn_free(void *p) { free(p); }
+
+/* ---- locks and deadlines ------------------------------------------------ */
+
+tn_deadline_t tn_deadline_in(double timeout) {
+  tn_deadline_t d = {{0, 0}, false};
+  if (!(timeout < 1e9)) { /* TN_FOREVER, huge values and NaN */
+    d.forever = true;
+    return d;
+  }
+  clock_gettime(CLOCK_MONOTONIC, &d.at);
+  if (timeout > 0) {
+    time_t s = (time_t)timeout;
+    long ns = d.at.tv_nsec + (long)((timeout - (double)s) * 1e9);
+    d.at.tv_sec += s + ns / 1000000000L;
+    d.at.tv_nsec = ns % 1000000000L;
+  }
+  return d;
+}
+
+bool tn_deadline_passed(const tn_deadline_t *d) {
+  if (d->forever) return false;
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return now.tv_sec > d->at.tv_sec ||
+         (now.tv_sec == d->at.tv_sec && now.tv_nsec >= d->at.tv_nsec);
+}
+
+void tn_mutex_init(pthread_mutex_t *m) {
+  if (pthread_mutex_init(m, NULL) != 0) abort();
+}
+
+void tn_cond_init(pthread_cond_t *c) {
+  pthread_condattr_t attr;
+  if (pthread_condattr_init(&attr) != 0 ||
+      pthread_condattr_setclock(&attr, CLOCK_MONOTONIC) != 0 ||
+      pthread_cond_init(c, &attr) != 0)
+    abort();
+  pthread_condattr_destroy(&attr);
+}
+
+int tn_mutex_acquire(pthread_mutex_t *m, double timeout) {
+  if (timeout < 0) {
+    int rc = pthread_mutex_trylock(m);
+    if (rc == EBUSY) return TN_EAGAIN;
+    if (rc != 0) abort();
+    return TN_OK;
+  }
+  if (pthread_mutex_lock(m) != 0) abort();
+  return TN_OK;
+}
+
+int tn_cond_wait_until(pthread_cond_t *c, pthread_mutex_t *m,
+                       const tn_deadline_t *d) {
+  if (d->forever) {
+    if (pthread_cond_wait(c, m) != 0) abort();
+    return TN_OK;
+  }
+  int rc = pthread_cond_timedwait(c, m, &d->at);
+  if (rc == ETIMEDOUT) return TN_ETIMEDOUT;
+  if (rc != 0) abort();
+  return TN_OK;
+}
+
+static long cpus_online = -1;
+
+bool tn_spin_worthwhile(void) {
+  /* A benign race: every thread computes the same value. */
+  long n = __atomic_load_n(&cpus_online, __ATOMIC_RELAXED);
+  if (n < 0) {
+    n = sysconf(_SC_NPROCESSORS_ONLN);
+    __atomic_store_n(&cpus_online, n, __ATOMIC_RELAXED);
+  }
+  return n > 1;
+}
+
+/* ---- reader-writer lock ------------------------------------------------- */
+
+void tn_rwlock_init(tn_rwlock_t *l) {
+  tn_mutex_init(&l->mutex);
+  tn_cond_init(&l->readers_cv);
+  tn_cond_init(&l->writers_cv);
+  l->readers = 0;
+  l->writers_waiting = 0;
+  l->writer = false;
+}
+
+void tn_rwlock_destroy(tn_rwlock_t *l) {
+  pthread_cond_destroy(&l->readers_cv);
+  pthread_cond_destroy(&l->writers_cv);
+  pthread_mutex_destroy(&l->mutex);
+}
+
+/*
+** Readers wait while a writer holds the lock or is queued for it, so a
+** stream of readers cannot starve a writer. Each wait re-checks under the
+** mutex; a timed-out wait leaves the counts as they were.
+*/
+int tn_rwlock_rdlock(tn_rwlock_t *l, double timeout) {
+  int rc = tn_mutex_acquire(&l->mutex, timeout);
+  if (rc != TN_OK) return rc;
+  if (l->writer || l->writers_waiting > 0) {
+    if (timeout < 0) {
+      pthread_mutex_unlock(&l->mutex);
+      return TN_EAGAIN;
+    }
+    tn_deadline_t d = tn_deadline_in(timeout);
+    while (l->writer || l->writers_waiting > 0) {
+      if (tn_cond_wait_until(&l->readers_cv, &l->mutex, &d) == TN_ETIMEDOUT &&
+          (l->writer || l->writers_waiting > 0)) {
+        pthread_mutex_unlock(&l->mutex);
+        return TN_ETIMEDOUT;
+      }
+    }
+  }
+  l->readers++;
+  pthread_mutex_unlock(&l->mutex);
+  return TN_OK;
+}
+
+void tn_rwlock_rdunlock(tn_rwlock_t *l) {
+  pthread_mutex_lock(&l->mutex);
+  if (--l->readers == 0 && l->writers_waiting > 0)
+    pthread_cond_signal(&l->writers_cv);
+  pthread_mutex_unlock(&l->mutex);
+}
+
+int tn_rwlock_wrlock(tn_rwlock_t *l, double timeout) {
+  int rc = tn_mutex_acquire(&l->mutex, timeout);
+  if (rc != TN_OK) return rc;
+  if (l->writer || l->readers > 0) {
+    if (timeout < 0) {
+      pthread_mutex_unlock(&l->mutex);
+      return TN_EAGAIN;
+    }
+    tn_deadline_t d = tn_deadline_in(timeout);
+    l->writers_waiting++;
+    while (l->writer || l->readers > 0) {
+      if (tn_cond_wait_until(&l->writers_cv, &l->mutex, &d) == TN_ETIMEDOUT &&
+          (l->writer || l->readers > 0)) {
+        /* Giving up: readers held off for our sake may go on. */
+        if (--l->writers_waiting == 0) pthread_cond_broadcast(&l->readers_cv);
+        pthread_mutex_unlock(&l->mutex);
+        return TN_ETIMEDOUT;
+      }
+    }
+    l->writers_waiting--;
+  }
+  l->writer = true;
+  pthread_mutex_unlock(&l->mutex);
+  return TN_OK;
+}
+
+void tn_rwlock_wrunlock(tn_rwlock_t *l) {
+  pthread_mutex_lock(&l->mutex);
+  l->writer = false;
+  if (l->writers_waiting > 0)
+    pthread_cond_signal(&l->writers_cv);
+  else
+    pthread_cond_broadcast(&l->readers_cv);
+  pthread_mutex_unlock(&l->mutex);
+}
+
+/* ---- shared objects ----------------------------------------------------- */
+
+void tn_object_init(tn_object_t *o, tn_type_t type,
+                    void (*destroy)(tn_object_t *o)) {
+  atomic_init(&o->refs, 1);
+  o->type = type;
+  o->destroy = destroy;
+  tn_rwlock_init(&o->callback_lock);
+}
+
+void tn_object_fini(tn_object_t *o) { tn_rwlock_destroy(&o->callback_lock); }
+
+tn_object_t *tn_object_retain(tn_object_t *o) {
+  atomic_fetch_add_explicit(&o->refs, 1, memory_order_relaxed);
+  return o;
+}
+
+/* The acquire/release pair makes every write by any former holder visible
+** to the thread that destroys the object. */
+void tn_object_release(tn_object_t *o) {
+  if (o == NULL) return;
+  if (atomic_fetch_sub_explicit(&o->refs, 1, memory_order_release) == 1) {
+    atomic_thread_fence(memory_order_acquire);
+    o->destroy(o);
+  }
+}
+
+tn_type_t tn_object_type(const tn_object_t *o) { return o->type; }
+
+int tn_object_read_lock(tn_object_t *o, double timeout) {
+  return tn_rwlock_rdlock(&o->callback_lock, timeout);
+}
+void tn_object_read_unlock(tn_object_t *o) {
+  tn_rwlock_rdunlock(&o->callback_lock);
+}
+int tn_object_write_lock(tn_object_t *o, double timeout) {
+  return tn_rwlock_wrlock(&o->callback_lock, timeout);
+}
+void tn_object_write_unlock(tn_object_t *o) {
+  tn_rwlock_wrunlock(&o->callback_lock);
+}

@@ -1,0 +1,234 @@
+/*
+** ltunnel.c - the module's entry point (luaopen_tunnel_core) and what every
+** class shares: boxes for shared objects, class metatables, argument checks
+** and errors that name the method.
+**
+** Registry layout (per Lua state):
+**   registry["tunnel.boxes"]  weak-valued: lightuserdata(object) -> box
+**   registry["tunnel.types"]  type number -> metatable
+*/
+#include <math.h>
+#include <stdarg.h>
+#include <string.h>
+
+#include "ltunnel.h"
+
+#define BOXES_KEY "tunnel.boxes"
+#define TYPES_KEY "tunnel.types"
+
+/* ---- errors and arguments ----------------------------------------------- */
+
+int tn_l_error(lua_State *L, const char *method, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  lua_pushstring(L, method);
+  lua_pushliteral(L, ": ");
+  lua_pushvfstring(L, fmt, ap);
+  va_end(ap);
+  lua_concat(L, 3);
+  return lua_error(L);
+}
+
+int tn_l_coreerror(lua_State *L, const char *method, int err) {
+  return tn_l_error(L, method, "%s", tn_strerror(err));
+}
+
+double tn_l_opttimeout(lua_State *L, int idx, const char *method) {
+  if (lua_isnoneornil(L, idx)) return TN_FOREVER;
+  if (lua_type(L, idx) != LUA_TNUMBER)
+    tn_l_error(L, method, "timeout must be a number of seconds (got %s)",
+               luaL_typename(L, idx));
+  double t = (double)lua_tonumber(L, idx);
+  if (!(t >= 0)) /* also NaN */
+    tn_l_error(L, method, "timeout must be >= 0 (got %f)", t);
+  return isinf(t) ? TN_FOREVER : t;
+}
+
+lua_Integer tn_l_checkinteger(lua_State *L, int idx, const char *method,
+                              const char *what) {
+  if (lua_type(L, idx) == LUA_TNUMBER) {
+#if TN_HAS_INTEGERS
+    if (lua_isinteger(L, idx)) return lua_tointeger(L, idx);
+#endif
+    lua_Number n = lua_tonumber(L, idx);
+    /* Exact integers only, within the range a lua_Integer holds. */
+    if (n == floor(n) && n >= -9007199254740992.0 && n <= 9007199254740992.0)
+      return (lua_Integer)n;
+    return tn_l_error(L, method, "%s must be an integer (got %s)", what,
+                      lua_tostring(L, idx));
+  }
+  return tn_l_error(L, method, "%s must be an integer (got %s)", what,
+                    luaL_typename(L, idx));
+}
+
+/* ---- boxes -------------------------------------------------------------- */
+
+/* __gc (and the end of a state): drop the box's reference. */
+static int l_box_gc(lua_State *L) {
+  tn_box_t *box = lua_touserdata(L, 1);
+  if (box != NULL && box->object != NULL) {
+    tn_object_release(box->object);
+    box->object = NULL;
+  }
+  return 0;
+}
+
+static int l_box_eq(lua_State *L) {
+  tn_box_t *a = lua_touserdata(L, 1), *b = lua_touserdata(L, 2);
+  lua_pushboolean(L, a != NULL && b != NULL && a->object == b->object);
+  return 1;
+}
+
+static int l_box_tostring(lua_State *L) {
+  tn_box_t *box = lua_touserdata(L, 1);
+  lua_getfield(L, lua_upvalueindex(1), "__name");
+  lua_pushfstring(L, "%s: %p", lua_tostring(L, -1),
+                  box != NULL ? (void *)box->object : NULL);
+  return 1;
+}
+
+void tn_l_pushobject(lua_State *L, tn_object_t *o) {
+  lua_getfield(L, LUA_REGISTRYINDEX, BOXES_KEY); /* push cache */
+  lua_pushlightuserdata(L, o);
+  lua_rawget(L, -2);
+  tn_box_t *box = lua_touserdata(L, -1);
+  if (box != NULL && box->object == o) {
+    lua_remove(L, -2); /* pop cache */
+    return;
+  }
+  lua_pop(L, 1);
+  box = tn_newuserdata(L, sizeof(tn_box_t));
+  box->object = NULL;
+  lua_getfield(L, LUA_REGISTRYINDEX, TYPES_KEY);
+  lua_rawgeti(L, -1, (int)tn_object_type(o));
+  if (lua_isnil(L, -1))
+    luaL_error(L, "tunnel: object of unknown type %d", (int)tn_object_type(o));
+  lua_setmetatable(L, -3);
+  lua_pop(L, 1); /* pop types */
+  box->object = tn_object_retain(o);
+  lua_pushlightuserdata(L, o);
+  lua_pushvalue(L, -2);
+  lua_rawset(L, -4); /* cache[o] = box */
+  lua_remove(L, -2); /* pop cache */
+}
+
+tn_object_t *tn_l_toobject(lua_State *L, int idx) {
+  tn_box_t *box = lua_touserdata(L, idx);
+  if (box == NULL || lua_islightuserdata(L, idx) || !lua_getmetatable(L, idx))
+    return NULL;
+  lua_getfield(L, -1, "__tunnel_type"); /* push type number */
+  int type = (int)lua_tointeger(L, -1);
+  tn_object_t *o = NULL;
+  if (type > 0) {
+    lua_getfield(L, LUA_REGISTRYINDEX, TYPES_KEY);
+    lua_rawgeti(L, -1, type);
+    if (lua_rawequal(L, -1, -4)) o = box->object;
+    lua_pop(L, 2);
+  }
+  lua_pop(L, 2); /* pop type number and metatable */
+  return o;
+}
+
+tn_object_t *tn_l_checkobject(lua_State *L, int idx, const char *method) {
+  tn_box_t *box = lua_touserdata(L, idx);
+  if (box != NULL && lua_getmetatable(L, idx)) {
+    int same = lua_rawequal(L, -1, lua_upvalueindex(1));
+    lua_pop(L, 1);
+    if (same) {
+      if (box->object == NULL)
+        tn_l_error(L, method, "object has been collected");
+      return box->object;
+    }
+  }
+  lua_getfield(L, lua_upvalueindex(1), "__name");
+  return (tn_object_t *)(size_t)tn_l_error(
+      L, method, "self is a %s, not a %s (call it with ':')",
+      luaL_typename(L, idx), lua_tostring(L, -1));
+}
+
+/* Set each function of `l` into the table at the top, with the metatable
+** and the methods table (at absolute indexes) as upvalues 1 and 2. */
+static void set_closures(lua_State *L, const luaL_Reg *l, int mt, int methods) {
+  for (; l != NULL && l->name != NULL; l++) {
+    lua_pushvalue(L, mt);
+    lua_pushvalue(L, methods);
+    lua_pushcclosure(L, l->func, 2);
+    lua_setfield(L, -2, l->name);
+  }
+}
+
+void tn_l_newclass(lua_State *L, tn_type_t type, const char *name,
+                   const luaL_Reg *methods, const luaL_Reg *meta) {
+  luaL_newmetatable(L, name);
+  int mt = lua_gettop(L);
+  lua_newtable(L);
+  int mtab = lua_gettop(L);
+  lua_pushvalue(L, mtab); /* fill the methods table */
+  set_closures(L, methods, mt, mtab);
+  lua_pop(L, 1);
+  lua_pushvalue(L, mt); /* fill the metatable */
+  set_closures(L, meta, mt, mtab);
+  static const luaL_Reg defaults[] = {{"__gc", l_box_gc},
+                                      {"__eq", l_box_eq},
+                                      {"__tostring", l_box_tostring},
+                                      {NULL, NULL}};
+  for (const luaL_Reg *d = defaults; d->name != NULL; d++) {
+    lua_getfield(L, -1, d->name);
+    int missing = lua_isnil(L, -1);
+    lua_pop(L, 1);
+    if (missing) {
+      const luaL_Reg one[] = {*d, {NULL, NULL}};
+      set_closures(L, one, mt, mtab);
+    }
+  }
+  lua_getfield(L, -1, "__index");
+  if (lua_isnil(L, -1)) {
+    lua_pushvalue(L, mtab);
+    lua_setfield(L, mt, "__index");
+  }
+  lua_pop(L, 1);
+  lua_pushstring(L, name);
+  lua_setfield(L, mt, "__name");
+  lua_pushinteger(L, (lua_Integer)type);
+  lua_setfield(L, mt, "__tunnel_type");
+  lua_pushliteral(L, "locked");
+  lua_setfield(L, mt, "__metatable"); /* getmetatable cannot tamper */
+  lua_pop(L, 1); /* pop the metatable copy */
+  lua_getfield(L, LUA_REGISTRYINDEX, TYPES_KEY);
+  lua_pushvalue(L, mt);
+  lua_rawseti(L, -2, (int)type);
+  lua_pop(L, 3); /* types, methods, metatable */
+}
+
+/* ---- the module ---------------------------------------------------------- */
+
+static int l_sleep(lua_State *L) {
+  lua_Number s = luaL_checknumber(L, 1);
+  tn_sleep((double)s);
+  return 0;
+}
+
+int luaopen_tunnel_core(lua_State *L);
+
+int luaopen_tunnel_core(lua_State *L) {
+  lua_newtable(L); /* registry["tunnel.boxes"], weak values */
+  lua_newtable(L);
+  lua_pushliteral(L, "v");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_setfield(L, LUA_REGISTRYINDEX, BOXES_KEY);
+  lua_newtable(L);
+  lua_setfield(L, LUA_REGISTRYINDEX, TYPES_KEY);
+
+  lua_newtable(L); /* the module */
+  lua_pushcfunction(L, l_sleep);
+  lua_setfield(L, -2, "sleep");
+  lua_pushliteral(L, TN_VERSION);
+  lua_setfield(L, -2, "version");
+  tn_l_open_vector(L);
+  tn_l_open_counter(L);
+  tn_l_open_printer(L);
+  tn_l_open_block(L);
+  tn_l_open_serializer(L);
+  return 1;
+}

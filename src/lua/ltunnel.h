@@ -1,0 +1,98 @@
+/*
+** ltunnel.h - what the binding's files share: boxes (the userdata that
+** stand for shared objects in a Lua state), class registration, argument
+** checks with errors that name the method, and the value codec.
+**
+** Method names in errors are the full Lua name, e.g. "tunnel.Vector:set".
+*/
+#ifndef TN_LTUNNEL_H
+#define TN_LTUNNEL_H
+
+#include "compat.h"
+#include "tunnel.h"
+
+/*
+** A box: the userdata for a shared object. It holds one reference, dropped
+** by __gc. One box per object per state (a weak cache), so `==` and table
+** keys work as users expect.
+*/
+typedef struct tn_box {
+  tn_object_t *object;
+} tn_box_t;
+
+/*
+** Create the metatable `name` ("tunnel.Vector") for objects of `type`:
+** `meta` holds metamethods, `methods` the methods. Every one of those
+** functions gets two upvalues: 1 the metatable (what tn_l_checkobject
+** compares with), 2 the methods table (for a custom __index). __index is the
+** methods table unless `meta` has its own. __gc, __eq and a __tostring
+** ("tunnel.Vector: 0x...") are added where `meta` has none. The metatable's
+** __name is `name`. Leaves the stack as it was.
+*/
+void tn_l_newclass(lua_State *L, tn_type_t type, const char *name,
+                   const luaL_Reg *methods, const luaL_Reg *meta);
+
+/* Push the box of `o` (creating it, with a new reference, if the state has
+** none). */
+void tn_l_pushobject(lua_State *L, tn_object_t *o);
+
+/* The object boxed at `idx`, or NULL if that is not a tunnel object. */
+tn_object_t *tn_l_toobject(lua_State *L, int idx);
+
+/*
+** The object at `idx` (the self of `method`), checked against the
+** metatable in upvalue 1: so only functions registered by tn_l_newclass
+** may call this. Else an error: "tunnel.Vector:pushBack: self is a number,
+** not a tunnel.Vector (call with ':')".
+*/
+tn_object_t *tn_l_checkobject(lua_State *L, int idx, const char *method);
+
+/* Raise "<method>: <formatted message>". Never returns. */
+int tn_l_error(lua_State *L, const char *method, const char *fmt, ...);
+
+/* Raise the error for a failed core call: "<method>: <tn_strerror(err)>". */
+int tn_l_coreerror(lua_State *L, const char *method, int err);
+
+/*
+** The optional timeout argument at `idx`: nil -> TN_FOREVER, a number >= 0
+** (math.huge waits forever), else an error naming `method`.
+*/
+double tn_l_opttimeout(lua_State *L, int idx, const char *method);
+
+/*
+** An integer argument: a Lua integer, or a float with an exact integer
+** value. Errors name `method` and `what` ("index must be an integer").
+*/
+lua_Integer tn_l_checkinteger(lua_State *L, int idx, const char *method,
+                              const char *what);
+
+/* ---- the value codec (codec.c) ------------------------------------------ */
+
+/*
+** Encode the `count` values at stack indexes first..first+count-1 into one
+** blob (cycles and shared tables survive across all of them). A single nil
+** encodes as NULL. Raises "<method>: cannot send value at <path>: <why>"
+** for a value that cannot cross threads, leaving nothing retained.
+*/
+tn_blob_t *tn_l_encode(lua_State *L, int first, int count,
+                       const char *method);
+
+/*
+** Push the values of `b` (NULL: one nil) and return how many. Raises
+** "<method>: <why>" for bytes that are not a valid encoding.
+*/
+int tn_l_decode(lua_State *L, const tn_blob_t *b, const char *method);
+
+/*
+** Classes: one open function per file, called by luaopen_tunnel_core with
+** the module table on top of the stack; each sets its constructors there
+** (module.Vector = ...) and registers its metatable.
+*/
+
+void tn_l_open_vector(lua_State *L);     /* lvector.c */
+void tn_l_open_counter(lua_State *L);    /* lcounter.c */
+void tn_l_open_printer(lua_State *L);    /* lprinter.c */
+void tn_l_open_block(lua_State *L);      /* lblock.c */
+void tn_l_open_serializer(lua_State *L); /* lserializer.c */
+
+#endif

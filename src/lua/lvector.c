@@ -1,0 +1,4 @@
+/* lvector.c - placeholder until the class lands. */
+#include "ltunnel.h"
+
+void tn_l_open_vector(lua_State *L) { (void)L; }
