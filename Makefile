@@ -56,8 +56,9 @@ TEST_OBJ := $(TEST_SRC:test/%.c=$(B)/test/%.o)
 MODULE := $(B)/$(LUA)/tunnel/core.so
 
 # What the specs and examples need to find the in-tree module.
+# TUNNEL_LUA tells specs which interpreter to start subprocesses with.
 LUA_ENV := LUA_PATH="lua/?.lua;lua/?/init.lua;;" \
-           LUA_CPATH="$(B)/$(LUA)/?.so;;"
+           LUA_CPATH="$(B)/$(LUA)/?.so;;" TUNNEL_LUA=$(LUA)
 
 .PHONY: all lib module test check-c spec spec-all examples example install \
         clean
@@ -134,3 +135,7 @@ install: $(B)/libtunnel.a $(MODULE)
 
 clean:
 	rm -rf $(B)
+
+# Benchmarks (bench/bench.mk): `make bench` prints a table and writes
+# bench/results.json.
+-include bench/bench.mk

@@ -61,6 +61,9 @@ const char *tn_strerror(int err);
 /* Sleep the calling thread for `seconds` (negative or NaN: not at all). */
 void tn_sleep(double seconds);
 
+/* Seconds on a monotonic clock (for measuring intervals). */
+double tn_clock(void);
+
 /* ---------------------------------------------------------------------- */
 /* Shared objects                                                         */
 /* ---------------------------------------------------------------------- */

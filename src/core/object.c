@@ -36,6 +36,12 @@ void tn_sleep(double seconds) {
   }
 }
 
+double tn_clock(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
 /* ---- allocation with fault injection ------------------------------------ */
 
 static atomic_ulong alloc_count;     /* allocations since the last arm */

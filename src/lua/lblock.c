@@ -1,4 +1,502 @@
-/* lblock.c - placeholder until the class lands. */
+/*
+** lblock.c - tunnel.Block: a group of threads, each with its own Lua state,
+** running the same job.
+**
+** A thread's state is fresh: the standard libraries, the creating state's
+** package.path and package.cpath, `tunnel` loaded (also as a global), the
+** global __threadid (1..size), then init() if one was given.
+**
+** A run encodes the callback and the block's arguments once; every thread
+** decodes that one blob. Results travel back through two tunnel.Vectors per
+** run (result, status), as in the original: status[i] stays nil until
+** thread i is done, so getResult of a pending run is well defined.
+**
+** Caveat: every run's vectors are kept until the block is collected, so a
+** block that runs millions of times holds millions of small records.
+*/
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "ltunnel.h"
 
-void tn_l_open_block(lua_State *L) { (void)L; }
+#define BLOCK_MT "tunnel.Block"
+
+/* What a thread needs to build its state; lives as long as the block. */
+typedef struct block_setup {
+  char *path;
+  char *cpath;
+  tn_blob_t *init;
+  pthread_mutex_t lock;
+  char *error; /* the first start failure, malloc'd */
+} block_setup_t;
+
+typedef struct l_block {
+  tn_block_t *block;
+  block_setup_t *setup;
+  int size;
+  int args_ref;      /* registry ref: the table of added values */
+  int runs_ref;      /* registry ref: runs[id] = {result, status} */
+  lua_Integer nruns;
+} l_block_t;
+
+/* One run, shared by every thread of the block. */
+typedef struct block_run {
+  tn_blob_t *job; /* callback, then the arguments */
+  tn_deque_t *result;
+  tn_deque_t *status;
+} block_run_t;
+
+static void setup_free(block_setup_t *s) {
+  if (s == NULL) return;
+  free(s->path);
+  free(s->cpath);
+  free(s->error);
+  tn_blob_release(s->init);
+  pthread_mutex_destroy(&s->lock);
+  free(s);
+}
+
+static char *dup_string(const char *s) {
+  if (s == NULL) return NULL;
+  size_t n = strlen(s) + 1;
+  char *d = malloc(n);
+  if (d != NULL) memcpy(d, s, n);
+  return d;
+}
+
+/* ---- inside a block thread ---------------------------------------------- */
+
+/* Error handler: {message, traceback = "..."}. */
+static int l_job_msgh(lua_State *T) {
+  lua_newtable(T);
+  lua_pushvalue(T, 1);
+  lua_rawseti(T, -2, 1);
+  const char *msg = lua_tostring(T, 1);
+  tn_traceback(T, T, msg, 1);
+  lua_setfield(T, -2, "traceback");
+  return 1;
+}
+
+/* Build the thread's state (protected: runs under lua_pcall). */
+static int l_thread_setup(lua_State *T) {
+  block_setup_t *s = lua_touserdata(T, 1);
+  int index = (int)lua_tointeger(T, 2);
+  luaL_openlibs(T);
+  lua_getglobal(T, "package");
+  if (s->path != NULL) {
+    lua_pushstring(T, s->path);
+    lua_setfield(T, -2, "path");
+  }
+  if (s->cpath != NULL) {
+    lua_pushstring(T, s->cpath);
+    lua_setfield(T, -2, "cpath");
+  }
+  lua_pop(T, 1);
+  lua_getglobal(T, "require");
+  lua_pushliteral(T, "tunnel");
+  lua_call(T, 1, 1);
+  lua_setglobal(T, "tunnel");
+  lua_pushinteger(T, index);
+  lua_setglobal(T, "__threadid");
+  if (s->init != NULL) {
+    int n = tn_l_decode(T, s->init, "tunnel.Block");
+    lua_call(T, n - 1, 0);
+  }
+  return 0;
+}
+
+static int thread_start(void *userdata, int index, void **ctx) {
+  block_setup_t *s = userdata;
+  lua_State *T = luaL_newstate();
+  const char *why = "cannot create a Lua state (out of memory)";
+  if (T != NULL) {
+    lua_pushcfunction(T, l_job_msgh);
+    lua_pushcfunction(T, l_thread_setup);
+    lua_pushlightuserdata(T, s);
+    lua_pushinteger(T, index);
+    if (lua_pcall(T, 2, 0, 1) == 0) {
+      lua_settop(T, 0);
+      *ctx = T;
+      return 0;
+    }
+    lua_rawgeti(T, -1, 1);
+    why = lua_tostring(T, -1);
+    if (why == NULL) why = "error object is not a string";
+  }
+  pthread_mutex_lock(&s->lock);
+  if (s->error == NULL) {
+    size_t n = strlen(why) + 64;
+    s->error = malloc(n);
+    if (s->error != NULL)
+      snprintf(s->error, n, "init failed in thread %d: %s", index, why);
+  }
+  pthread_mutex_unlock(&s->lock);
+  if (T != NULL) lua_close(T);
+  return 1;
+}
+
+static void thread_stop(void *userdata, int index, void *ctx) {
+  (void)userdata;
+  (void)index;
+  lua_close(ctx);
+}
+
+static const tn_block_hooks_t block_hooks = {thread_start, thread_stop};
+
+static void store(lua_State *T, tn_deque_t *d, lua_Integer index, int idx,
+                  const char *what);
+
+/* Decode and call the job, then store its packed results as result[i]
+** (protected). Stack: run, index. */
+static int l_job_body(lua_State *T) {
+  block_run_t *run = lua_touserdata(T, 1);
+  lua_Integer index = lua_tointeger(T, 2);
+  int base = lua_gettop(T);
+  int n = tn_l_decode(T, run->job, "tunnel.Block:run");
+  lua_call(T, n - 1, LUA_MULTRET);
+  int nres = lua_gettop(T) - base;
+  lua_createtable(T, nres, 1);
+  lua_insert(T, base + 1);
+  for (int i = nres; i >= 1; i--) lua_rawseti(T, base + 1, i);
+  lua_pushinteger(T, nres);
+  lua_setfield(T, base + 1, "n");
+  store(T, run->result, index, base + 1, "tunnel.Block:run (result)");
+  return 0;
+}
+
+/* Encode the value at `idx` into slot `index` of `d` (protected). */
+static void store(lua_State *T, tn_deque_t *d, lua_Integer index, int idx,
+                  const char *what) {
+  tn_blob_t *b = tn_l_encode(T, idx, 1, what);
+  if (tn_deque_set(d, (size_t)index - 1, b, NULL, TN_FOREVER) != TN_OK)
+    tn_blob_release(b);
+}
+
+static int l_store_error(lua_State *T) {
+  block_run_t *run = lua_touserdata(T, 1);
+  store(T, run->result, lua_tointeger(T, 2), 3, "tunnel.Block:run (error)");
+  return 0;
+}
+
+/*
+** Record a job's outcome (protected). Stack: run, index, ok, error. On
+** failure result[i] is {message, traceback = ...}; an error value that
+** cannot cross is replaced by its string form. status[i] is set last: it
+** is what tells a reader the thread is done.
+*/
+static int l_job_outcome(lua_State *T) {
+  block_run_t *run = lua_touserdata(T, 1);
+  lua_Integer index = lua_tointeger(T, 2);
+  if (!lua_toboolean(T, 3)) {
+    if (!lua_istable(T, 4)) { /* the handler itself failed */
+      lua_newtable(T);
+      lua_pushvalue(T, 4);
+      lua_rawseti(T, -2, 1);
+      lua_replace(T, 4);
+    }
+    lua_pushcfunction(T, l_store_error);
+    lua_pushvalue(T, 1);
+    lua_pushvalue(T, 2);
+    lua_pushvalue(T, 4);
+    if (lua_pcall(T, 3, 0, 0) != 0) {
+      lua_pop(T, 1);
+      lua_newtable(T);
+      lua_getglobal(T, "tostring");
+      lua_rawgeti(T, 4, 1);
+      lua_call(T, 1, 1);
+      lua_rawseti(T, -2, 1);
+      lua_getfield(T, 4, "traceback");
+      lua_setfield(T, -2, "traceback");
+      store(T, run->result, index, lua_gettop(T), "tunnel.Block:run (error)");
+    }
+  }
+  lua_pushboolean(T, lua_toboolean(T, 3));
+  store(T, run->status, index, lua_gettop(T), "tunnel.Block:run");
+  return 0;
+}
+
+static void run_job(void *ctx, int index, void *arg) {
+  lua_State *T = ctx;
+  lua_settop(T, 0);
+  lua_pushcfunction(T, l_job_msgh);
+  lua_pushcfunction(T, l_job_body);
+  lua_pushlightuserdata(T, arg);
+  lua_pushinteger(T, index);
+  int ok = lua_pcall(T, 2, 0, 1) == 0;
+  /* Stack: handler [, error]. Only running out of memory makes the outcome
+  ** call fail; then status[i] stays nil. */
+  lua_pushcfunction(T, l_job_outcome);
+  lua_pushlightuserdata(T, arg);
+  lua_pushinteger(T, index);
+  lua_pushboolean(T, ok);
+  if (ok)
+    lua_pushnil(T);
+  else
+    lua_pushvalue(T, 2);
+  lua_pcall(T, 4, 0, 0);
+  lua_settop(T, 0);
+}
+
+static void run_release(void *arg) {
+  block_run_t *run = arg;
+  tn_blob_release(run->job);
+  tn_object_release(TN_OBJECT(run->result));
+  tn_object_release(TN_OBJECT(run->status));
+  free(run);
+}
+
+/* ---- the Lua class (main side) ------------------------------------------ */
+
+static l_block_t *check_block(lua_State *L, const char *method) {
+  l_block_t *b = lua_touserdata(L, 1);
+  if (b != NULL && lua_getmetatable(L, 1)) {
+    int same = lua_rawequal(L, -1, lua_upvalueindex(1));
+    lua_pop(L, 1);
+    if (same) return b;
+  }
+  tn_l_error(L, method, "self is a %s, not a tunnel.Block (call it with ':')",
+             luaL_typename(L, 1));
+  return NULL;
+}
+
+static int l_block_new(lua_State *L) {
+  const char *method = "tunnel.Block";
+  lua_Integer size = tn_l_checkinteger(L, 1, method, "size");
+  if (size < 1 || size > 4096)
+    return tn_l_error(L, method, "size must be between 1 and 4096 (got %d)",
+                      (int)size);
+  if (!lua_isnoneornil(L, 2) && lua_type(L, 2) != LUA_TFUNCTION)
+    return tn_l_error(L, method, "init must be a function (got %s)",
+                      luaL_typename(L, 2));
+  lua_settop(L, 2);
+  l_block_t *b = tn_newuserdata(L, sizeof(l_block_t));
+  memset(b, 0, sizeof *b);
+  b->args_ref = b->runs_ref = LUA_NOREF;
+  b->size = (int)size;
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_setmetatable(L, -2); /* from here on __gc cleans up */
+
+  block_setup_t *s = calloc(1, sizeof *s);
+  if (s == NULL) return tn_l_error(L, method, "out of memory");
+  pthread_mutex_init(&s->lock, NULL);
+  b->setup = s;
+  lua_getglobal(L, "package");
+  if (lua_istable(L, -1)) {
+    lua_getfield(L, -1, "path");
+    s->path = dup_string(lua_tostring(L, -1));
+    lua_getfield(L, -2, "cpath");
+    s->cpath = dup_string(lua_tostring(L, -1));
+    lua_pop(L, 2);
+  }
+  lua_pop(L, 1);
+  if (!lua_isnil(L, 2)) s->init = tn_l_encode(L, 2, 1, method);
+
+  int err = tn_block_new(b->size, &block_hooks, s, &b->block);
+  if (err != TN_OK) {
+    b->block = NULL;
+    if (err == TN_EINIT && s->error != NULL)
+      return tn_l_error(L, method, "%s", s->error);
+    return tn_l_coreerror(L, method, err);
+  }
+  lua_newtable(L);
+  b->args_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_newtable(L);
+  b->runs_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return 1;
+}
+
+static int l_block_add(lua_State *L) {
+  l_block_t *b = check_block(L, "tunnel.Block:add");
+  int n = lua_gettop(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, b->args_ref);
+  int len = (int)tn_rawlen(L, -1);
+  for (int i = 2; i <= n; i++) {
+    lua_pushvalue(L, i);
+    lua_rawseti(L, -2, ++len);
+  }
+  lua_pushvalue(L, 1);
+  return 1;
+}
+
+/* A vector of `size` nils; on failure `job` is released and an error
+** raised. */
+static tn_deque_t *new_result_vector(lua_State *L, int size, tn_blob_t *job) {
+  tn_deque_t *d = NULL;
+  int err = tn_deque_new(TN_UNBOUNDED, &d);
+  if (err == TN_OK) {
+    err = tn_deque_set(d, (size_t)size - 1, NULL, NULL, TN_FOREVER);
+    if (err != TN_OK) tn_object_release(TN_OBJECT(d));
+  }
+  if (err != TN_OK) {
+    tn_blob_release(job);
+    tn_l_coreerror(L, "tunnel.Block:run", err);
+  }
+  return d;
+}
+
+static int l_block_run(lua_State *L) {
+  const char *method = "tunnel.Block:run";
+  l_block_t *b = check_block(L, method);
+  if (b->block == NULL || tn_block_is_terminated(b->block))
+    return tn_l_error(L, method, "block is terminated");
+  if (lua_type(L, 2) != LUA_TFUNCTION)
+    return tn_l_error(L, method, "callback must be a function (got %s)",
+                      luaL_typename(L, 2));
+  lua_settop(L, 2);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, b->args_ref);
+  int nargs = (int)tn_rawlen(L, 3);
+  luaL_checkstack(L, nargs + 8, method);
+  lua_pushvalue(L, 2);
+  for (int i = 1; i <= nargs; i++) lua_rawgeti(L, 3, i);
+  tn_blob_t *job = tn_l_encode(L, 4, nargs + 1, method);
+  lua_settop(L, 3);
+
+  /* The result vectors go into boxes first, so an error below frees them
+  ** with the boxes; the run record takes references of its own. */
+  lua_createtable(L, 2, 0);
+  for (int i = 1; i <= 2; i++) {
+    tn_deque_t *d = new_result_vector(L, b->size, job);
+    tn_l_pushobject(L, TN_OBJECT(d));
+    tn_object_release(TN_OBJECT(d));
+    lua_rawseti(L, -2, i);
+  }
+  block_run_t *run = malloc(sizeof *run);
+  if (run == NULL) {
+    tn_blob_release(job);
+    return tn_l_error(L, method, "out of memory");
+  }
+  run->job = job;
+  lua_rawgeti(L, -1, 1);
+  run->result = (tn_deque_t *)tn_object_retain(tn_l_toobject(L, -1));
+  lua_rawgeti(L, -2, 2);
+  run->status = (tn_deque_t *)tn_object_retain(tn_l_toobject(L, -1));
+  lua_pop(L, 2);
+  int err = tn_block_run(b->block, run_job, run, run_release);
+  if (err != TN_OK) return tn_l_coreerror(L, method, err);
+  b->nruns++;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, b->runs_ref);
+  lua_pushvalue(L, -2);
+  lua_rawseti(L, -2, (int)b->nruns);
+  lua_pushinteger(L, b->nruns);
+  return 1;
+}
+
+/* Push result, status of run `id` (nil, nil if unknown). */
+static int push_result(lua_State *L, l_block_t *b, lua_Integer id) {
+  if (id < 1 || id > b->nruns || b->runs_ref == LUA_NOREF) {
+    lua_pushnil(L);
+    lua_pushnil(L);
+    return 2;
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, b->runs_ref);
+  lua_rawgeti(L, -1, (int)id);
+  lua_rawgeti(L, -1, 1);
+  lua_rawgeti(L, -2, 2);
+  return 2;
+}
+
+static int l_block_getresult(lua_State *L) {
+  const char *method = "tunnel.Block:getResult";
+  l_block_t *b = check_block(L, method);
+  lua_Integer id = lua_isnoneornil(L, 2)
+                       ? b->nruns
+                       : tn_l_checkinteger(L, 2, method, "run id");
+  return push_result(L, b, id);
+}
+
+static int l_block_synchronize(lua_State *L) {
+  l_block_t *b = check_block(L, "tunnel.Block:synchronize");
+  if (b->block != NULL) tn_block_synchronize(b->block, TN_FOREVER);
+  return push_result(L, b, b->nruns);
+}
+
+static int l_block_terminate(lua_State *L) {
+  l_block_t *b = check_block(L, "tunnel.Block:terminate");
+  if (b->block != NULL) tn_block_terminate(b->block);
+  return push_result(L, b, b->nruns);
+}
+
+/* __gc: queued jobs finish, then the threads stop (this is what lets a main
+** chunk end while jobs run). */
+static int l_block_gc(lua_State *L) {
+  l_block_t *b = lua_touserdata(L, 1);
+  tn_block_free(b->block);
+  b->block = NULL;
+  setup_free(b->setup);
+  b->setup = NULL;
+  luaL_unref(L, LUA_REGISTRYINDEX, b->args_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, b->runs_ref);
+  b->args_ref = b->runs_ref = LUA_NOREF;
+  return 0;
+}
+
+static int l_block_len(lua_State *L) {
+  l_block_t *b = check_block(L, "tunnel.Block:__len");
+  lua_pushinteger(L, b->size);
+  return 1;
+}
+
+/* `block.size`, then the methods (upvalue 2). */
+static int l_block_index(lua_State *L) {
+  l_block_t *b = check_block(L, "tunnel.Block:__index");
+  const char *key = lua_tostring(L, 2);
+  if (key != NULL && strcmp(key, "size") == 0) {
+    lua_pushinteger(L, b->size);
+    return 1;
+  }
+  lua_pushvalue(L, 2);
+  lua_rawget(L, lua_upvalueindex(2));
+  return 1;
+}
+
+static int l_block_tostring(lua_State *L) {
+  l_block_t *b = check_block(L, "tunnel.Block:__tostring");
+  lua_pushfstring(L, "tunnel.Block: %p (%d threads%s)", (void *)b, b->size,
+                  b->block == NULL || tn_block_is_terminated(b->block)
+                      ? ", terminated"
+                      : "");
+  return 1;
+}
+
+static const luaL_Reg block_methods[] = {
+    {"add", l_block_add},
+    {"run", l_block_run},
+    {"getResult", l_block_getresult},
+    {"synchronize", l_block_synchronize},
+    {"terminate", l_block_terminate},
+    {NULL, NULL}};
+
+static const luaL_Reg block_meta[] = {{"__gc", l_block_gc},
+                                      {"__len", l_block_len},
+                                      {"__index", l_block_index},
+                                      {"__tostring", l_block_tostring},
+                                      {NULL, NULL}};
+
+/* Every function gets the metatable and the methods table as upvalues. */
+static void set_block_closures(lua_State *L, const luaL_Reg *l, int mt,
+                               int methods) {
+  for (; l->name != NULL; l++) {
+    lua_pushvalue(L, mt);
+    lua_pushvalue(L, methods);
+    lua_pushcclosure(L, l->func, 2);
+    lua_setfield(L, -2, l->name);
+  }
+}
+
+void tn_l_open_block(lua_State *L) {
+  luaL_newmetatable(L, BLOCK_MT);
+  int mt = lua_gettop(L);
+  lua_newtable(L);
+  int methods = lua_gettop(L);
+  set_block_closures(L, block_methods, mt, methods);
+  lua_pushvalue(L, mt);
+  set_block_closures(L, block_meta, mt, methods);
+  lua_pushliteral(L, "locked");
+  lua_setfield(L, -2, "__metatable");
+  lua_pop(L, 1);
+  lua_pushvalue(L, mt);
+  lua_pushcclosure(L, l_block_new, 1);
+  lua_setfield(L, mt - 1, "Block");
+  lua_pop(L, 2);
+}

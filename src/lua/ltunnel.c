@@ -208,6 +208,11 @@ static int l_sleep(lua_State *L) {
   return 0;
 }
 
+static int l_clock(lua_State *L) {
+  lua_pushnumber(L, (lua_Number)tn_clock());
+  return 1;
+}
+
 int luaopen_tunnel_core(lua_State *L);
 
 int luaopen_tunnel_core(lua_State *L) {
@@ -223,6 +228,8 @@ int luaopen_tunnel_core(lua_State *L) {
   lua_newtable(L); /* the module */
   lua_pushcfunction(L, l_sleep);
   lua_setfield(L, -2, "sleep");
+  lua_pushcfunction(L, l_clock);
+  lua_setfield(L, -2, "clock");
   lua_pushliteral(L, TN_VERSION);
   lua_setfield(L, -2, "version");
   tn_l_open_vector(L);

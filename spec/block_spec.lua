@@ -1,0 +1,213 @@
+-- tunnel.Block: threads with their own Lua states, runs, results.
+local tunnel = require('tunnel')
+
+-- Run a Lua snippet in a fresh interpreter (the one running the specs);
+-- returns its output and whether it exited cleanly.
+local function run_script(code)
+  local lua = os.getenv('TUNNEL_LUA') or 'lua5.4'
+  local name = os.tmpname()
+  local f = assert(io.open(name, 'w'))
+  f:write(code)
+  f:close()
+  local p = assert(io.popen(lua .. ' ' .. name .. ' 2>&1'))
+  local out = p:read('*a')
+  local ok = p:close()
+  os.remove(name)
+  return out, ok
+end
+
+describe('tunnel.Block', function()
+  it('has the size it was created with, as .size and #', function()
+    local b = tunnel.Block(3)
+    assert.are.equal(3, b.size)
+    assert.are.equal(3, #b)
+    b:terminate()
+  end)
+
+  it('gives each thread its own __threadid from 1 to size', function()
+    local b = tunnel.Block(4)
+    b:run(function() return __threadid end)
+    local result, status = b:synchronize()
+    for i = 1, 4 do
+      assert.is_true(status[i])
+      assert.are.equal(i, result[i][1])
+    end
+    b:terminate()
+  end)
+
+  it('numbers runs 1, 2, 3 and passes added values in order', function()
+    local b = tunnel.Block(2)
+    assert.are.equal(b, b:add(10, 'x'))
+    b:add({k = 'v'})
+    assert.are.equal(1, b:run(function(a, s, t) return a + 1, s, t.k end))
+    assert.are.equal(2, b:run(function(a) return a * 2 end))
+    b:synchronize()
+    local r1, s1 = b:getResult(1)
+    assert.are.same({11, 'x', 'v', n = 3}, r1[1])
+    assert.is_true(s1[2])
+    local r2 = b:getResult()
+    assert.are.same({20, n = 1}, r2[2])
+    b:terminate()
+  end)
+
+  it('keeps nil return values in place', function()
+    local b = tunnel.Block(1)
+    b:run(function() return nil, 2 end)
+    local result = b:synchronize()
+    assert.are.equal(2, result[1].n)
+    assert.is_nil(result[1][1])
+    assert.are.equal(2, result[1][2])
+    b:terminate()
+  end)
+
+  it('runs each thread\'s jobs in order', function()
+    local b = tunnel.Block(2)
+    local v = tunnel.Vector()
+    b:add(v)
+    for k = 1, 20 do
+      b:run((loadstring or load)('local v = ...; v:pushBack({__threadid, ' .. k .. '})'))
+    end
+    b:synchronize()
+    local last = {0, 0}
+    for _, item in v:iterator() do
+      assert.is_true(item[2] > last[item[1]])
+      last[item[1]] = item[2]
+    end
+    assert.are.same({20, 20}, last)
+    b:terminate()
+  end)
+
+  it('reports an error inside a job with its message and traceback', function()
+    local b = tunnel.Block(2)
+    b:run(function()
+      if __threadid == 2 then error('boom in two') end
+      return 'fine'
+    end)
+    local result, status = b:synchronize()
+    assert.is_true(status[1])
+    assert.are.equal('fine', result[1][1])
+    assert.is_false(status[2])
+    assert.matches('boom in two', result[2][1])
+    assert.matches('traceback', result[2].traceback)
+    b:terminate()
+  end)
+
+  it('reports a job returning a value that cannot cross as a failure', function()
+    local b = tunnel.Block(1)
+    b:run(function() return coroutine.create(function() end) end)
+    local result, status = b:synchronize()
+    assert.is_false(status[1])
+    assert.matches('cannot send', result[1][1])
+    b:terminate()
+  end)
+
+  it('shows a pending run with nil status until its thread is done', function()
+    local b = tunnel.Block(2)
+    local gate = tunnel.Vector()
+    b:add(gate)
+    local id = b:run(function(g) return g:popFront() end)
+    local result, status = b:getResult(id)
+    assert.is_nil(status[1])
+    assert.is_nil(status[2])
+    assert.is_nil(result[1])
+    gate:pushBack('a')
+    gate:pushBack('b')
+    b:synchronize()
+    assert.is_true(status[1])
+    assert.is_true(status[2])
+    local got = {result[1][1], result[2][1]}
+    table.sort(got)
+    assert.are.same({'a', 'b'}, got)
+    b:terminate()
+  end)
+
+  it('returns nil, nil for an unknown run id', function()
+    local b = tunnel.Block(1)
+    local r, s = b:getResult(7)
+    assert.is_nil(r)
+    assert.is_nil(s)
+    b:terminate()
+  end)
+
+  it('refuses to run once terminated', function()
+    local b = tunnel.Block(1)
+    b:run(function() return 1 end)
+    local result, status = b:terminate()
+    assert.is_true(status[1])
+    assert.are.equal(1, result[1][1])
+    assert.has_error(function() b:run(function() end) end,
+                     'tunnel.Block:run: block is terminated')
+    b:terminate() -- idempotent
+  end)
+
+  it('lets terminate finish queued jobs first', function()
+    local b = tunnel.Block(1)
+    local c = tunnel.Counter()
+    b:add(c)
+    for _ = 1, 5 do
+      b:run(function(counter) tunnel.sleep(0.01); counter:increase() end)
+    end
+    b:terminate()
+    assert.are.equal(5, c:get())
+  end)
+
+  it('runs init once in each thread before any job', function()
+    local b = tunnel.Block(2, function() INIT_MARK = 'ready ' .. __threadid end)
+    b:run(function() return INIT_MARK end)
+    local result = b:synchronize()
+    assert.are.equal('ready 1', result[1][1])
+    assert.are.equal('ready 2', result[2][1])
+    b:terminate()
+  end)
+
+  it('raises when init fails, naming the thread', function()
+    assert.has_error(function()
+      tunnel.Block(2, function() error('no init for you') end)
+    end)
+    local ok, err = pcall(tunnel.Block, 1, function() error('bad init') end)
+    assert.is_false(ok)
+    assert.matches('tunnel.Block: init failed in thread 1: .*bad init', err)
+  end)
+
+  it('resolves globals of a job in the thread', function()
+    local b = tunnel.Block(1)
+    b:run(function() return type(tunnel), type(string.format), math.pi end)
+    local result = b:synchronize()
+    assert.are.same({'table', 'function', math.pi, n = 3}, result[1])
+    b:terminate()
+  end)
+
+  it('rejects bad arguments with errors naming the method', function()
+    assert.has_error(function() tunnel.Block(0) end,
+                     'tunnel.Block: size must be between 1 and 4096 (got 0)')
+    assert.has_error(function() tunnel.Block('x') end)
+    assert.has_error(function() tunnel.Block(1, 42) end,
+                     'tunnel.Block: init must be a function (got number)')
+    local b = tunnel.Block(1)
+    assert.has_error(function() b:run(42) end,
+                     'tunnel.Block:run: callback must be a function (got number)')
+    assert.has_error(function() b.run(42, function() end) end)
+    assert.has_error(function() b:getResult('x') end)
+    b:add(coroutine.create(function() end))
+    assert.has_error(function() b:run(function() end) end)
+    b:terminate()
+  end)
+
+  it('finishes queued jobs when the main chunk ends', function()
+    local out, ok = run_script([[
+      local tunnel = require('tunnel')
+      local p = tunnel.Printer()
+      local b = tunnel.Block(2)
+      b:add(p)
+      b:run(function(printer)
+        tunnel.sleep(0.2)
+        printer('done', __threadid)
+      end)
+      print('main ends')
+    ]])
+    assert.truthy(ok)
+    assert.matches('main ends', out)
+    assert.matches('done\t1', out)
+    assert.matches('done\t2', out)
+  end)
+end)
