@@ -71,9 +71,14 @@ double tn_clock(void);
 typedef struct tn_object tn_object_t;
 
 typedef enum tn_type {
-  TN_TYPE_DEQUE = 1,
-  TN_TYPE_COUNTER = 2,
-  TN_TYPE_PRINTER = 3
+  TN_TYPE_DEQUE = 1,   /* tunnel.Vector */
+  TN_TYPE_COUNTER = 2, /* tunnel.Counter */
+  TN_TYPE_PRINTER = 3, /* tunnel.Printer */
+  TN_TYPE_HASH = 4,    /* a map shown as tunnel.Hash */
+  TN_TYPE_TABLE = 5,   /* a map shown as a shared table */
+  TN_TYPE_SHARE = 6,   /* a cell shown as tunnel.Share */
+  TN_TYPE_ATOMIC = 7,  /* a cell shown as tunnel.Atomic */
+  TN_TYPE_PLURAL = 8   /* a deque shown as tunnel.Plural */
 } tn_type_t;
 
 #define TN_OBJECT(p) ((tn_object_t *)(p))
@@ -131,12 +136,17 @@ tn_object_t *tn_blob_ref(const tn_blob_t *b, size_t i); /* borrowed */
 typedef struct tn_deque tn_deque_t;
 
 #define TN_UNBOUNDED SIZE_MAX
+#define TN_END SIZE_MAX /* tn_deque_insert: at the end */
 
 /*
 ** A new, empty deque. Pushes wait while size >= size_hint (>= 1, or
 ** TN_UNBOUNDED). Returns TN_OK, TN_EINVAL or TN_ENOMEM.
 */
 int tn_deque_new(size_t size_hint, tn_deque_t **out);
+
+/* The same, for a deque the binding shows as another class: `type` is
+** TN_TYPE_DEQUE or TN_TYPE_PLURAL (else TN_EINVAL). */
+int tn_deque_new_as(tn_type_t type, size_t size_hint, tn_deque_t **out);
 
 /*
 ** Add `b` at the back / front, waiting while the deque is full. On TN_OK
@@ -157,7 +167,8 @@ int tn_deque_pop_back(tn_deque_t *d, tn_blob_t **out, double timeout);
 /*
 ** Array operations; indexes are 0-based. None waits for room or items: the
 ** timeout only bounds the wait for the lock (TN_TRY: do not wait for it).
-** insert: 0 <= index <= size, else TN_ERANGE; TN_ECLOSED when closed.
+** insert: 0 <= index <= size, else TN_ERANGE; TN_END appends whatever the
+**         size is then; TN_ECLOSED when closed.
 ** remove: index < size, else TN_ERANGE; `*out` receives the value.
 ** get:    index < size, else TN_ERANGE; `*out` receives a new reference.
 ** set:    stores `b` (owned on TN_OK); grows the deque with NULLs when
@@ -212,6 +223,61 @@ int64_t tn_counter_add(tn_counter_t *c, int64_t delta);
 int64_t tn_counter_get(tn_counter_t *c);
 /* Store `value`; returns the old one. */
 int64_t tn_counter_set(tn_counter_t *c, int64_t value);
+
+/* ---------------------------------------------------------------------- */
+/* Map: byte-string keys to blobs (behind tunnel.Hash and shared tables)  */
+/* ---------------------------------------------------------------------- */
+
+typedef struct tn_map tn_map_t;
+
+/* A new, empty map; `type` is TN_TYPE_HASH or TN_TYPE_TABLE (else
+** TN_EINVAL). */
+int tn_map_new(tn_type_t type, tn_map_t **out);
+
+/*
+** The value under the `len` bytes of `key`: `*out` receives a new
+** reference, or NULL when the key is absent (TN_OK either way). The
+** timeout only bounds the wait for the lock (TN_TRY: do not wait).
+*/
+int tn_map_get(tn_map_t *m, const void *key, size_t len, tn_blob_t **out,
+               double timeout);
+
+/*
+** Store `b` under `key` (owned by the map on TN_OK); a NULL `b` deletes the
+** key. `*old` (if not NULL) receives the previous value (NULL if absent),
+** else it is released.
+*/
+int tn_map_set(tn_map_t *m, const void *key, size_t len, tn_blob_t *b,
+               tn_blob_t **old, double timeout);
+
+/* The number of keys, read without a lock (never waits). */
+size_t tn_map_size(tn_map_t *m);
+
+typedef struct tn_map_entry {
+  void *key; /* malloc'd copy */
+  size_t len;
+  tn_blob_t *value; /* a new reference */
+} tn_map_entry_t;
+
+/* A consistent snapshot of every entry, in no particular order; free it
+** with tn_map_entries_free. */
+int tn_map_snapshot(tn_map_t *m, tn_map_entry_t **entries, size_t *n,
+                    double timeout);
+void tn_map_entries_free(tn_map_entry_t *entries, size_t n);
+
+/* ---------------------------------------------------------------------- */
+/* Cell: one value for an object's whole life (Share, Atomic)             */
+/* ---------------------------------------------------------------------- */
+
+typedef struct tn_cell tn_cell_t;
+
+/* A cell holding `b` (taken on TN_OK); `type` is TN_TYPE_SHARE or
+** TN_TYPE_ATOMIC (else TN_EINVAL). Atomic's reader-writer protocol is the
+** object's callback lock (tn_object_read_lock, tn_object_write_lock). */
+int tn_cell_new(tn_type_t type, tn_blob_t *b, tn_cell_t **out);
+
+/* The cell's value (borrowed: valid while the cell lives; never changes). */
+tn_blob_t *tn_cell_value(const tn_cell_t *c);
 
 /* ---------------------------------------------------------------------- */
 /* Printer: whole writes that never interleave                            */

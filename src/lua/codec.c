@@ -425,6 +425,12 @@ static void build_names(lua_State *L) {
   lua_rawset(L, LUA_REGISTRYINDEX);
 }
 
+void tn_l_codec_reset(lua_State *L) {
+  lua_pushlightuserdata(L, (void *)&names_key);
+  lua_pushnil(L);
+  lua_rawset(L, LUA_REGISTRYINDEX);
+}
+
 /* Put the name cache on the stack (building it once per state). */
 static void need_names(enc_t *e) {
   if (e->have_names) return;

@@ -19,4 +19,7 @@
 int tn_l_decode_bytes(lua_State *L, const void *data, size_t len,
                       const tn_blob_t *refs, int trusted, const char *method);
 
+/* Forget the state's cache of module names (the module was loaded again). */
+void tn_l_codec_reset(lua_State *L);
+
 #endif

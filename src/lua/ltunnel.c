@@ -11,6 +11,7 @@
 #include <stdarg.h>
 #include <string.h>
 
+#include "codec.h"
 #include "ltunnel.h"
 
 #define BOXES_KEY "tunnel.boxes"
@@ -216,14 +217,22 @@ static int l_clock(lua_State *L) {
 int luaopen_tunnel_core(lua_State *L);
 
 int luaopen_tunnel_core(lua_State *L) {
-  lua_newtable(L); /* registry["tunnel.boxes"], weak values */
-  lua_newtable(L);
-  lua_pushliteral(L, "v");
-  lua_setfield(L, -2, "__mode");
-  lua_setmetatable(L, -2);
-  lua_setfield(L, LUA_REGISTRYINDEX, BOXES_KEY);
-  lua_newtable(L);
-  lua_setfield(L, LUA_REGISTRYINDEX, TYPES_KEY);
+  /* A state may load the module again (busted's insulation drops it from
+  ** package.loaded): keep the registry tables, so boxes made before stay
+  ** valid, and let the codec see the new module tables. */
+  lua_getfield(L, LUA_REGISTRYINDEX, BOXES_KEY);
+  if (lua_isnil(L, -1)) {
+    lua_newtable(L); /* registry["tunnel.boxes"], weak values */
+    lua_newtable(L);
+    lua_pushliteral(L, "v");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_setfield(L, LUA_REGISTRYINDEX, BOXES_KEY);
+    lua_newtable(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, TYPES_KEY);
+  }
+  lua_pop(L, 1);
+  tn_l_codec_reset(L);
 
   lua_newtable(L); /* the module */
   lua_pushcfunction(L, l_sleep);
@@ -237,5 +246,8 @@ int luaopen_tunnel_core(lua_State *L) {
   tn_l_open_printer(L);
   tn_l_open_block(L);
   tn_l_open_serializer(L);
+  tn_l_open_hash(L);
+  tn_l_open_share(L);
+  tn_l_open_plural(L);
   return 1;
 }

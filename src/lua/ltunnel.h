@@ -94,5 +94,9 @@ void tn_l_open_counter(lua_State *L);    /* lcounter.c */
 void tn_l_open_printer(lua_State *L);    /* lprinter.c */
 void tn_l_open_block(lua_State *L);      /* lblock.c */
 void tn_l_open_serializer(lua_State *L); /* lserializer.c */
+void tn_l_open_hash(lua_State *L);       /* lhash.c */
+void tn_l_open_share(lua_State *L);      /* lshare.c: shared tables, Share,
+                                            Atomic */
+void tn_l_open_plural(lua_State *L);     /* lplural.c */
 
 #endif

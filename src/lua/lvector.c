@@ -1,4 +1,804 @@
-/* lvector.c - placeholder until the class lands. */
+/*
+** lvector.c - tunnel.Vector: an array, queue and stack shared by threads,
+** the binding of the core deque (tn_deque_*).
+**
+** Indexes are 1-based here and 0-based in the core. Every method `foo` has
+** an Async twin `fooAsync`: both share one implementation that takes the
+** timeout (TN_TRY for the twin, which returns a nil status instead of
+** waiting). Values are encoded with tn_l_encode in the calling thread and
+** decoded with tn_l_decode in the receiving one.
+**
+** read/write/sort run user code while holding the object's callback lock
+** (tn_object_read_lock / tn_object_write_lock), never the deque's mutex;
+** that code runs under lua_pcall so an error releases the lock and is then
+** re-raised with the same error value.
+**
+** Caveats:
+** - pairs(v) works where the Lua honours __pairs (5.2+); ipairs(v) on 5.4
+**   walks v[1], v[2], ... and stops at the first nil value. LuaJIT and 5.1
+**   (without 5.2 compatibility) honour neither: use v:iterator().
+** - The value a pop/get/remove takes is decoded after the core call,
+**   outside any protected call, to keep the hot path one C call: if the
+**   decoding itself raises (out of memory), that value and its blob are
+**   lost.
+** - sort puts nil values last and sorts the others with `compare` (or <).
+** - v[i] needs __index to be a function, so every `v:method()` lookup is a
+**   C call too (about a third of a push+pop pair); a hot loop can cache the
+**   method: `local push = v.pushBack; push(v, x)`.
+*/
+#include <math.h>
+#include <stdlib.h>
+
 #include "ltunnel.h"
 
-void tn_l_open_vector(lua_State *L) { (void)L; }
+#define VECTOR "tunnel.Vector"
+#define M(name) VECTOR ":" name
+
+/* Registry key of table.sort, taken once when the module opens. */
+#define SORT_KEY "tunnel.Vector.sort"
+
+/* ---- arguments ------------------------------------------------------------ */
+
+static tn_deque_t *check_vector(lua_State *L, const char *method) {
+  return (tn_deque_t *)tn_l_checkobject(L, 1, method);
+}
+
+/* The 0-based core index of the 1-based positive integer at `idx`. */
+static size_t check_index(lua_State *L, int idx, const char *method) {
+#if TN_HAS_INTEGERS
+  if (lua_isinteger(L, idx)) {
+    lua_Integer i = lua_tointeger(L, idx);
+    if (i >= 1) return (size_t)(i - 1);
+  } else
+#endif
+  if (lua_type(L, idx) == LUA_TNUMBER) {
+    lua_Number n = lua_tonumber(L, idx);
+    if (n >= 1 && n == floor(n) && n <= 9007199254740992.0)
+      return (size_t)n - 1;
+  }
+  if (lua_type(L, idx) == LUA_TNUMBER)
+    return (size_t)tn_l_error(L, method,
+                              "index must be a positive integer (got %s)",
+                              lua_tostring(L, idx));
+  return (size_t)tn_l_error(L, method,
+                            "index must be a positive integer (got %s)",
+                            luaL_typename(L, idx));
+}
+
+/* A value argument must be there, even if it is nil: `v:pushBack()` is
+** more likely a mistake than a way to push nil. */
+static void check_value(lua_State *L, int idx, const char *method) {
+  if (lua_gettop(L) < idx) tn_l_error(L, method, "value expected");
+}
+
+static void check_callback(lua_State *L, int idx, const char *method) {
+  if (lua_type(L, idx) != LUA_TFUNCTION)
+    tn_l_error(L, method, "callback must be a function (got %s)",
+               luaL_typename(L, idx));
+}
+
+/* ---- results -------------------------------------------------------------- */
+
+/* Push the value of `b` (exactly one Lua value) and drop the reference. */
+static void push_value(lua_State *L, tn_blob_t *b, const char *method) {
+  int n = tn_l_decode(L, b, method);
+  if (n != 1) lua_settop(L, lua_gettop(L) - n + 1);
+  tn_blob_release(b);
+}
+
+/* A nil status: the call would have waited (Async) or timed out. */
+static int push_nil_status(lua_State *L, int count) {
+  for (int i = 0; i < count; i++) lua_pushnil(L);
+  return count;
+}
+
+static int would_wait(int rc) { return rc == TN_EAGAIN || rc == TN_ETIMEDOUT; }
+
+static int closed_error(lua_State *L, const char *method) {
+  return tn_l_error(L, method, "vector is closed");
+}
+
+/* ---- constructor ---------------------------------------------------------- */
+
+/* tunnel.Vector([size_hint]): nil or math.huge for an unbounded vector. */
+static int l_vector_new(lua_State *L) {
+  size_t hint = TN_UNBOUNDED;
+  if (!lua_isnoneornil(L, 1)) {
+    int t = lua_type(L, 1);
+    lua_Number n = t == LUA_TNUMBER ? lua_tonumber(L, 1) : 0;
+    if (t == LUA_TNUMBER && isinf(n) && n > 0) {
+      hint = TN_UNBOUNDED;
+    } else if (t == LUA_TNUMBER && n >= 1 && n == floor(n)) {
+      hint = (size_t)tn_l_checkinteger(L, 1, VECTOR, "size_hint");
+    } else {
+      return tn_l_error(L, VECTOR,
+                        "size_hint must be an integer >= 1 or math.huge "
+                        "(got %s)",
+                        t == LUA_TNUMBER ? lua_tostring(L, 1)
+                                         : luaL_typename(L, 1));
+    }
+  }
+  tn_deque_t *d;
+  int rc = tn_deque_new(hint, &d);
+  if (rc != TN_OK) return tn_l_coreerror(L, VECTOR, rc);
+  tn_l_pushobject(L, TN_OBJECT(d)); /* the box takes its own reference */
+  tn_object_release(TN_OBJECT(d));
+  return 1;
+}
+
+/* ---- queue and stack ------------------------------------------------------ */
+
+/* The hot path: check self, encode, one core call. */
+static int vector_push(lua_State *L, const char *method, int front,
+                       double timeout) {
+  tn_deque_t *d = check_vector(L, method);
+  check_value(L, 2, method);
+  tn_blob_t *b = tn_l_encode(L, 2, 1, method);
+  int rc = front ? tn_deque_push_front(d, b, timeout)
+                 : tn_deque_push_back(d, b, timeout);
+  if (rc == TN_OK) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  tn_blob_release(b); /* not taken: still ours */
+  if (would_wait(rc)) return push_nil_status(L, 1);
+  if (rc == TN_ECLOSED) return closed_error(L, method);
+  return tn_l_coreerror(L, method, rc);
+}
+
+static int l_vector_pushback(lua_State *L) {
+  return vector_push(L, M("pushBack"), 0,
+                     tn_l_opttimeout(L, 3, M("pushBack")));
+}
+
+static int l_vector_pushbackasync(lua_State *L) {
+  return vector_push(L, M("pushBackAsync"), 0, TN_TRY);
+}
+
+static int l_vector_pushfront(lua_State *L) {
+  return vector_push(L, M("pushFront"), 1,
+                     tn_l_opttimeout(L, 3, M("pushFront")));
+}
+
+static int l_vector_pushfrontasync(lua_State *L) {
+  return vector_push(L, M("pushFrontAsync"), 1, TN_TRY);
+}
+
+/* -> value, true; nil, nil (timeout / would wait); nil, false (closed and
+** drained). */
+static int vector_pop(lua_State *L, const char *method, int front,
+                      double timeout) {
+  tn_deque_t *d = check_vector(L, method);
+  tn_blob_t *b;
+  int rc = front ? tn_deque_pop_front(d, &b, timeout)
+                 : tn_deque_pop_back(d, &b, timeout);
+  if (rc == TN_OK) {
+    push_value(L, b, method);
+    lua_pushboolean(L, 1);
+    return 2;
+  }
+  if (would_wait(rc)) return push_nil_status(L, 2);
+  if (rc == TN_ECLOSED) {
+    lua_pushnil(L);
+    lua_pushboolean(L, 0);
+    return 2;
+  }
+  return tn_l_coreerror(L, method, rc);
+}
+
+static int l_vector_popfront(lua_State *L) {
+  return vector_pop(L, M("popFront"), 1, tn_l_opttimeout(L, 2, M("popFront")));
+}
+
+static int l_vector_popfrontasync(lua_State *L) {
+  return vector_pop(L, M("popFrontAsync"), 1, TN_TRY);
+}
+
+static int l_vector_popback(lua_State *L) {
+  return vector_pop(L, M("popBack"), 0, tn_l_opttimeout(L, 2, M("popBack")));
+}
+
+static int l_vector_popbackasync(lua_State *L) {
+  return vector_pop(L, M("popBackAsync"), 0, TN_TRY);
+}
+
+/* ---- array ---------------------------------------------------------------- */
+
+/*
+** insert([index,] value) -> true; nil if index > size + 1 (or Async would
+** wait). Unlike a push it does not wait for room (as in the original): the
+** size hint bounds pushes only.
+*/
+static int vector_insert(lua_State *L, const char *method, double timeout) {
+  tn_deque_t *d = check_vector(L, method);
+  int append = lua_gettop(L) == 2; /* insert(value) */
+  size_t index = 0;
+  if (!append) {
+    if (lua_gettop(L) < 2) return tn_l_error(L, method, "value expected");
+    index = check_index(L, 2, method);
+  }
+  tn_blob_t *b = tn_l_encode(L, append ? 2 : 3, 1, method);
+  int rc = tn_deque_insert(d, append ? TN_END : index, b, timeout);
+  if (rc == TN_OK) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  tn_blob_release(b);
+  if (rc == TN_ERANGE || would_wait(rc)) return push_nil_status(L, 1);
+  if (rc == TN_ECLOSED) return closed_error(L, method);
+  return tn_l_coreerror(L, method, rc);
+}
+
+static int l_vector_insert(lua_State *L) {
+  return vector_insert(L, M("insert"), TN_FOREVER);
+}
+
+static int l_vector_insertasync(lua_State *L) {
+  return vector_insert(L, M("insertAsync"), TN_TRY);
+}
+
+/* remove([index]) -> value, true; nil, nil when out of range or empty. */
+static int vector_remove(lua_State *L, const char *method, double timeout) {
+  tn_deque_t *d = check_vector(L, method);
+  tn_blob_t *b;
+  int rc;
+  if (lua_isnoneornil(L, 2)) /* the end; timeout 0 never waits for items */
+    rc = tn_deque_pop_back(d, &b, timeout == TN_TRY ? TN_TRY : 0);
+  else
+    rc = tn_deque_remove(d, check_index(L, 2, method), &b, timeout);
+  if (rc == TN_OK) {
+    push_value(L, b, method);
+    lua_pushboolean(L, 1);
+    return 2;
+  }
+  if (rc == TN_ERANGE || rc == TN_ECLOSED || would_wait(rc))
+    return push_nil_status(L, 2);
+  return tn_l_coreerror(L, method, rc);
+}
+
+static int l_vector_remove(lua_State *L) {
+  return vector_remove(L, M("remove"), TN_FOREVER);
+}
+
+static int l_vector_removeasync(lua_State *L) {
+  return vector_remove(L, M("removeAsync"), TN_TRY);
+}
+
+/* Push the value at the index at stack slot 2; returns TN_OK or the core's
+** code (TN_ERANGE: index > size), pushing nothing then. */
+static int vector_getvalue(lua_State *L, tn_deque_t *d, const char *method,
+                           double timeout) {
+  tn_blob_t *b;
+  int rc = tn_deque_get(d, check_index(L, 2, method), &b, timeout);
+  if (rc == TN_OK) push_value(L, b, method);
+  return rc;
+}
+
+/* get(index) -> value, true; nil, nil when index > size. */
+static int vector_get(lua_State *L, const char *method, double timeout) {
+  tn_deque_t *d = check_vector(L, method);
+  int rc = vector_getvalue(L, d, method, timeout);
+  if (rc == TN_OK) {
+    lua_pushboolean(L, 1);
+    return 2;
+  }
+  if (rc == TN_ERANGE || would_wait(rc)) return push_nil_status(L, 2);
+  return tn_l_coreerror(L, method, rc);
+}
+
+static int l_vector_get(lua_State *L) {
+  return vector_get(L, M("get"), TN_FOREVER);
+}
+
+static int l_vector_getasync(lua_State *L) {
+  return vector_get(L, M("getAsync"), TN_TRY);
+}
+
+/*
+** set(index, value) -> true, old value; grows with nils past the end. On a
+** closed vector only an in-place set works: growing raises, like a push.
+*/
+static int vector_set(lua_State *L, const char *method, double timeout) {
+  tn_deque_t *d = check_vector(L, method);
+  size_t index = check_index(L, 2, method);
+  check_value(L, 3, method);
+  tn_blob_t *b = tn_l_encode(L, 3, 1, method), *old;
+  int rc = tn_deque_set(d, index, b, &old, timeout);
+  if (rc == TN_OK) {
+    lua_pushboolean(L, 1);
+    push_value(L, old, method);
+    return 2;
+  }
+  tn_blob_release(b);
+  if (would_wait(rc)) return push_nil_status(L, 1);
+  if (rc == TN_ECLOSED) return closed_error(L, method);
+  return tn_l_coreerror(L, method, rc);
+}
+
+static int l_vector_set(lua_State *L) {
+  return vector_set(L, M("set"), TN_FOREVER);
+}
+
+static int l_vector_setasync(lua_State *L) {
+  return vector_set(L, M("setAsync"), TN_TRY);
+}
+
+/* size() never waits: the core reads it without the lock. */
+static int l_vector_size(lua_State *L) {
+  tn_deque_t *d = check_vector(L, M("size"));
+  lua_pushinteger(L, (lua_Integer)tn_deque_size(d));
+  return 1;
+}
+
+static int l_vector_sizeasync(lua_State *L) {
+  tn_deque_t *d = check_vector(L, M("sizeAsync"));
+  lua_pushinteger(L, (lua_Integer)tn_deque_size(d));
+  return 1;
+}
+
+/* close() and isClosed() take the deque's mutex only for an instant: their
+** Async twins are the same calls. */
+static int vector_close(lua_State *L, const char *method) {
+  tn_deque_close(check_vector(L, method));
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_vector_close(lua_State *L) { return vector_close(L, M("close")); }
+
+static int l_vector_closeasync(lua_State *L) {
+  return vector_close(L, M("closeAsync"));
+}
+
+static int vector_isclosed(lua_State *L, const char *method) {
+  lua_pushboolean(L, tn_deque_is_closed(check_vector(L, method)));
+  return 1;
+}
+
+static int l_vector_isclosed(lua_State *L) {
+  return vector_isclosed(L, M("isClosed"));
+}
+
+static int l_vector_isclosedasync(lua_State *L) {
+  return vector_isclosed(L, M("isClosedAsync"));
+}
+
+/* ---- callbacks ------------------------------------------------------------ */
+
+/* What a protected callback body works on (a lightuserdata to it). */
+typedef struct callback_ctx {
+  const char *method;
+  tn_blob_t *in;  /* the value handed to the callback (borrowed) */
+  tn_blob_t *out; /* write: the callback's first result, encoded */
+  int store;      /* write: encode the first result into `out` */
+} callback_ctx_t;
+
+/* Protected: (ctx, callback) -> callback(value)'s results. Decoding and
+** encoding may raise too, so they happen in here, under the pcall. */
+static int callback_body(lua_State *L) {
+  callback_ctx_t *ctx = lua_touserdata(L, 1);
+  lua_remove(L, 1); /* the callback is on 1 now */
+  int n = tn_l_decode(L, ctx->in, ctx->method);
+  if (!ctx->store) {
+    lua_call(L, n, LUA_MULTRET);
+    return lua_gettop(L);
+  }
+  lua_call(L, n, 1);
+  ctx->out = tn_l_encode(L, 1, 1, ctx->method);
+  return 1;
+}
+
+/*
+** read(index, callback) -> callback(value)'s results, as a reader of the
+** callback lock; write(index, callback) -> true, new value, as the writer,
+** storing the callback's first result at index (growing past the end). An
+** index past the end hands the callback nil. Async: nil when the lock (or
+** the deque's mutex) is busy, and then the callback does not run.
+*/
+static int vector_callback(lua_State *L, const char *method, int write,
+                           double timeout) {
+  tn_deque_t *d = check_vector(L, method);
+  tn_object_t *o = TN_OBJECT(d);
+  size_t index = check_index(L, 2, method);
+  check_callback(L, 3, method);
+  lua_settop(L, 3);
+  int rc = write ? tn_object_write_lock(o, timeout)
+                 : tn_object_read_lock(o, timeout);
+  if (would_wait(rc)) return push_nil_status(L, 1);
+  if (rc != TN_OK) return tn_l_coreerror(L, method, rc);
+
+  callback_ctx_t ctx = {method, NULL, NULL, write};
+  rc = tn_deque_get(d, index, &ctx.in, timeout);
+  if (rc == TN_ERANGE) { /* past the end: the callback sees nil */
+    ctx.in = NULL;
+    rc = TN_OK;
+  }
+  int status = 0;
+  if (rc == TN_OK) {
+    lua_pushcfunction(L, callback_body);
+    lua_pushlightuserdata(L, &ctx);
+    lua_pushvalue(L, 3);
+    status = lua_pcall(L, 2, write ? 1 : LUA_MULTRET, 0);
+    tn_blob_release(ctx.in);
+    if (status == 0 && write) {
+      /* Under the callback lock the mutex wait is brief: no TN_TRY here,
+      ** the callback has run and its result must be stored. */
+      rc = tn_deque_set(d, index, ctx.out, NULL, TN_FOREVER);
+      if (rc != TN_OK) tn_blob_release(ctx.out);
+    }
+  }
+  if (write)
+    tn_object_write_unlock(o);
+  else
+    tn_object_read_unlock(o);
+  if (status != 0) return lua_error(L); /* the callback's own error */
+  if (would_wait(rc)) return push_nil_status(L, 1);
+  if (rc == TN_ECLOSED) return closed_error(L, method);
+  if (rc != TN_OK) return tn_l_coreerror(L, method, rc);
+  if (!write) return lua_gettop(L) - 3;
+  lua_pushboolean(L, 1);
+  lua_insert(L, -2); /* true, new value */
+  return 2;
+}
+
+static int l_vector_read(lua_State *L) {
+  return vector_callback(L, M("read"), 0, TN_FOREVER);
+}
+
+static int l_vector_readasync(lua_State *L) {
+  return vector_callback(L, M("readAsync"), 0, TN_TRY);
+}
+
+static int l_vector_write(lua_State *L) {
+  return vector_callback(L, M("write"), 1, TN_FOREVER);
+}
+
+static int l_vector_writeasync(lua_State *L) {
+  return vector_callback(L, M("writeAsync"), 1, TN_TRY);
+}
+
+/* ---- snapshots: sort, iterator, toString ---------------------------------- */
+
+/* A snapshot and what is built from it; whatever is left in here when a
+** protected body returns or raises is freed by its caller. */
+typedef struct snapshot_ctx {
+  const char *method;
+  tn_deque_t *d;
+  double timeout;
+  int rc;            /* the core's result, when not TN_OK */
+  tn_blob_t **items; /* the snapshot (owned) */
+  size_t n;
+  uint64_t version;
+  tn_blob_t **sorted; /* sort: the encoded values (owned) */
+  size_t nsorted;     /* how many of them are encoded so far */
+} snapshot_ctx_t;
+
+static void snapshot_free(snapshot_ctx_t *ctx) {
+  tn_blob_array_free(ctx->items, ctx->n);
+  ctx->items = NULL;
+  ctx->n = 0;
+  for (size_t i = 0; i < ctx->nsorted; i++) tn_blob_release(ctx->sorted[i]);
+  free(ctx->sorted);
+  ctx->sorted = NULL;
+  ctx->nsorted = 0;
+}
+
+/* Push a table of the snapshot's values, 1..n (nil values leave holes). */
+static void push_items(lua_State *L, snapshot_ctx_t *ctx) {
+  lua_createtable(L, ctx->n > (size_t)INT32_MAX ? 0 : (int)ctx->n, 0);
+  for (size_t i = 0; i < ctx->n; i++) {
+    int k = tn_l_decode(L, ctx->items[i], ctx->method);
+    if (k != 1) lua_settop(L, lua_gettop(L) - k + 1);
+    lua_rawseti(L, -2, (int)(i + 1));
+  }
+}
+
+/* Protected: (ctx) -> table of the snapshot's values. */
+static int items_body(lua_State *L) {
+  snapshot_ctx_t *ctx = lua_touserdata(L, 1);
+  push_items(L, ctx);
+  return 1;
+}
+
+/*
+** Push a table with the values of a snapshot and return their number, or
+** return -1 (pushing nothing) when the snapshot would have had to wait.
+*/
+static lua_Integer push_snapshot(lua_State *L, tn_deque_t *d,
+                                 const char *method, double timeout) {
+  snapshot_ctx_t ctx = {method, d, timeout, TN_OK, NULL, 0, 0, NULL, 0};
+  int rc = tn_deque_snapshot(d, &ctx.items, &ctx.n, &ctx.version, timeout);
+  if (would_wait(rc)) return -1;
+  if (rc != TN_OK) return tn_l_coreerror(L, method, rc);
+  lua_pushcfunction(L, items_body);
+  lua_pushlightuserdata(L, &ctx);
+  int status = lua_pcall(L, 1, 1, 0);
+  size_t n = ctx.n;
+  snapshot_free(&ctx);
+  if (status != 0) return lua_error(L);
+  return (lua_Integer)n;
+}
+
+/*
+** Protected: (ctx, compare) -> nothing. Snapshot, decode, table.sort,
+** encode, replace if nothing changed since the snapshot, else start over
+** from a new snapshot (a push or pop happened meanwhile).
+*/
+static int sort_body(lua_State *L) {
+  snapshot_ctx_t *ctx = lua_touserdata(L, 1);
+  int cmp = 2;
+  for (;;) {
+    int rc = tn_deque_snapshot(ctx->d, &ctx->items, &ctx->n, &ctx->version,
+                               ctx->timeout);
+    if (rc != TN_OK) {
+      ctx->rc = rc;
+      return 0;
+    }
+    /* Non-nil values go to 1..k, nils after them: nil sorts last. */
+    lua_createtable(L, ctx->n > (size_t)INT32_MAX ? 0 : (int)ctx->n, 0);
+    int t = lua_gettop(L), k = 0;
+    for (size_t i = 0; i < ctx->n; i++) {
+      int c = tn_l_decode(L, ctx->items[i], ctx->method);
+      if (c != 1) lua_settop(L, lua_gettop(L) - c + 1);
+      if (lua_isnil(L, -1))
+        lua_pop(L, 1);
+      else
+        lua_rawseti(L, t, ++k);
+    }
+    if (k > 1) {
+      lua_getfield(L, LUA_REGISTRYINDEX, SORT_KEY);
+      if (lua_type(L, -1) != LUA_TFUNCTION)
+        return tn_l_error(L, ctx->method, "table.sort is not available");
+      lua_pushvalue(L, t);
+      lua_pushvalue(L, cmp);
+      lua_call(L, 2, 0);
+    }
+    if (ctx->n > 0) {
+      ctx->sorted = malloc(ctx->n * sizeof *ctx->sorted);
+      if (ctx->sorted == NULL) return tn_l_coreerror(L, ctx->method, TN_ENOMEM);
+    }
+    for (size_t i = 0; i < ctx->n; i++) {
+      if ((int)i < k) {
+        lua_rawgeti(L, t, (int)i + 1);
+        ctx->sorted[i] = tn_l_encode(L, -1, 1, ctx->method);
+        lua_pop(L, 1);
+      } else {
+        ctx->sorted[i] = NULL;
+      }
+      ctx->nsorted = i + 1;
+    }
+    lua_settop(L, cmp);
+    rc = tn_deque_replace(ctx->d, ctx->sorted, ctx->n, ctx->version,
+                          ctx->timeout);
+    if (rc == TN_OK) ctx->nsorted = 0; /* the deque owns the values now */
+    snapshot_free(ctx);
+    if (rc != TN_ECONFLICT) {
+      ctx->rc = rc;
+      return 0;
+    }
+  }
+}
+
+/* sort([compare]) -> true, under the write callback lock. */
+static int vector_sort(lua_State *L, const char *method, double timeout) {
+  tn_deque_t *d = check_vector(L, method);
+  tn_object_t *o = TN_OBJECT(d);
+  if (!lua_isnoneornil(L, 2)) check_callback(L, 2, method);
+  lua_settop(L, 2);
+  int rc = tn_object_write_lock(o, timeout);
+  if (would_wait(rc)) return push_nil_status(L, 1);
+  if (rc != TN_OK) return tn_l_coreerror(L, method, rc);
+  snapshot_ctx_t ctx = {method, d, timeout, TN_OK, NULL, 0, 0, NULL, 0};
+  lua_pushcfunction(L, sort_body);
+  lua_pushlightuserdata(L, &ctx);
+  lua_pushvalue(L, 2);
+  int status = lua_pcall(L, 2, 0, 0);
+  snapshot_free(&ctx);
+  tn_object_write_unlock(o);
+  if (status != 0) return lua_error(L);
+  if (would_wait(ctx.rc)) return push_nil_status(L, 1);
+  if (ctx.rc == TN_ECLOSED) return closed_error(L, method);
+  if (ctx.rc != TN_OK) return tn_l_coreerror(L, method, ctx.rc);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_vector_sort(lua_State *L) {
+  return vector_sort(L, M("sort"), TN_FOREVER);
+}
+
+static int l_vector_sortasync(lua_State *L) {
+  return vector_sort(L, M("sortAsync"), TN_TRY);
+}
+
+/* The iterator: upvalues are the snapshot table, its size, the last index. */
+static int vector_next(lua_State *L) {
+  lua_Integer i = lua_tointeger(L, lua_upvalueindex(3)) + 1;
+  if (i > lua_tointeger(L, lua_upvalueindex(2))) return 0;
+  lua_pushinteger(L, i);
+  lua_replace(L, lua_upvalueindex(3));
+  lua_pushinteger(L, i);
+  lua_rawgeti(L, lua_upvalueindex(1), (int)i);
+  return 2;
+}
+
+/* iterator() -> a function yielding index, value over a snapshot. */
+static int vector_iterator(lua_State *L, const char *method, double timeout) {
+  tn_deque_t *d = check_vector(L, method);
+  lua_Integer n = push_snapshot(L, d, method, timeout);
+  if (n < 0) return push_nil_status(L, 1);
+  lua_pushinteger(L, n);
+  lua_pushinteger(L, 0);
+  lua_pushcclosure(L, vector_next, 3);
+  return 1;
+}
+
+static int l_vector_iterator(lua_State *L) {
+  return vector_iterator(L, M("iterator"), TN_FOREVER);
+}
+
+static int l_vector_iteratorasync(lua_State *L) {
+  return vector_iterator(L, M("iteratorAsync"), TN_TRY);
+}
+
+/* __pairs / __ipairs: the iterator, with no state and no control value. */
+static int l_vector_pairs(lua_State *L) {
+  vector_iterator(L, M("iterator"), TN_FOREVER);
+  lua_pushnil(L);
+  lua_pushnil(L);
+  return 3;
+}
+
+/* Add `s` to `buf` quoted like Lua 5.4's %q, the same on every version. */
+static void add_quoted(luaL_Buffer *buf, const char *s, size_t len) {
+  luaL_addchar(buf, '"');
+  for (size_t i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c == '"' || c == '\\' || c == '\n') {
+      luaL_addchar(buf, '\\');
+      luaL_addchar(buf, (char)c);
+    } else if (c == '\r') {
+      luaL_addstring(buf, "\\r");
+    } else if (c == '\0') {
+      luaL_addstring(buf, "\\0");
+    } else if (c < 0x20 || c == 0x7f) {
+      char esc[8];
+      int next_digit = i + 1 < len && s[i + 1] >= '0' && s[i + 1] <= '9';
+      snprintf(esc, sizeof esc, next_digit ? "\\%03d" : "\\%d", (int)c);
+      luaL_addstring(buf, esc);
+    } else {
+      luaL_addchar(buf, (char)c);
+    }
+  }
+  luaL_addchar(buf, '"');
+}
+
+/* toString() -> 'tunnel.Vector{1, "a", nil, true}' (a snapshot). */
+static int vector_tostring(lua_State *L, const char *method, double timeout) {
+  tn_deque_t *d = check_vector(L, method);
+  lua_Integer n = push_snapshot(L, d, method, timeout);
+  if (n < 0) return push_nil_status(L, 1);
+  int t = lua_gettop(L);
+  luaL_Buffer buf;
+  luaL_buffinit(L, &buf);
+  luaL_addstring(&buf, VECTOR "{");
+  for (lua_Integer i = 1; i <= n; i++) {
+    if (i > 1) luaL_addstring(&buf, ", ");
+    lua_rawgeti(L, t, (int)i);
+    if (lua_type(L, -1) == LUA_TSTRING) {
+      /* The table keeps the string alive once it is off the stack, and
+      ** the buffer needs the stack as it left it. */
+      size_t len;
+      const char *s = lua_tolstring(L, -1, &len);
+      lua_pop(L, 1);
+      add_quoted(&buf, s, len);
+    } else {
+      tn_tolstring(L, -1, NULL);
+      lua_remove(L, -2); /* only the string above the buffer */
+      luaL_addvalue(&buf);
+    }
+  }
+  luaL_addchar(&buf, '}');
+  luaL_pushresult(&buf);
+  return 1;
+}
+
+static int l_vector_tostring(lua_State *L) {
+  return vector_tostring(L, M("toString"), TN_FOREVER);
+}
+
+static int l_vector_tostringasync(lua_State *L) {
+  return vector_tostring(L, M("toStringAsync"), TN_TRY);
+}
+
+/* ---- metamethods ---------------------------------------------------------- */
+
+static int l_vector_len(lua_State *L) {
+  tn_deque_t *d = check_vector(L, VECTOR ":size");
+  lua_pushinteger(L, (lua_Integer)tn_deque_size(d));
+  return 1;
+}
+
+/* v.name: a method (upvalue 2 is the methods table); v[i]: get(i). */
+static int l_vector_index(lua_State *L) {
+  if (lua_type(L, 2) == LUA_TNUMBER) {
+    tn_deque_t *d = check_vector(L, M("get"));
+    int rc = vector_getvalue(L, d, M("get"), TN_FOREVER);
+    if (rc == TN_OK) return 1;
+    if (rc == TN_ERANGE) return push_nil_status(L, 1);
+    return tn_l_coreerror(L, M("get"), rc);
+  }
+  lua_pushvalue(L, 2);
+  lua_rawget(L, lua_upvalueindex(2));
+  return 1;
+}
+
+/* v[i] = value: set(i, value); no other field can be set. */
+static int l_vector_newindex(lua_State *L) {
+  if (lua_type(L, 2) == LUA_TNUMBER) {
+    vector_set(L, M("set"), TN_FOREVER);
+    return 0;
+  }
+  check_vector(L, VECTOR);
+  tn_tolstring(L, 2, NULL);
+  return tn_l_error(L, VECTOR, "cannot set field %s", lua_tostring(L, -1));
+}
+
+/* ---- registration --------------------------------------------------------- */
+
+static const luaL_Reg vector_methods[] = {
+    {"pushBack", l_vector_pushback},
+    {"pushBackAsync", l_vector_pushbackasync},
+    {"pushFront", l_vector_pushfront},
+    {"pushFrontAsync", l_vector_pushfrontasync},
+    {"popFront", l_vector_popfront},
+    {"popFrontAsync", l_vector_popfrontasync},
+    {"popBack", l_vector_popback},
+    {"popBackAsync", l_vector_popbackasync},
+    {"insert", l_vector_insert},
+    {"insertAsync", l_vector_insertasync},
+    {"remove", l_vector_remove},
+    {"removeAsync", l_vector_removeasync},
+    {"get", l_vector_get},
+    {"getAsync", l_vector_getasync},
+    {"set", l_vector_set},
+    {"setAsync", l_vector_setasync},
+    {"read", l_vector_read},
+    {"readAsync", l_vector_readasync},
+    {"write", l_vector_write},
+    {"writeAsync", l_vector_writeasync},
+    {"size", l_vector_size},
+    {"sizeAsync", l_vector_sizeasync},
+    {"sort", l_vector_sort},
+    {"sortAsync", l_vector_sortasync},
+    {"iterator", l_vector_iterator},
+    {"iteratorAsync", l_vector_iteratorasync},
+    {"toString", l_vector_tostring},
+    {"toStringAsync", l_vector_tostringasync},
+    {"close", l_vector_close},
+    {"closeAsync", l_vector_closeasync},
+    {"isClosed", l_vector_isclosed},
+    {"isClosedAsync", l_vector_isclosedasync},
+    {NULL, NULL}};
+
+static const luaL_Reg vector_meta[] = {{"__len", l_vector_len},
+                                       {"__index", l_vector_index},
+                                       {"__newindex", l_vector_newindex},
+                                       {"__tostring", l_vector_tostring},
+                                       {"__pairs", l_vector_pairs},
+                                       {"__ipairs", l_vector_pairs},
+                                       {NULL, NULL}};
+
+void tn_l_open_vector(lua_State *L) {
+  tn_l_newclass(L, TN_TYPE_DEQUE, VECTOR, vector_methods, vector_meta);
+  /* table.sort as the state has it now: users may shadow `table` later. */
+  lua_getglobal(L, "table");
+  if (lua_istable(L, -1))
+    lua_getfield(L, -1, "sort");
+  else
+    lua_pushnil(L);
+  lua_setfield(L, LUA_REGISTRYINDEX, SORT_KEY);
+  lua_pop(L, 1);
+  lua_pushcfunction(L, l_vector_new);
+  lua_setfield(L, -2, "Vector");
+}

@@ -1,0 +1,484 @@
+/*
+** core_bench.c - the core C API with no Lua: the floor the Lua binding is
+** measured against (bench/run.lua divides the Lua rates by these).
+**
+**   core_bench list          the case names
+**   core_bench <case>        a warm-up, then BENCH_REPEAT result lines
+**
+** Items are 8-byte blobs holding an integer, one tn_blob_new per item (the
+** binding allocates one blob per pushed value too). Every case checks its
+** result: sums of the values received, counter totals, jobs run.
+*/
+#include <pthread.h>
+
+#include "bench.h"
+#include "tunnel.h"
+
+/* ---- deque hand-off ------------------------------------------------------ */
+
+typedef struct handoff {
+  tn_deque_t *d;
+  long first, count; /* a producer pushes first..first+count-1 */
+  long long sum;     /* a consumer's sum of what it popped */
+  int err;
+  double end;
+  bench_clock_t *clock;
+} handoff_t;
+
+static void *producer(void *arg) {
+  handoff_t *h = arg;
+  bench_wait_go(h->clock);
+  for (long i = h->first; i < h->first + h->count; i++) {
+    int64_t v = i;
+    tn_blob_t *b = tn_blob_new(&v, sizeof v, NULL, 0);
+    int rc = b == NULL ? TN_ENOMEM : tn_deque_push_back(h->d, b, TN_FOREVER);
+    if (rc != TN_OK) {
+      tn_blob_release(b);
+      h->err = rc;
+      break;
+    }
+  }
+  h->end = bench_now();
+  return NULL;
+}
+
+static void *consumer(void *arg) {
+  handoff_t *h = arg;
+  bench_wait_go(h->clock);
+  long long sum = 0;
+  for (long i = 0; i < h->count; i++) {
+    tn_blob_t *b = NULL;
+    int rc = tn_deque_pop_front(h->d, &b, TN_FOREVER);
+    if (rc != TN_OK) {
+      h->err = rc;
+      break;
+    }
+    int64_t v;
+    memcpy(&v, tn_blob_data(b), sizeof v);
+    sum += v;
+    tn_blob_release(b);
+  }
+  h->sum = sum;
+  h->end = bench_now();
+  return NULL;
+}
+
+/* `pairs` producers and `pairs` consumers move n integers (1..n). */
+static double run_handoff(size_t hint, int pairs, long n, const char **fail) {
+  tn_deque_t *d;
+  if (tn_deque_new(hint, &d) != TN_OK) {
+    *fail = "tn_deque_new";
+    return 0;
+  }
+  bench_clock_t clock = {0};
+  handoff_t h[8];
+  pthread_t t[8];
+  long per = n / pairs;
+  for (int i = 0; i < pairs; i++) {
+    h[i] = (handoff_t){d, 1 + i * per, per, 0, 0, 0, &clock};
+    h[pairs + i] = (handoff_t){d, 0, per, 0, 0, 0, &clock};
+    pthread_create(&t[i], NULL, producer, &h[i]);
+    pthread_create(&t[pairs + i], NULL, consumer, &h[pairs + i]);
+  }
+  bench_release(&clock, 2 * pairs);
+  double end = 0;
+  long long sum = 0;
+  for (int i = 0; i < 2 * pairs; i++) {
+    pthread_join(t[i], NULL);
+    if (h[i].end > end) end = h[i].end;
+    if (h[i].err != 0) *fail = tn_strerror(h[i].err);
+    sum += h[i].sum;
+  }
+  long m = per * pairs;
+  if (*fail == NULL && sum != (long long)m * (m + 1) / 2) *fail = "wrong sum";
+  if (*fail == NULL && tn_deque_size(d) != 0) *fail = "deque not empty";
+  tn_object_release(TN_OBJECT(d));
+  return end - clock.start;
+}
+
+/* One thread pushes then pops each item: the cost with no waiting. */
+static double run_pushpop(long n, const char **fail) {
+  tn_deque_t *d;
+  if (tn_deque_new(TN_UNBOUNDED, &d) != TN_OK) {
+    *fail = "tn_deque_new";
+    return 0;
+  }
+  long long sum = 0;
+  double t0 = bench_now();
+  for (long i = 1; i <= n; i++) {
+    int64_t v = i;
+    tn_blob_t *b = tn_blob_new(&v, sizeof v, NULL, 0);
+    if (b == NULL || tn_deque_push_back(d, b, TN_FOREVER) != TN_OK ||
+        tn_deque_pop_front(d, &b, TN_FOREVER) != TN_OK) {
+      *fail = "push or pop failed";
+      break;
+    }
+    memcpy(&v, tn_blob_data(b), sizeof v);
+    sum += v;
+    tn_blob_release(b);
+  }
+  double t = bench_now() - t0;
+  if (*fail == NULL && sum != (long long)n * (n + 1) / 2) *fail = "wrong sum";
+  tn_object_release(TN_OBJECT(d));
+  return t;
+}
+
+/* ---- ping-pong ----------------------------------------------------------- */
+
+typedef struct pingpong {
+  tn_deque_t *there, *back;
+  long rounds;
+  int err;
+  double end;
+  bench_clock_t *clock;
+} pingpong_t;
+
+static void *pinger(void *arg) {
+  pingpong_t *p = arg;
+  bench_wait_go(p->clock);
+  for (long i = 0; i < p->rounds && p->err == 0; i++) {
+    int64_t v = i;
+    tn_blob_t *b = tn_blob_new(&v, sizeof v, NULL, 0);
+    if (tn_deque_push_back(p->there, b, TN_FOREVER) != TN_OK ||
+        tn_deque_pop_front(p->back, &b, TN_FOREVER) != TN_OK) {
+      p->err = 1;
+      break;
+    }
+    memcpy(&v, tn_blob_data(b), sizeof v);
+    if (v != i) p->err = 2;
+    tn_blob_release(b);
+  }
+  p->end = bench_now();
+  return NULL;
+}
+
+static void *ponger(void *arg) {
+  pingpong_t *p = arg;
+  bench_wait_go(p->clock);
+  for (long i = 0; i < p->rounds; i++) {
+    tn_blob_t *b;
+    if (tn_deque_pop_front(p->there, &b, TN_FOREVER) != TN_OK ||
+        tn_deque_push_back(p->back, b, TN_FOREVER) != TN_OK) {
+      p->err = 1;
+      break;
+    }
+  }
+  p->end = bench_now();
+  return NULL;
+}
+
+static double run_pingpong(long rounds, const char **fail) {
+  tn_deque_t *a, *b;
+  tn_deque_new(TN_UNBOUNDED, &a);
+  tn_deque_new(TN_UNBOUNDED, &b);
+  bench_clock_t clock = {0};
+  pingpong_t p[2] = {{a, b, rounds, 0, 0, &clock}, {a, b, rounds, 0, 0, &clock}};
+  pthread_t t[2];
+  pthread_create(&t[0], NULL, pinger, &p[0]);
+  pthread_create(&t[1], NULL, ponger, &p[1]);
+  bench_release(&clock, 2);
+  pthread_join(t[0], NULL);
+  pthread_join(t[1], NULL);
+  if (p[0].err != 0 || p[1].err != 0) *fail = "wrong value or error";
+  tn_object_release(TN_OBJECT(a));
+  tn_object_release(TN_OBJECT(b));
+  return p[0].end - clock.start;
+}
+
+/* ---- counter ------------------------------------------------------------- */
+
+typedef struct adder {
+  tn_counter_t *c;
+  long n;
+  double end;
+  bench_clock_t *clock;
+} adder_t;
+
+static void *add_loop(void *arg) {
+  adder_t *a = arg;
+  bench_wait_go(a->clock);
+  for (long i = 0; i < a->n; i++) tn_counter_add(a->c, 1);
+  a->end = bench_now();
+  return NULL;
+}
+
+static double run_counter(int threads, long n, const char **fail) {
+  tn_counter_t *c;
+  if (tn_counter_new(0, &c) != TN_OK) {
+    *fail = "tn_counter_new";
+    return 0;
+  }
+  bench_clock_t clock = {0};
+  adder_t a[4];
+  pthread_t t[4];
+  for (int i = 0; i < threads; i++) {
+    a[i] = (adder_t){c, n / threads, 0, &clock};
+    pthread_create(&t[i], NULL, add_loop, &a[i]);
+  }
+  bench_release(&clock, threads);
+  double end = 0;
+  for (int i = 0; i < threads; i++) {
+    pthread_join(t[i], NULL);
+    if (a[i].end > end) end = a[i].end;
+  }
+  if (tn_counter_get(c) != (n / threads) * threads) *fail = "wrong total";
+  tn_object_release(TN_OBJECT(c));
+  return end - clock.start;
+}
+
+/* ---- map (behind tunnel.Hash) -------------------------------------------- */
+
+typedef struct mapper {
+  tn_map_t *m;
+  long n;
+  int64_t base;
+  long long sum;
+  int err;
+  double end;
+  bench_clock_t *clock;
+} mapper_t;
+
+/* Set then get keys of its own in a window of 1,000; sums what it reads. */
+static void *map_loop(void *arg) {
+  mapper_t *a = arg;
+  bench_wait_go(a->clock);
+  long long sum = 0;
+  for (long i = 1; i <= a->n; i++) {
+    int64_t k = a->base + i % 1000, v = i;
+    tn_blob_t *b = tn_blob_new(&v, sizeof v, NULL, 0), *got = NULL;
+    if (b == NULL ||
+        tn_map_set(a->m, &k, sizeof k, b, NULL, TN_FOREVER) != TN_OK ||
+        tn_map_get(a->m, &k, sizeof k, &got, TN_FOREVER) != TN_OK ||
+        got == NULL) {
+      a->err = 1;
+      break;
+    }
+    memcpy(&v, tn_blob_data(got), sizeof v);
+    sum += v;
+    tn_blob_release(got);
+  }
+  a->sum = sum;
+  a->end = bench_now();
+  return NULL;
+}
+
+static double run_map(int threads, long n, const char **fail) {
+  tn_map_t *m;
+  if (tn_map_new(TN_TYPE_HASH, &m) != TN_OK) {
+    *fail = "tn_map_new";
+    return 0;
+  }
+  bench_clock_t clock = {0};
+  mapper_t a[4];
+  pthread_t t[4];
+  long per = n / threads;
+  for (int i = 0; i < threads; i++) {
+    a[i] = (mapper_t){m, per, (int64_t)(i + 1) * 1000000, 0, 0, 0, &clock};
+    pthread_create(&t[i], NULL, map_loop, &a[i]);
+  }
+  bench_release(&clock, threads);
+  double end = 0;
+  long long sum = 0;
+  for (int i = 0; i < threads; i++) {
+    pthread_join(t[i], NULL);
+    if (a[i].end > end) end = a[i].end;
+    if (a[i].err) *fail = "set or get failed";
+    sum += a[i].sum;
+  }
+  if (*fail == NULL && sum != (long long)threads * per * (per + 1) / 2)
+    *fail = "wrong sum";
+  tn_object_release(TN_OBJECT(m));
+  return end - clock.start;
+}
+
+/* ---- the callback lock (behind tunnel.Atomic's read/write) ---------------- */
+
+typedef struct locker {
+  tn_object_t *o;
+  long n;
+  int write;
+  long *shared;
+  double end;
+  bench_clock_t *clock;
+} locker_t;
+
+static void *lock_loop(void *arg) {
+  locker_t *a = arg;
+  bench_wait_go(a->clock);
+  for (long i = 0; i < a->n; i++) {
+    if (a->write) {
+      tn_object_write_lock(a->o, TN_FOREVER);
+      (*a->shared)++;
+      tn_object_write_unlock(a->o);
+    } else {
+      tn_object_read_lock(a->o, TN_FOREVER);
+      tn_object_read_unlock(a->o);
+    }
+  }
+  a->end = bench_now();
+  return NULL;
+}
+
+/* n lock+unlock pairs of an Atomic's lock, over `threads` threads; the
+** writers increment a shared count under it (checked). */
+static double run_lock(int threads, int write, long n, const char **fail) {
+  tn_cell_t *c;
+  if (tn_cell_new(TN_TYPE_ATOMIC, NULL, &c) != TN_OK) {
+    *fail = "tn_cell_new";
+    return 0;
+  }
+  long shared = 0;
+  bench_clock_t clock = {0};
+  locker_t a[4];
+  pthread_t t[4];
+  long per = n / threads;
+  for (int i = 0; i < threads; i++) {
+    a[i] = (locker_t){TN_OBJECT(c), per, write, &shared, 0, &clock};
+    pthread_create(&t[i], NULL, lock_loop, &a[i]);
+  }
+  bench_release(&clock, threads);
+  double end = 0;
+  for (int i = 0; i < threads; i++) {
+    pthread_join(t[i], NULL);
+    if (a[i].end > end) end = a[i].end;
+  }
+  if (write && shared != per * threads) *fail = "lost updates";
+  tn_object_release(TN_OBJECT(c));
+  return end - clock.start;
+}
+
+/* ---- block --------------------------------------------------------------- */
+
+static atomic_long jobs_run;
+
+static void empty_job(void *ctx, int index, void *arg) {
+  (void)ctx, (void)index, (void)arg;
+  atomic_fetch_add(&jobs_run, 1);
+}
+
+/* n times: a 1-thread block created, run once, synchronized, terminated. */
+static double run_block_cycle(long n, const char **fail) {
+  atomic_store(&jobs_run, 0);
+  double t0 = bench_now();
+  for (long i = 0; i < n; i++) {
+    tn_block_t *b;
+    if (tn_block_new(1, NULL, NULL, &b) != TN_OK ||
+        tn_block_run(b, empty_job, NULL, NULL) != TN_OK ||
+        tn_block_synchronize(b, TN_FOREVER) != TN_OK) {
+      *fail = "block call failed";
+      return 0;
+    }
+    tn_block_terminate(b);
+    tn_block_free(b);
+  }
+  double t = bench_now() - t0;
+  if (atomic_load(&jobs_run) != n) *fail = "wrong number of jobs run";
+  return t;
+}
+
+/* n runs of an empty job on an existing 1-thread block, each synchronized. */
+static double run_block_run(long n, const char **fail) {
+  tn_block_t *b;
+  if (tn_block_new(1, NULL, NULL, &b) != TN_OK) {
+    *fail = "tn_block_new";
+    return 0;
+  }
+  atomic_store(&jobs_run, 0);
+  double t0 = bench_now();
+  for (long i = 0; i < n; i++) {
+    if (tn_block_run(b, empty_job, NULL, NULL) != TN_OK ||
+        tn_block_synchronize(b, TN_FOREVER) != TN_OK) {
+      *fail = "block call failed";
+      break;
+    }
+  }
+  double t = bench_now() - t0;
+  tn_block_free(b);
+  if (*fail == NULL && atomic_load(&jobs_run) != n) *fail = "wrong jobs run";
+  return t;
+}
+
+/* ---- the cases ----------------------------------------------------------- */
+
+typedef struct bcase {
+  const char *name;
+  long full, quick; /* items */
+  double (*run)(const struct bcase *, long, const char **);
+  size_t hint;
+  int threads;
+} bcase_t;
+
+static double c_handoff(const bcase_t *c, long n, const char **fail) {
+  return run_handoff(c->hint, c->threads, n, fail);
+}
+static double c_pushpop(const bcase_t *c, long n, const char **fail) {
+  (void)c;
+  return run_pushpop(n, fail);
+}
+static double c_pingpong(const bcase_t *c, long n, const char **fail) {
+  (void)c;
+  return run_pingpong(n, fail);
+}
+static double c_counter(const bcase_t *c, long n, const char **fail) {
+  return run_counter(c->threads, n, fail);
+}
+static double c_map(const bcase_t *c, long n, const char **fail) {
+  return run_map(c->threads, n, fail);
+}
+static double c_lock_write(const bcase_t *c, long n, const char **fail) {
+  return run_lock(c->threads, 1, n, fail);
+}
+static double c_lock_read(const bcase_t *c, long n, const char **fail) {
+  return run_lock(c->threads, 0, n, fail);
+}
+static double c_block_cycle(const bcase_t *c, long n, const char **fail) {
+  (void)c;
+  return run_block_cycle(n, fail);
+}
+static double c_block_run(const bcase_t *c, long n, const char **fail) {
+  (void)c;
+  return run_block_run(n, fail);
+}
+
+static const bcase_t cases[] = {
+    {"deque.1p1c.unbounded", 1000000, 10000, c_handoff, TN_UNBOUNDED, 1},
+    {"deque.1p1c.hint1024", 1000000, 10000, c_handoff, 1024, 1},
+    {"deque.1p1c.hint4", 1000000, 10000, c_handoff, 4, 1},
+    {"deque.2p2c.unbounded", 1000000, 10000, c_handoff, TN_UNBOUNDED, 2},
+    {"deque.2p2c.hint1024", 1000000, 10000, c_handoff, 1024, 2},
+    {"deque.2p2c.hint4", 1000000, 10000, c_handoff, 4, 2},
+    {"deque.pushpop.1t", 2000000, 20000, c_pushpop, TN_UNBOUNDED, 1},
+    {"pingpong", 100000, 2000, c_pingpong, 0, 2},
+    {"counter.1t", 20000000, 100000, c_counter, 0, 1},
+    {"counter.2t", 20000000, 100000, c_counter, 0, 2},
+    {"map.setget.1t", 2000000, 20000, c_map, 0, 1},
+    {"map.setget.2t", 2000000, 20000, c_map, 0, 2},
+    {"lock.write.1t", 5000000, 50000, c_lock_write, 0, 1},
+    {"lock.read.1t", 5000000, 50000, c_lock_read, 0, 1},
+    {"lock.write.2t", 2000000, 20000, c_lock_write, 0, 2},
+    {"block.cycle", 300, 20, c_block_cycle, 0, 1},
+    {"block.run", 5000, 200, c_block_run, 0, 1},
+    {NULL, 0, 0, NULL, 0, 0}};
+
+int main(int argc, char **argv) {
+  if (argc < 2 || strcmp(argv[1], "list") == 0) {
+    for (const bcase_t *c = cases; c->name != NULL; c++) printf("%s\n", c->name);
+    return 0;
+  }
+  for (const bcase_t *c = cases; c->name != NULL; c++) {
+    if (strcmp(c->name, argv[1]) != 0) continue;
+    long n = bench_items(c->full, c->quick);
+    const char *fail = NULL;
+    c->run(c, n / 10 > 0 ? n / 10 : 1, &fail); /* warm-up */
+    int bad = fail != NULL;
+    for (int r = 0, reps = bench_repeat(); r < reps; r++) {
+      fail = NULL;
+      double t = c->run(c, n, &fail);
+      bench_report(c->name, n, t, fail);
+      bad |= fail != NULL;
+    }
+    return bad;
+  }
+  fprintf(stderr, "core_bench: no case %s\n", argv[1]);
+  return 2;
+}

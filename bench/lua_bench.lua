@@ -1,0 +1,510 @@
+-- lua_bench.lua - the Lua side of the benchmark suite (bench/run.lua drives
+-- it; see docs/performance.md).
+--
+--   lua bench/lua_bench.lua list      the case names, one a line
+--   lua bench/lua_bench.lua <case>    a warm-up, then BENCH_REPEAT lines:
+--     result <TAB> case <TAB> items <TAB> seconds <TAB> ok|FAIL:why [<TAB> k=v]
+--   or one line: skip <TAB> case <TAB> why
+--
+-- Runs on Lua 5.4 and LuaJIT. Every case checks what it computed (sums,
+-- counts, a deep comparison for the codec); a wrong result is a FAIL line
+-- and a non-zero exit. Times are wall-clock seconds from tunnel.clock()
+-- (CLOCK_MONOTONIC, comparable across threads); when a case runs on
+-- several threads its time runs from the first thread's start to the last
+-- thread's end, so Block start-up is not counted.
+--
+-- Jobs sent to blocks use only their upvalues (plain values and tunnel
+-- objects, which cross by reference) and the global `tunnel`.
+
+local QUICK = (os.getenv('BENCH_QUICK') or '') ~= '' and
+              os.getenv('BENCH_QUICK') ~= '0'
+local REPEAT = tonumber(os.getenv('BENCH_REPEAT') or '') or (QUICK and 3 or 5)
+local floor = math.floor
+
+local cases, order = {}, {}
+local function case(name, spec)
+  spec.name = name
+  cases[name] = spec
+  order[#order + 1] = name
+end
+
+-- ---- Vector hand-off ------------------------------------------------------
+
+-- 64 short strings (8..23 bytes); item i is STRINGS[i % 64 + 1].
+local STRINGS = {}
+for i = 1, 64 do
+  STRINGS[i] = ('item-%02d'):format(i) .. ('x'):rep(i % 16)
+end
+
+-- The job every thread of a hand-off block runs: threads 1..pairs push
+-- `per` items each, threads pairs+1..2*pairs pop `per` each and sum them
+-- (integers: the values; strings: their lengths; tables: their .id).
+local function handoff_job(q, per, pairs, kind, strings)
+  return function()
+    local clock = tunnel.clock
+    local id = __threadid
+    local t0 = clock()
+    local sum = 0
+    if id <= pairs then
+      local first = (id - 1) * per + 1
+      if kind == 'int' then
+        for i = first, first + per - 1 do q:pushBack(i) end
+      elseif kind == 'str' then
+        for i = first, first + per - 1 do q:pushBack(strings[i % 64 + 1]) end
+      else
+        local t = {id = 0, name = 'item', weight = 1.5, ok = true}
+        for i = first, first + per - 1 do
+          t.id = i
+          q:pushBack(t)
+        end
+      end
+    else
+      if kind == 'int' then
+        for _ = 1, per do sum = sum + q:popFront() end
+      elseif kind == 'str' then
+        for _ = 1, per do sum = sum + #q:popFront() end
+      else
+        for _ = 1, per do sum = sum + q:popFront().id end
+      end
+    end
+    return t0, clock(), sum
+  end
+end
+
+-- Run one job on every thread of `block`; the wall time from the first
+-- start to the last end, the sum of the third results, or nil and why.
+local function run_block_job(block, job)
+  block:run(job)
+  local result, status = block:synchronize()
+  local t0, t1, sum = math.huge, -math.huge, 0
+  for i = 1, block.size do
+    if status[i] ~= true then
+      local r = result[i]
+      return nil, ('thread %d failed: %s'):format(i,
+        tostring(type(r) == 'table' and r[1] or r))
+    end
+    local r = result[i]
+    if r[1] < t0 then t0 = r[1] end
+    if r[2] > t1 then t1 = r[2] end
+    sum = sum + (r[3] or 0)
+  end
+  return t1 - t0, sum
+end
+
+local HINTS = {unbounded = nil, hint1024 = 1024, hint4 = 4}
+for _, kind in ipairs({'int', 'str', 'table'}) do
+  for _, topo in ipairs({'1p1c', '2p2c'}) do
+    for _, hname in ipairs({'unbounded', 'hint1024', 'hint4'}) do
+      local pairs_ = topo == '1p1c' and 1 or 2
+      case(('vector.%s.%s.%s'):format(kind, topo, hname), {
+        needs = {'Vector', 'Block'},
+        full = kind == 'int' and 1000000 or 300000, quick = 10000,
+        setup = function()
+          return {block = tunnel.Block(2 * pairs_),
+                  q = tunnel.Vector(HINTS[hname])}
+        end,
+        run = function(s, n)
+          local per = floor(n / pairs_)
+          local m = per * pairs_
+          local secs, sum = run_block_job(s.block,
+            handoff_job(s.q, per, pairs_, kind, STRINGS))
+          if not secs then return nil, sum end
+          local want = 0
+          if kind == 'str' then
+            for i = 1, m do want = want + #STRINGS[i % 64 + 1] end
+          else
+            want = m * (m + 1) / 2
+          end
+          if sum ~= want then
+            return secs, ('sum %s, expected %s'):format(sum, want), m
+          end
+          if s.q:size() ~= 0 then return secs, 'vector not empty', m end
+          return secs, nil, m
+        end,
+        teardown = function(s) s.block:terminate() end,
+      })
+    end
+  end
+end
+
+-- One thread pushes and pops at once: the binding's and the codec's cost
+-- per item with no waiting and no cache-line transfer.
+for _, kind in ipairs({'int', 'str', 'table'}) do
+  case(('vector.%s.pushpop.1t'):format(kind), {
+    needs = {'Vector'},
+    full = 1000000, quick = 10000,
+    run = function(_, n)
+      local q = tunnel.Vector()
+      local clock = tunnel.clock
+      local sum, want = 0, 0
+      local t0 = clock()
+      if kind == 'int' then
+        for i = 1, n do
+          q:pushBack(i)
+          sum = sum + q:popFront()
+        end
+        want = n * (n + 1) / 2
+      elseif kind == 'str' then
+        for i = 1, n do
+          q:pushBack(STRINGS[i % 64 + 1])
+          sum = sum + #q:popFront()
+        end
+        for i = 1, n do want = want + #STRINGS[i % 64 + 1] end
+      else
+        local t = {id = 0, name = 'item', weight = 1.5, ok = true}
+        for i = 1, n do
+          t.id = i
+          q:pushBack(t)
+          sum = sum + q:popFront().id
+        end
+        want = n * (n + 1) / 2
+      end
+      local secs = clock() - t0
+      if sum ~= want then return secs, ('sum %s, expected %s'):format(sum, want) end
+      return secs
+    end,
+  })
+end
+
+-- ---- ping-pong ------------------------------------------------------------
+
+case('vector.pingpong', {
+  needs = {'Vector', 'Block'},
+  full = 100000, quick = 1000,
+  setup = function()
+    return {block = tunnel.Block(1), there = tunnel.Vector(),
+            back = tunnel.Vector()}
+  end,
+  run = function(s, n)
+    local there, back = s.there, s.back
+    s.block:run(function()
+      for _ = 1, n do
+        local v = there:popFront()
+        back:pushBack(v)
+      end
+    end)
+    there:pushBack(0) -- a first round trip wakes the echo thread up
+    back:popFront()
+    local bad = 0
+    local clock = tunnel.clock
+    local t0 = clock()
+    for i = 1, n - 1 do
+      there:pushBack(i)
+      if back:popFront() ~= i then bad = bad + 1 end
+    end
+    local t = clock() - t0
+    local _, status = s.block:synchronize()
+    if status[1] ~= true then return t, 'echo thread failed', n - 1 end
+    if bad > 0 then return t, bad .. ' wrong values', n - 1 end
+    return t, nil, n - 1
+  end,
+  teardown = function(s) s.block:terminate() end,
+})
+
+-- ---- Counter ----------------------------------------------------------------
+
+case('counter.1t', {
+  needs = {'Counter'},
+  full = 10000000, quick = 100000,
+  run = function(_, n)
+    local c = tunnel.Counter()
+    local clock = tunnel.clock
+    local t0 = clock()
+    for _ = 1, n do c:increase() end
+    local t = clock() - t0
+    if c:get() ~= n then return t, 'counter is ' .. c:get() end
+    return t
+  end,
+})
+
+case('counter.2t', {
+  needs = {'Counter', 'Block'},
+  full = 10000000, quick = 100000,
+  setup = function() return {block = tunnel.Block(2)} end,
+  run = function(s, n)
+    local c = tunnel.Counter()
+    local per = floor(n / 2)
+    local secs, why = run_block_job(s.block, function()
+      local clock = tunnel.clock
+      local t0 = clock()
+      for _ = 1, per do c:increase() end
+      return t0, clock(), 0
+    end)
+    if not secs then return nil, why end
+    if c:get() ~= 2 * per then return secs, 'counter is ' .. c:get() end
+    return secs, nil, 2 * per
+  end,
+  teardown = function(s) s.block:terminate() end,
+})
+
+-- ---- Hash and Atomic (their classes come with another issue) --------------
+
+-- Each thread sets and gets keys of its own in a window of 1,000: 2 ops
+-- per item; the sum of what it read back is checked.
+local function hash_job(h, per)
+  return function()
+    local clock = tunnel.clock
+    local base = __threadid * 1000000
+    local t0 = clock()
+    local sum = 0
+    for i = 1, per do
+      local k = base + i % 1000
+      h:set(k, i)
+      sum = sum + h:get(k)
+    end
+    return t0, clock(), sum
+  end
+end
+
+for _, threads in ipairs({1, 2}) do
+  case(('hash.setget.%dt'):format(threads), {
+    needs = {'Hash', 'Block'},
+    full = 1000000, quick = 10000,
+    setup = function() return {block = tunnel.Block(threads)} end,
+    run = function(s, n)
+      local per = floor(n / threads)
+      local secs, sum = run_block_job(s.block, hash_job(tunnel.Hash(), per))
+      if not secs then return nil, sum end
+      local want = threads * per * (per + 1) / 2
+      if sum ~= want then return secs, ('sum %s, expected %s'):format(sum, want) end
+      return secs, nil, threads * per
+    end,
+    teardown = function(s) s.block:terminate() end,
+  })
+end
+
+case('atomic.write.1t', {
+  needs = {'Atomic'},
+  full = 300000, quick = 5000,
+  run = function(_, n)
+    local a = tunnel.Atomic({x = 0})
+    local function inc(d) d.x = d.x + 1 end
+    local t0 = tunnel.clock()
+    for _ = 1, n do a:write(inc) end
+    local t = tunnel.clock() - t0
+    local x = a:read(function(d) return d.x end)
+    if x ~= n then return t, 'x is ' .. tostring(x) end
+    return t
+  end,
+})
+
+case('atomic.read.1t', {
+  needs = {'Atomic'},
+  full = 300000, quick = 5000,
+  run = function(_, n)
+    local a = tunnel.Atomic({x = 7})
+    local function get(d) return d.x end
+    local sum = 0
+    local t0 = tunnel.clock()
+    for _ = 1, n do sum = sum + a:read(get) end
+    local t = tunnel.clock() - t0
+    if sum ~= 7 * n then return t, 'sum is ' .. tostring(sum) end
+    return t
+  end,
+})
+
+case('atomic.write.2t', {
+  needs = {'Atomic', 'Block'},
+  full = 300000, quick = 5000,
+  setup = function() return {block = tunnel.Block(2)} end,
+  run = function(s, n)
+    local a = tunnel.Atomic({x = 0})
+    local per = floor(n / 2)
+    local secs, why = run_block_job(s.block, function()
+      local clock = tunnel.clock
+      local t0 = clock()
+      for _ = 1, per do a:write(function(d) d.x = d.x + 1 end) end
+      return t0, clock(), 0
+    end)
+    if not secs then return nil, why end
+    local x = a:read(function(d) return d.x end)
+    if x ~= 2 * per then return secs, 'x is ' .. tostring(x) end
+    return secs, nil, 2 * per
+  end,
+  teardown = function(s) s.block:terminate() end,
+})
+
+-- ---- Block --------------------------------------------------------------------
+
+case('block.cycle', {
+  needs = {'Block'},
+  full = 300, quick = 20,
+  run = function(_, n)
+    local clock = tunnel.clock
+    local done = 0
+    local t0 = clock()
+    for _ = 1, n do
+      local b = tunnel.Block(1)
+      b:run(function() return true end)
+      local result, status = b:synchronize()
+      if status[1] == true and result[1][1] == true then done = done + 1 end
+      b:terminate()
+    end
+    local t = clock() - t0
+    if done ~= n then return t, (n - done) .. ' runs failed' end
+    return t
+  end,
+})
+
+case('block.run', {
+  needs = {'Block'},
+  full = 3000, quick = 100,
+  setup = function() return {block = tunnel.Block(1)} end,
+  run = function(s, n)
+    local b = s.block
+    local clock = tunnel.clock
+    local done = 0
+    local t0 = clock()
+    for _ = 1, n do
+      b:run(function() return true end)
+      local _, status = b:synchronize()
+      if status[1] == true then done = done + 1 end
+    end
+    local t = clock() - t0
+    if done ~= n then return t, (n - done) .. ' runs failed' end
+    return t
+  end,
+  teardown = function(s) s.block:terminate() end,
+})
+
+-- ---- the codec, beside lua-cjson ----------------------------------------------
+
+-- 1,000 entries: integers, floats, short strings, nested small tables,
+-- booleans, in turn.
+local function mixed_table()
+  local t = {}
+  for i = 1, 1000 do
+    local k = i % 5
+    if k == 0 then t[i] = i * 7
+    elseif k == 1 then t[i] = i + 0.25
+    elseif k == 2 then t[i] = 'str' .. i
+    elseif k == 3 then t[i] = {id = i, name = 'n' .. i, ok = true}
+    else t[i] = i % 2 == 0 end
+  end
+  return t
+end
+
+-- Deep equality; `strict` also compares integer/float subtypes (5.3+).
+local mtype = math.type
+local function same(a, b, strict)
+  if type(a) ~= type(b) then return false end
+  if type(a) == 'number' and strict and mtype and mtype(a) ~= mtype(b) then
+    return false
+  end
+  if type(a) ~= 'table' then return a == b end
+  for k, v in pairs(a) do
+    if not same(v, b[k], strict) then return false end
+  end
+  for k in pairs(b) do
+    if a[k] == nil then return false end
+  end
+  return true
+end
+
+-- n round trips of `encode` then `decode`; bytes = the encoded size.
+local function roundtrip(n, clock, encode, decode, strict)
+  local t = mixed_table()
+  local bytes
+  local u
+  local t0 = clock()
+  for _ = 1, n do
+    local s = encode(t)
+    bytes = #s
+    u = decode(s)
+  end
+  local secs = clock() - t0
+  if not same(t, u, strict) then return secs, 'decoded table differs' end
+  return secs, nil, n, 'bytes=' .. bytes
+end
+
+case('codec.serializer', {
+  needs = {'Serializer'},
+  full = 1000, quick = 20,
+  run = function(_, n)
+    local s = tunnel.Serializer()
+    return roundtrip(n, tunnel.clock,
+      function(v) return s:save(v) end, function(str) return s:load(str) end,
+      true)
+  end,
+})
+
+case('codec.vector', {
+  needs = {'Vector'},
+  full = 1000, quick = 20,
+  run = function(_, n)
+    local q = tunnel.Vector()
+    local t = mixed_table()
+    local u
+    local t0 = tunnel.clock()
+    for _ = 1, n do
+      q:pushBack(t)
+      u = q:popFront()
+    end
+    local secs = tunnel.clock() - t0
+    if not same(t, u, true) then return secs, 'popped table differs' end
+    return secs
+  end,
+})
+
+case('codec.cjson', {
+  needs = {},
+  full = 1000, quick = 20,
+  run = function(_, n)
+    local cjson = require('cjson')
+    -- single-threaded: os.clock (CPU time) is a fair clock if tunnel
+    -- does not load
+    local clock = tunnel and tunnel.clock or os.clock
+    return roundtrip(n, clock, cjson.encode, cjson.decode, false)
+  end,
+})
+
+-- ---- main ---------------------------------------------------------------------
+
+local name = arg[1]
+if name == nil or name == 'list' then
+  for _, n in ipairs(order) do print(n) end
+  return
+end
+local c = cases[name]
+if c == nil then
+  io.stderr:write('lua_bench: no case ' .. name .. '\n')
+  os.exit(2)
+end
+
+local loaded, mod = pcall(require, 'tunnel')
+tunnel = loaded and mod or nil -- a global: jobs find it in their threads
+local function skip(why)
+  print(('skip\t%s\t%s'):format(name, (tostring(why):match('[^\n]*'))))
+  os.exit(0)
+end
+if c.needs[1] ~= nil then
+  if not loaded then skip('module does not load: ' .. tostring(mod)) end
+  if tunnel.clock == nil then skip('tunnel.clock is missing') end
+end
+for _, cls in ipairs(c.needs) do
+  if tunnel[cls] == nil then skip(('tunnel.%s not built yet'):format(cls)) end
+end
+
+local n = QUICK and c.quick or c.full
+local bad = false
+local ok, state = pcall(c.setup or function() end)
+if not ok then
+  print(('result\t%s\t%d\t0\tFAIL:setup: %s'):format(name, n, tostring(state)))
+  os.exit(1)
+end
+for r = 0, REPEAT do -- r = 0: a warm-up, not reported
+  local m = r == 0 and math.max(1, floor(n / 10)) or n
+  local okr, secs, why, items, extra = pcall(c.run, state, m)
+  if not okr then secs, why = 0, tostring(secs) end
+  if secs == nil then secs = 0 end
+  if why ~= nil then bad = true end
+  if r > 0 or why ~= nil then
+    print(('result\t%s\t%d\t%.9f\t%s%s'):format(name, items or m, secs,
+      why and ('FAIL:' .. tostring(why):gsub('[\t\n]', ' ')) or 'ok',
+      extra and ('\t' .. extra) or ''))
+    io.stdout:flush()
+  end
+  if why ~= nil then break end
+end
+if c.teardown then pcall(c.teardown, state) end
+os.exit(bad and 1 or 0)

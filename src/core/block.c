@@ -1,0 +1,320 @@
+/*
+** block.c - a group of threads, each with its own FIFO job queue.
+**
+** A run queues the same job on every thread. Its record (function,
+** argument, release hook, count of threads still to finish it) and the
+** queue nodes for all threads are one allocation, freed by the thread that
+** finishes the run last, right after it calls release(arg).
+**
+** One mutex guards every queue and the block's state: a run is queued on
+** all threads under one lock, and the critical sections are a few pointer
+** moves. Each thread sleeps on its own condition variable and is signalled
+** only when it sleeps. A block-wide count of unfinished jobs, with its own
+** condition variable, serves tn_block_synchronize.
+**
+** Caveats: a job must not call tn_block_terminate, tn_block_free or
+** tn_block_synchronize on its own block (it would wait for itself).
+*/
+#include <stdlib.h>
+
+#include "internal.h"
+
+typedef struct block_run block_run_t;
+
+/* One run's place in one thread's queue. */
+typedef struct block_job {
+  struct block_job *next;
+  block_run_t *run;
+} block_job_t;
+
+struct block_run {
+  tn_job_fn fn;
+  void *arg;
+  void (*release)(void *arg);
+  atomic_int remaining;  /* threads that have not finished it yet */
+  block_job_t jobs[];    /* one node per thread */
+};
+
+typedef struct block_worker {
+  tn_block_t *block;
+  int index;             /* 1..size */
+  pthread_t thread;
+  pthread_cond_t wake;   /* a job arrived, or terminate */
+  block_job_t *head, *tail;
+  bool sleeping;         /* waiting on `wake` (under the block mutex) */
+  bool started;          /* its start hook succeeded */
+  void *ctx;
+} block_worker_t;
+
+struct tn_block {
+  int size;
+  tn_block_hooks_t hooks;
+  void *userdata;
+  pthread_mutex_t mutex;
+  pthread_cond_t ready;   /* a thread reported its start */
+  pthread_cond_t idle;    /* pending dropped to 0 */
+  pthread_cond_t joined;  /* a terminate finished joining */
+  int reported;           /* threads that ran their start hook */
+  int start_failures;     /* ... and how many of them failed */
+  long pending;           /* jobs queued or running, all threads */
+  int sync_waiters;       /* threads asleep on `idle` */
+  bool terminating;       /* no more runs; threads drain and stop */
+  bool joining;           /* a terminate is joining the threads */
+  bool done;              /* the threads are joined */
+  block_worker_t *workers;
+};
+
+/* Run one job outside the mutex; the last thread releases the run. */
+static void job_finish(block_run_t *run) {
+  if (atomic_fetch_sub_explicit(&run->remaining, 1, memory_order_acq_rel) ==
+      1) {
+    if (run->release != NULL) run->release(run->arg);
+    tn_free(run);
+  }
+}
+
+static void *worker_main(void *p) {
+  block_worker_t *w = p;
+  tn_block_t *b = w->block;
+  int rc = 0;
+  void *ctx = NULL;
+  if (b->hooks.thread_start != NULL)
+    rc = b->hooks.thread_start(b->userdata, w->index, &ctx);
+
+  pthread_mutex_lock(&b->mutex);
+  w->ctx = ctx;
+  w->started = rc == 0;
+  b->reported++;
+  if (rc != 0) b->start_failures++;
+  pthread_cond_signal(&b->ready);
+  if (rc != 0) {
+    pthread_mutex_unlock(&b->mutex);
+    return NULL;
+  }
+  for (;;) {
+    /* Re-check under the mutex: wake-ups may be spurious, and terminate
+    ** wakes us with jobs possibly still queued (they run first). */
+    while (w->head == NULL && !b->terminating) {
+      w->sleeping = true;
+      pthread_cond_wait(&w->wake, &b->mutex);
+      w->sleeping = false;
+    }
+    block_job_t *job = w->head;
+    if (job == NULL) break; /* terminating and drained */
+    w->head = job->next;
+    if (w->head == NULL) w->tail = NULL;
+    pthread_mutex_unlock(&b->mutex);
+
+    block_run_t *run = job->run;
+    run->fn(ctx, w->index, run->arg);
+    job_finish(run);
+
+    pthread_mutex_lock(&b->mutex);
+    /* Counted down after release ran, so synchronize covers it too. */
+    if (--b->pending == 0 && b->sync_waiters > 0)
+      pthread_cond_broadcast(&b->idle);
+  }
+  pthread_mutex_unlock(&b->mutex);
+  if (b->hooks.thread_stop != NULL)
+    b->hooks.thread_stop(b->userdata, w->index, ctx);
+  return NULL;
+}
+
+/* Tell every sleeping thread to look at its queue and the flags. Mutex held. */
+static void wake_all(tn_block_t *b) {
+  for (int i = 0; i < b->size; i++)
+    if (b->workers[i].sleeping) pthread_cond_signal(&b->workers[i].wake);
+}
+
+static void block_destroy(tn_block_t *b) {
+  for (int i = 0; i < b->size; i++) pthread_cond_destroy(&b->workers[i].wake);
+  pthread_cond_destroy(&b->ready);
+  pthread_cond_destroy(&b->idle);
+  pthread_cond_destroy(&b->joined);
+  pthread_mutex_destroy(&b->mutex);
+  tn_free(b->workers);
+  tn_free(b);
+}
+
+/*
+** Start the threads and wait until each has run its start hook. On any
+** failure the threads already started are told to stop (thread_stop runs
+** where the start succeeded), joined, and everything is freed.
+*/
+int tn_block_new(int size, const tn_block_hooks_t *hooks, void *userdata,
+                 tn_block_t **out) {
+  if (size < 1) return TN_EINVAL;
+  tn_block_t *b = tn_malloc(sizeof *b);
+  if (b == NULL) return TN_ENOMEM;
+  b->workers = tn_malloc((size_t)size * sizeof *b->workers);
+  if (b->workers == NULL) {
+    tn_free(b);
+    return TN_ENOMEM;
+  }
+  b->size = size;
+  if (hooks != NULL) {
+    b->hooks = *hooks;
+  } else {
+    b->hooks.thread_start = NULL;
+    b->hooks.thread_stop = NULL;
+  }
+  b->userdata = userdata;
+  tn_mutex_init(&b->mutex);
+  tn_cond_init(&b->ready);
+  tn_cond_init(&b->idle);
+  tn_cond_init(&b->joined);
+  b->reported = 0;
+  b->start_failures = 0;
+  b->pending = 0;
+  b->sync_waiters = 0;
+  b->terminating = false;
+  b->joining = false;
+  b->done = false;
+  for (int i = 0; i < size; i++) {
+    block_worker_t *w = &b->workers[i];
+    w->block = b;
+    w->index = i + 1;
+    tn_cond_init(&w->wake);
+    w->head = w->tail = NULL;
+    w->sleeping = false;
+    w->started = false;
+    w->ctx = NULL;
+  }
+
+  int created = 0, rc = TN_OK;
+  for (; created < size; created++) {
+    if (pthread_create(&b->workers[created].thread, NULL, worker_main,
+                       &b->workers[created]) != 0) {
+      rc = TN_ETHREAD;
+      break;
+    }
+  }
+  pthread_mutex_lock(&b->mutex);
+  /* Re-check under the mutex: several threads may report per wake-up. */
+  while (b->reported < created) pthread_cond_wait(&b->ready, &b->mutex);
+  if (rc == TN_OK && b->start_failures > 0) rc = TN_EINIT;
+  if (rc != TN_OK) {
+    b->terminating = true;
+    wake_all(b);
+  }
+  pthread_mutex_unlock(&b->mutex);
+  if (rc != TN_OK) {
+    for (int i = 0; i < created; i++) pthread_join(b->workers[i].thread, NULL);
+    block_destroy(b);
+    return rc;
+  }
+  *out = b;
+  return TN_OK;
+}
+
+int tn_block_size(const tn_block_t *b) { return b->size; }
+
+/*
+** Queue fn on every thread: one allocation, one lock. On failure release
+** runs here, at once, as no thread will see the run.
+*/
+int tn_block_run(tn_block_t *b, tn_job_fn fn, void *arg,
+                 void (*release)(void *arg)) {
+  if (fn == NULL) {
+    if (release != NULL) release(arg);
+    return TN_EINVAL;
+  }
+  block_run_t *run =
+      tn_malloc(sizeof *run + (size_t)b->size * sizeof(block_job_t));
+  if (run == NULL) {
+    if (release != NULL) release(arg);
+    return TN_ENOMEM;
+  }
+  run->fn = fn;
+  run->arg = arg;
+  run->release = release;
+  atomic_init(&run->remaining, b->size);
+
+  pthread_mutex_lock(&b->mutex);
+  if (b->terminating) {
+    pthread_mutex_unlock(&b->mutex);
+    tn_free(run);
+    if (release != NULL) release(arg);
+    return TN_ETERMINATED;
+  }
+  for (int i = 0; i < b->size; i++) {
+    block_worker_t *w = &b->workers[i];
+    block_job_t *job = &run->jobs[i];
+    job->run = run;
+    job->next = NULL;
+    if (w->tail != NULL)
+      w->tail->next = job;
+    else
+      w->head = job;
+    w->tail = job;
+    if (w->sleeping) pthread_cond_signal(&w->wake);
+  }
+  b->pending += b->size;
+  pthread_mutex_unlock(&b->mutex);
+  return TN_OK;
+}
+
+/* Wait until no job is queued or running. TN_OK, TN_ETIMEDOUT, TN_EAGAIN. */
+int tn_block_synchronize(tn_block_t *b, double timeout) {
+  int rc = tn_mutex_acquire(&b->mutex, timeout);
+  if (rc != TN_OK) return rc;
+  if (b->pending > 0) {
+    if (timeout <= 0) {
+      pthread_mutex_unlock(&b->mutex);
+      return timeout < 0 ? TN_EAGAIN : TN_ETIMEDOUT;
+    }
+    tn_deadline_t dl = tn_deadline_in(timeout);
+    b->sync_waiters++;
+    /* Re-check under the mutex: new runs may have been queued since the
+    ** broadcast, and wake-ups may be spurious. */
+    while (b->pending > 0) {
+      if (tn_cond_wait_until(&b->idle, &b->mutex, &dl) == TN_ETIMEDOUT &&
+          b->pending > 0) {
+        rc = TN_ETIMEDOUT;
+        break;
+      }
+    }
+    b->sync_waiters--;
+  }
+  pthread_mutex_unlock(&b->mutex);
+  return rc;
+}
+
+/*
+** Refuse new runs, let the threads drain their queues and stop, and join
+** them. A second caller (even a concurrent one) waits for the first.
+*/
+void tn_block_terminate(tn_block_t *b) {
+  pthread_mutex_lock(&b->mutex);
+  b->terminating = true;
+  if (b->joining) {
+    /* Re-check under the mutex: the joiner broadcasts once, when done. */
+    while (!b->done) pthread_cond_wait(&b->joined, &b->mutex);
+    pthread_mutex_unlock(&b->mutex);
+    return;
+  }
+  b->joining = true;
+  wake_all(b);
+  pthread_mutex_unlock(&b->mutex);
+
+  for (int i = 0; i < b->size; i++) pthread_join(b->workers[i].thread, NULL);
+
+  pthread_mutex_lock(&b->mutex);
+  b->done = true;
+  pthread_cond_broadcast(&b->joined);
+  pthread_mutex_unlock(&b->mutex);
+}
+
+int tn_block_is_terminated(const tn_block_t *b) {
+  tn_block_t *m = (tn_block_t *)b; /* locking is not a change of state */
+  pthread_mutex_lock(&m->mutex);
+  int t = m->terminating;
+  pthread_mutex_unlock(&m->mutex);
+  return t;
+}
+
+void tn_block_free(tn_block_t *b) {
+  if (b == NULL) return;
+  tn_block_terminate(b);
+  block_destroy(b);
+}

@@ -1,0 +1,620 @@
+/*
+** lshare.c - shared tables, tunnel.Share and tunnel.Atomic: Lua tables that
+** every thread reads and writes through, the binding of the core map
+** (TN_TYPE_TABLE) and cell (TN_TYPE_SHARE, TN_TYPE_ATOMIC).
+**
+** A shared table is a map shown with the metatable "tunnel.SharedTable":
+** t[k], t[k] = v (nil deletes), #t, pairs(t) (where __pairs exists) and
+** tunnel.snapshot(t). It has no methods at all: every string key is data,
+** so `t.size` is whatever was stored under "size". Each single read or
+** write is atomic; nothing more (t.n = t.n + 1 is two accesses: use
+** tunnel.Atomic for that).
+**
+** Storing a plain table (no metatable) converts it, recursively, into a new
+** shared table: nested plain tables become shared tables too, and a table
+** met twice in one assigned value (a cycle, a shared sub-table) becomes one
+** shared table. Tunnel objects (shared tables included) are stored by
+** reference; every other value is copied by the codec.
+**
+** Share and Atomic are cells: their value is fixed at creation (converted
+** as above). `x.data` decodes it each time; for a shared table that is the
+** same shared object (and, in one Lua state, the same userdata) every time.
+**
+** Caveats:
+** - Reference counting cannot free cycles: a shared table that contains
+**   itself, directly or through other shared tables, is never freed.
+** - #t is a border (t[n] ~= nil and t[n + 1] == nil) found by probing, as
+**   Lua does for the hash part of a table: O(log n) reads, each atomic, not
+**   the whole. While other threads write, it is a border of some mix of the
+**   states seen.
+** - pairs(t) and tunnel.snapshot(t) walk a snapshot, taken with the whole
+**   map stopped for a moment (an O(n) copy). LuaJIT and 5.1 honour no
+**   __pairs: use `pairs(tunnel.snapshot(t))` there.
+** - A value read (t[k], x.data) is decoded after its blob is taken; if the
+**   decoding itself raises (out of memory), that blob reference leaks.
+** - Atomic's lock is not recursive: a write callback that calls read or
+**   write on the same Atomic deadlocks. A read inside a read is fine, unless
+**   a writer is queued meanwhile (writers are preferred, so the inner read
+**   waits behind the writer, which waits for the outer read: deadlock).
+** - Atomic(5).data is 5 forever: the data is fixed, a scalar cannot change.
+**   To share a changing scalar, wrap it: Atomic({n = 5}), then data.n.
+*/
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "ltunnel.h"
+
+#define TABLE "tunnel.SharedTable"
+#define SHARE "tunnel.Share"
+#define ATOMIC "tunnel.Atomic"
+
+/* Deepest nesting of plain tables converted in one assignment. */
+#define TN_SHARE_MAXDEPTH 200
+
+static int would_wait(int rc) { return rc == TN_EAGAIN || rc == TN_ETIMEDOUT; }
+
+static void check_callback(lua_State *L, int idx, const char *method) {
+  if (lua_type(L, idx) != LUA_TFUNCTION)
+    tn_l_error(L, method, "callback must be a function (got %s)",
+               luaL_typename(L, idx));
+}
+
+/* Push the value of `b` (exactly one Lua value) and drop the reference. */
+static void push_value(lua_State *L, tn_blob_t *b, const char *method) {
+  int n = tn_l_decode(L, b, method);
+  if (n != 1) lua_settop(L, lua_gettop(L) - n + 1);
+  tn_blob_release(b);
+}
+
+/* ---- keys ------------------------------------------------------------------ */
+
+/*
+** TEMPORARY - to be folded into lhash.c's key encoding (check_key and
+** push_key there are static; the lead will share one function between Hash
+** and shared tables). Until then: the same rules, not the same bytes, and
+** not its code. What the shared function must also offer: a lenient mode
+** for reads, where nil and NaN keys find nothing instead of raising (as
+** t[nil] in a plain table).
+**
+** A key as map bytes: a tag byte, then
+**   's' string      the raw bytes
+**   'i' integer     8 bytes, little-endian two's complement
+**   'f' float       8 bytes, little-endian IEEE bits (non-integral only)
+**   'b' boolean     one byte, 0 or 1
+** Canonical, as Lua's own tables are: a float with an integral value in
+** the int64 range is the integer (t[1.0] is t[1]; -0.0 is 0), so every Lua
+** version finds the same key, and decoding gives back what Lua would.
+*/
+#define KEY_SMALL 64
+
+typedef struct key {
+  const char *bytes;
+  size_t len;
+  char small[KEY_SMALL];
+} map_key_t;
+
+static void put_u64(char *p, uint64_t v) {
+  for (int i = 0; i < 8; i++) p[i] = (char)(unsigned char)(v >> (8 * i));
+}
+
+static uint64_t get_u64(const char *p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; i++) v |= (uint64_t)(unsigned char)p[i] << (8 * i);
+  return v;
+}
+
+static void key_integer(map_key_t *k, int64_t i) {
+  k->small[0] = 'i';
+  put_u64(k->small + 1, (uint64_t)i);
+  k->bytes = k->small;
+  k->len = 9;
+}
+
+/*
+** Encode the key at `idx` into `k`. Pushes exactly one value (an anchor
+** that keeps long key bytes alive: pop it when done with `k`). Returns 1,
+** or 0 for a nil or NaN key when not `strict` (no such key can exist: a
+** read finds nothing); any other key that is not a string, number or
+** boolean raises, as does nil or NaN when `strict` (a write).
+*/
+static int key_encode(lua_State *L, int idx, map_key_t *k, const char *method,
+                      int strict) {
+  switch (lua_type(L, idx)) {
+  case LUA_TSTRING: {
+    size_t len;
+    const char *s = lua_tolstring(L, idx, &len);
+    char *p = k->small;
+    if (len >= KEY_SMALL) {
+      p = (char *)tn_newuserdata(L, len + 1); /* the anchor */
+    } else {
+      lua_pushnil(L);
+    }
+    p[0] = 's';
+    memcpy(p + 1, s, len);
+    k->bytes = p;
+    k->len = len + 1;
+    return 1;
+  }
+  case LUA_TNUMBER: {
+    lua_pushnil(L);
+#if TN_HAS_INTEGERS
+    if (lua_isinteger(L, idx)) {
+      key_integer(k, (int64_t)lua_tointeger(L, idx));
+      return 1;
+    }
+#endif
+    double n = (double)lua_tonumber(L, idx);
+    if (n != n) {
+      if (!strict) return 0;
+      return tn_l_error(L, method, "key must not be NaN");
+    }
+    /* [-2^63, 2^63): exactly the doubles an int64 holds. */
+    if (n == floor(n) && n >= -9223372036854775808.0 &&
+        n < 9223372036854775808.0) {
+      key_integer(k, (int64_t)n);
+      return 1;
+    }
+    uint64_t bits;
+    memcpy(&bits, &n, sizeof bits);
+    k->small[0] = 'f';
+    put_u64(k->small + 1, bits);
+    k->bytes = k->small;
+    k->len = 9;
+    return 1;
+  }
+  case LUA_TBOOLEAN:
+    lua_pushnil(L);
+    k->small[0] = 'b';
+    k->small[1] = (char)lua_toboolean(L, idx);
+    k->bytes = k->small;
+    k->len = 2;
+    return 1;
+  case LUA_TNIL:
+    if (!strict) {
+      lua_pushnil(L);
+      return 0;
+    }
+    return tn_l_error(L, method, "key is nil");
+  default:
+    return tn_l_error(L, method,
+                      "key must be a string, number or boolean (got %s)",
+                      luaL_typename(L, idx));
+  }
+}
+
+/* Push the Lua key of map key bytes (TEMPORARY, see key_encode). */
+static void key_push(lua_State *L, const char *p, size_t len,
+                     const char *method) {
+  if (len >= 1 && p[0] == 's') {
+    lua_pushlstring(L, p + 1, len - 1);
+    return;
+  }
+  if (len == 9 && p[0] == 'i') {
+    int64_t i = (int64_t)get_u64(p + 1);
+#if TN_HAS_INTEGERS
+    lua_pushinteger(L, (lua_Integer)i);
+#else
+    lua_pushnumber(L, (lua_Number)i);
+#endif
+    return;
+  }
+  if (len == 9 && p[0] == 'f') {
+    uint64_t bits = get_u64(p + 1);
+    double n;
+    memcpy(&n, &bits, sizeof n);
+    lua_pushnumber(L, (lua_Number)n);
+    return;
+  }
+  if (len == 2 && p[0] == 'b') {
+    lua_pushboolean(L, p[1] != 0);
+    return;
+  }
+  tn_l_error(L, method, "corrupt key in shared table");
+}
+
+/* ---- converting plain tables ---------------------------------------------- */
+
+static int is_plain_table(lua_State *L, int idx) {
+  if (lua_type(L, idx) != LUA_TTABLE) return 0;
+  if (!lua_getmetatable(L, idx)) return 1;
+  lua_pop(L, 1);
+  return 0; /* the codec refuses it with a clear error */
+}
+
+/*
+** Push a new shared table holding the content of the plain table at
+** (absolute) `idx`, converting nested plain tables too. `seen` (absolute)
+** is a Lua table: plain table -> its shared table, so a table met twice in
+** one conversion (a cycle, a shared sub-table) gives one shared table. On
+** an error, what was built is garbage, collected with its boxes, and
+** nothing the caller had is changed.
+*/
+static void push_converted(lua_State *L, int idx, int seen, const char *method,
+                           int depth) {
+  lua_pushvalue(L, idx);
+  lua_rawget(L, seen);
+  if (!lua_isnil(L, -1)) return; /* met before: the same shared table */
+  lua_pop(L, 1);
+  if (depth > TN_SHARE_MAXDEPTH)
+    tn_l_error(L, method, "tables nested too deeply (more than %d levels)",
+               TN_SHARE_MAXDEPTH);
+  luaL_checkstack(L, 8, "tables nested too deeply");
+  tn_map_t *m;
+  int rc = tn_map_new(TN_TYPE_TABLE, &m);
+  if (rc != TN_OK) tn_l_coreerror(L, method, rc);
+  tn_l_pushobject(L, TN_OBJECT(m)); /* the box takes its own reference */
+  tn_object_release(TN_OBJECT(m));
+  int box = lua_gettop(L);
+  lua_pushvalue(L, idx);
+  lua_pushvalue(L, box);
+  lua_rawset(L, seen); /* seen[plain] = shared, before recursing */
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    int k = lua_gettop(L) - 1, v = k + 1;
+    map_key_t key;
+    key_encode(L, k, &key, method, 1); /* never lua_tolstring a number key:
+                                          lua_next needs it unchanged */
+    tn_blob_t *b;
+    if (is_plain_table(L, v)) {
+      push_converted(L, v, seen, method, depth + 1);
+      b = tn_l_encode(L, -1, 1, method);
+    } else {
+      b = tn_l_encode(L, v, 1, method);
+    }
+    rc = tn_map_set(m, key.bytes, key.len, b, NULL, TN_FOREVER);
+    if (rc != TN_OK) {
+      tn_blob_release(b);
+      tn_l_coreerror(L, method, rc);
+    }
+    lua_settop(L, k); /* keep the key for lua_next */
+  }
+}
+
+/*
+** The blob to store for the value at (absolute) `idx`: a plain table is
+** converted into a new shared table and stored by reference; anything
+** else goes through the codec (tunnel objects by reference, the rest
+** copied). NULL for nil.
+*/
+static tn_blob_t *encode_data(lua_State *L, int idx, const char *method) {
+  if (!is_plain_table(L, idx)) return tn_l_encode(L, idx, 1, method);
+  int top = lua_gettop(L);
+  lua_newtable(L); /* seen */
+  push_converted(L, idx, top + 1, method, 0);
+  tn_blob_t *b = tn_l_encode(L, -1, 1, method);
+  lua_settop(L, top);
+  return b;
+}
+
+/* ---- shared tables --------------------------------------------------------- */
+
+static tn_map_t *check_table(lua_State *L, const char *method) {
+  return (tn_map_t *)tn_l_checkobject(L, 1, method);
+}
+
+/* t[k]: nil for a key that is absent (or nil, or NaN, as in Lua). */
+static int l_table_index(lua_State *L) {
+  const char *method = TABLE ":__index";
+  tn_map_t *m = check_table(L, method);
+  map_key_t key;
+  if (!key_encode(L, 2, &key, method, 0)) {
+    lua_pushnil(L);
+    return 1;
+  }
+  tn_blob_t *b;
+  int rc = tn_map_get(m, key.bytes, key.len, &b, TN_FOREVER);
+  if (rc != TN_OK) return tn_l_coreerror(L, method, rc);
+  push_value(L, b, method);
+  return 1;
+}
+
+/* t[k] = v: nil deletes; a plain table is converted (see encode_data). */
+static int l_table_newindex(lua_State *L) {
+  const char *method = TABLE ":__newindex";
+  tn_map_t *m = check_table(L, method);
+  lua_settop(L, 3);
+  map_key_t key;
+  key_encode(L, 2, &key, method, 1);
+  tn_blob_t *b = encode_data(L, 3, method);
+  int rc = tn_map_set(m, key.bytes, key.len, b, NULL, TN_FOREVER);
+  if (rc != TN_OK) {
+    tn_blob_release(b);
+    return tn_l_coreerror(L, method, rc);
+  }
+  return 0;
+}
+
+/* Is t[i] non-nil? A stored value is never nil: storing nil deletes. */
+static int table_has(lua_State *L, tn_map_t *m, uint64_t i,
+                     const char *method) {
+  map_key_t key;
+  key_integer(&key, (int64_t)i);
+  tn_blob_t *b;
+  int rc = tn_map_get(m, key.bytes, key.len, &b, TN_FOREVER);
+  if (rc != TN_OK) return tn_l_coreerror(L, method, rc);
+  tn_blob_release(b);
+  return b != NULL;
+}
+
+/*
+** #t: a border, as luaH_getn finds one in a hash part. The common case (an
+** array 1..n and nothing else) is answered by the size hint in two reads;
+** otherwise double j until t[j] is nil, then binary search between the
+** last non-nil i and j. Keys are sparse in general, so no read of every
+** key; and no lock held across the reads (each is atomic on its own).
+*/
+static int l_table_len(lua_State *L) {
+  const char *method = TABLE ":__len";
+  tn_map_t *m = check_table(L, method);
+  uint64_t n = (uint64_t)tn_map_size(m);
+  if (n > 0 && table_has(L, m, n, method) && !table_has(L, m, n + 1, method)) {
+    lua_pushinteger(L, (lua_Integer)n);
+    return 1;
+  }
+  uint64_t i = 0, j = 1;
+  while (table_has(L, m, j, method)) {
+    i = j;
+    if (j > (uint64_t)INT64_MAX / 2) { /* absurdly many: walk linearly */
+      while (table_has(L, m, i + 1, method)) i++;
+      lua_pushinteger(L, (lua_Integer)i);
+      return 1;
+    }
+    j *= 2;
+  }
+  while (j - i > 1) { /* t[i] ~= nil (or i == 0), t[j] == nil */
+    uint64_t mid = i + (j - i) / 2;
+    if (table_has(L, m, mid, method))
+      i = mid;
+    else
+      j = mid;
+  }
+  lua_pushinteger(L, (lua_Integer)i);
+  return 1;
+}
+
+/* A map snapshot being turned into a Lua table (freed by the caller). */
+typedef struct snapshot_ctx {
+  const char *method;
+  tn_map_entry_t *entries;
+  size_t n;
+} snapshot_ctx_t;
+
+/* Protected: (ctx) -> a plain table of the snapshot's keys and values. */
+static int snapshot_body(lua_State *L) {
+  snapshot_ctx_t *ctx = lua_touserdata(L, 1);
+  lua_createtable(L, 0, ctx->n > (size_t)INT32_MAX ? 0 : (int)ctx->n);
+  for (size_t i = 0; i < ctx->n; i++) {
+    key_push(L, ctx->entries[i].key, ctx->entries[i].len, ctx->method);
+    int k = tn_l_decode(L, ctx->entries[i].value, ctx->method);
+    if (k != 1) lua_settop(L, lua_gettop(L) - k + 1);
+    lua_rawset(L, -3);
+  }
+  return 1;
+}
+
+/* Push a plain table copy of the shared table `m` (shallow: nested shared
+** tables stay shared). The copy is built under pcall so that a decoding
+** error still frees the snapshot. */
+static void push_snapshot(lua_State *L, tn_map_t *m, const char *method) {
+  snapshot_ctx_t ctx = {method, NULL, 0};
+  int rc = tn_map_snapshot(m, &ctx.entries, &ctx.n, TN_FOREVER);
+  if (rc != TN_OK) tn_l_coreerror(L, method, rc);
+  lua_pushcfunction(L, snapshot_body);
+  lua_pushlightuserdata(L, &ctx);
+  int status = lua_pcall(L, 1, 1, 0);
+  tn_map_entries_free(ctx.entries, ctx.n);
+  if (status != 0) lua_error(L);
+}
+
+/* `next` over the snapshot copy, without trusting the global `next`. */
+static int snapshot_next(lua_State *L) {
+  lua_settop(L, 2);
+  if (lua_next(L, 1)) return 2;
+  lua_pushnil(L);
+  return 1;
+}
+
+/* pairs(t) on 5.2+: next, copy, nil. */
+static int l_table_pairs(lua_State *L) {
+  const char *method = TABLE ":__pairs";
+  tn_map_t *m = check_table(L, method);
+  lua_pushcfunction(L, snapshot_next);
+  push_snapshot(L, m, method);
+  lua_pushnil(L);
+  return 3;
+}
+
+/* tunnel.snapshot(t) -> a plain table with t's keys and values at one
+** moment (shallow: nested shared tables stay shared). */
+static int l_snapshot(lua_State *L) {
+  const char *method = "tunnel.snapshot";
+  tn_object_t *o = tn_l_toobject(L, 1);
+  if (o == NULL || tn_object_type(o) != TN_TYPE_TABLE)
+    return tn_l_error(L, method, "argument must be a shared table (got %s)",
+                      luaL_typename(L, 1));
+  push_snapshot(L, (tn_map_t *)o, method);
+  return 1;
+}
+
+static const luaL_Reg table_meta[] = {{"__index", l_table_index},
+                                      {"__newindex", l_table_newindex},
+                                      {"__len", l_table_len},
+                                      {"__pairs", l_table_pairs},
+                                      {NULL, NULL}};
+
+/* ---- Share and Atomic: cells ---------------------------------------------- */
+
+/* tunnel.Share(data) / tunnel.Atomic(data): a cell holding data, a plain
+** table converted into a shared table. */
+static int cell_new(lua_State *L, tn_type_t type, const char *method) {
+  lua_settop(L, 1);
+  tn_blob_t *b = encode_data(L, 1, method);
+  tn_cell_t *c;
+  int rc = tn_cell_new(type, b, &c);
+  if (rc != TN_OK) {
+    tn_blob_release(b);
+    return tn_l_coreerror(L, method, rc);
+  }
+  tn_l_pushobject(L, TN_OBJECT(c)); /* the box takes its own reference */
+  tn_object_release(TN_OBJECT(c));
+  return 1;
+}
+
+static int l_share_new(lua_State *L) {
+  return cell_new(L, TN_TYPE_SHARE, SHARE);
+}
+
+static int l_atomic_new(lua_State *L) {
+  return cell_new(L, TN_TYPE_ATOMIC, ATOMIC);
+}
+
+/* Push the cell's data: decoded from a blob that never changes, so no lock
+** (a shared table inside synchronizes itself). */
+static void push_data(lua_State *L, tn_cell_t *c, const char *method) {
+  int n = tn_l_decode(L, tn_cell_value(c), method);
+  if (n != 1) lua_settop(L, lua_gettop(L) - n + 1);
+}
+
+/* x.data -> the data; x.name -> the method (upvalue 2 is the methods
+** table). Shared by Share and Atomic: each class has its own closure. */
+static int cell_index(lua_State *L, const char *method) {
+  tn_cell_t *c = (tn_cell_t *)tn_l_checkobject(L, 1, method);
+  size_t len;
+  const char *key = lua_type(L, 2) == LUA_TSTRING ? lua_tolstring(L, 2, &len)
+                                                  : NULL;
+  if (key != NULL && len == 4 && memcmp(key, "data", 4) == 0) {
+    push_data(L, c, method);
+    return 1;
+  }
+  lua_pushvalue(L, 2);
+  lua_rawget(L, lua_upvalueindex(2));
+  return 1;
+}
+
+static int l_share_index(lua_State *L) { return cell_index(L, SHARE); }
+
+static int l_atomic_index(lua_State *L) { return cell_index(L, ATOMIC); }
+
+/* The data is fixed for the cell's life: change what it holds instead. */
+static int cell_newindex(lua_State *L, const char *method) {
+  tn_l_checkobject(L, 1, method);
+  tn_tolstring(L, 2, NULL);
+  return tn_l_error(L, method,
+                    "cannot set field %s (the data is fixed; change what "
+                    "it holds)",
+                    lua_tostring(L, -1));
+}
+
+static int l_share_newindex(lua_State *L) { return cell_newindex(L, SHARE); }
+
+static int l_atomic_newindex(lua_State *L) {
+  return cell_newindex(L, ATOMIC);
+}
+
+/*
+** share:access(callback) -> callback(share.data)'s results. No lock: a
+** Share promises only that each single access of a shared table is atomic
+** (Atomic is the one with a lock). An error propagates as it is.
+*/
+static int l_share_access(lua_State *L) {
+  const char *method = SHARE ":access";
+  tn_cell_t *c = (tn_cell_t *)tn_l_checkobject(L, 1, method);
+  check_callback(L, 2, method);
+  lua_settop(L, 2);
+  push_data(L, c, method);
+  lua_call(L, 1, LUA_MULTRET);
+  return lua_gettop(L) - 1;
+}
+
+/* Protected: (cell, callback) -> callback(data)'s results. The decoding
+** may raise too, so it happens in here, under the lock's pcall. */
+static int atomic_body(lua_State *L) {
+  tn_cell_t *c = lua_touserdata(L, 1);
+  lua_remove(L, 1); /* the callback is on 1 now */
+  push_data(L, c, ATOMIC);
+  lua_call(L, 1, LUA_MULTRET);
+  return lua_gettop(L);
+}
+
+/*
+** read(callback) / write(callback) -> callback(data)'s results, as a
+** reader / the writer of the object's callback lock. The lock's internal
+** mutex is held only inside the lock calls, never while the callback runs
+** (DESIGN.md invariant 4), so a callback may use any other tunnel object.
+** The callback runs under lua_pcall: an error releases the lock, then is
+** raised again with the same error value. Async: nil when the lock is busy,
+** and then the callback does not run.
+*/
+static int atomic_call(lua_State *L, const char *method, int write,
+                       double timeout) {
+  tn_cell_t *c = (tn_cell_t *)tn_l_checkobject(L, 1, method);
+  tn_object_t *o = TN_OBJECT(c);
+  check_callback(L, 2, method);
+  lua_settop(L, 2);
+  int rc = write ? tn_object_write_lock(o, timeout)
+                 : tn_object_read_lock(o, timeout);
+  if (would_wait(rc)) {
+    lua_pushnil(L);
+    return 1;
+  }
+  if (rc != TN_OK) return tn_l_coreerror(L, method, rc);
+  lua_pushcfunction(L, atomic_body);
+  lua_pushlightuserdata(L, c);
+  lua_pushvalue(L, 2);
+  int status = lua_pcall(L, 2, LUA_MULTRET, 0);
+  if (write)
+    tn_object_write_unlock(o);
+  else
+    tn_object_read_unlock(o);
+  if (status != 0) return lua_error(L); /* the callback's own error value */
+  return lua_gettop(L) - 2;
+}
+
+static int l_atomic_read(lua_State *L) {
+  return atomic_call(L, ATOMIC ":read", 0, TN_FOREVER);
+}
+
+static int l_atomic_readasync(lua_State *L) {
+  return atomic_call(L, ATOMIC ":readAsync", 0, TN_TRY);
+}
+
+static int l_atomic_write(lua_State *L) {
+  return atomic_call(L, ATOMIC ":write", 1, TN_FOREVER);
+}
+
+static int l_atomic_writeasync(lua_State *L) {
+  return atomic_call(L, ATOMIC ":writeAsync", 1, TN_TRY);
+}
+
+static const luaL_Reg share_methods[] = {{"access", l_share_access},
+                                         {NULL, NULL}};
+
+static const luaL_Reg share_meta[] = {{"__index", l_share_index},
+                                      {"__newindex", l_share_newindex},
+                                      {NULL, NULL}};
+
+static const luaL_Reg atomic_methods[] = {
+    {"read", l_atomic_read},
+    {"readAsync", l_atomic_readasync},
+    {"write", l_atomic_write},
+    {"writeAsync", l_atomic_writeasync},
+    {NULL, NULL}};
+
+static const luaL_Reg atomic_meta[] = {{"__index", l_atomic_index},
+                                       {"__newindex", l_atomic_newindex},
+                                       {NULL, NULL}};
+
+/* ---- registration ---------------------------------------------------------- */
+
+void tn_l_open_share(lua_State *L) {
+  tn_l_newclass(L, TN_TYPE_TABLE, TABLE, NULL, table_meta);
+  tn_l_newclass(L, TN_TYPE_SHARE, SHARE, share_methods, share_meta);
+  tn_l_newclass(L, TN_TYPE_ATOMIC, ATOMIC, atomic_methods, atomic_meta);
+  lua_pushcfunction(L, l_snapshot);
+  lua_setfield(L, -2, "snapshot");
+  lua_pushcfunction(L, l_share_new);
+  lua_setfield(L, -2, "Share");
+  lua_pushcfunction(L, l_atomic_new);
+  lua_setfield(L, -2, "Atomic");
+}

@@ -1,0 +1,88 @@
+/*
+** main.c - the C test runner: runs every registered test (or those whose
+** name or id contains argv[1]) in a stable order (by file, then line).
+*/
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "test.h"
+
+typedef struct test_case {
+  const char *id, *name, *file;
+  int line;
+  test_fn fn;
+} test_case_t;
+
+static test_case_t *tests;
+static size_t ntests, captests;
+static atomic_long failures; /* checks failed in the current test */
+
+void test_register(const char *id, const char *name, const char *file,
+                   int line, test_fn fn) {
+  if (ntests == captests) {
+    captests = captests ? captests * 2 : 64;
+    tests = realloc(tests, captests * sizeof *tests);
+    if (tests == NULL) abort();
+  }
+  tests[ntests++] = (test_case_t){id, name, file, line, fn};
+}
+
+void test_fail(const char *file, int line, const char *fmt, ...) {
+  char msg[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  /* One fprintf per line, so lines from several threads stay whole. */
+  fprintf(stdout, "# %s:%d: %s\n", file, line, msg);
+  fflush(stdout);
+  atomic_fetch_add(&failures, 1);
+}
+
+double test_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int by_place(const void *a, const void *b) {
+  const test_case_t *x = a, *y = b;
+  int c = strcmp(x->file, y->file);
+  return c != 0 ? c : (x->line > y->line) - (x->line < y->line);
+}
+
+int main(int argc, char **argv) {
+  const char *filter = argc > 1 ? argv[1] : NULL;
+  qsort(tests, ntests, sizeof *tests, by_place);
+  int passed = 0, failed = 0, n = 0;
+  double start = test_now();
+  for (size_t i = 0; i < ntests; i++) {
+    test_case_t *t = &tests[i];
+    if (filter != NULL && strstr(t->name, filter) == NULL &&
+        strstr(t->id, filter) == NULL)
+      continue;
+    atomic_store(&failures, 0);
+    double t0 = test_now();
+    t->fn();
+    double dt = test_now() - t0;
+    n++;
+    if (atomic_load(&failures) == 0) {
+      passed++;
+      printf("ok %d - %s", n, t->name);
+    } else {
+      failed++;
+      printf("not ok %d - %s", n, t->name);
+    }
+    if (dt >= 0.5) printf(" # %.1f s", dt);
+    printf("\n");
+    fflush(stdout);
+  }
+  printf("1..%d\n", n);
+  printf("# %.1f s\n", test_now() - start);
+  printf("%d passed, %d failed\n", passed, failed);
+  free(tests);
+  return failed == 0 ? 0 : 1;
+}

@@ -1,0 +1,284 @@
+/*
+** test_block.c - blocks of threads: jobs on every thread in order, hooks,
+** synchronize, terminate, and the release of each run's argument.
+*/
+#include <stdatomic.h>
+#include <stdlib.h>
+
+#include "test.h"
+
+enum { MAX_THREADS = 8, MAX_JOBS = 256 };
+
+/* What the hooks and jobs record, per thread index. */
+typedef struct record {
+  int fail_index;                  /* start hook of this index fails */
+  atomic_int starts, stops;
+  atomic_int stop_ctx_ok;          /* stop got the ctx start made */
+  int log[MAX_THREADS + 1][MAX_JOBS];
+  int nlog[MAX_THREADS + 1];       /* each touched by its thread only */
+  atomic_int ctx_errors;
+} record_t;
+
+static int rec_start(void *ud, int index, void **ctx) {
+  record_t *r = ud;
+  atomic_fetch_add(&r->starts, 1);
+  if (index == r->fail_index) return -1;
+  int *mine = malloc(sizeof *mine); /* leaks unless stop runs */
+  *mine = index;
+  *ctx = mine;
+  return 0;
+}
+
+static void rec_stop(void *ud, int index, void *ctx) {
+  record_t *r = ud;
+  atomic_fetch_add(&r->stops, 1);
+  if (ctx != NULL && *(int *)ctx == index) atomic_fetch_add(&r->stop_ctx_ok, 1);
+  free(ctx);
+}
+
+static const tn_block_hooks_t rec_hooks = {rec_start, rec_stop};
+
+typedef struct job_arg {
+  record_t *r;
+  int seq;
+  double sleep;
+} job_arg_t;
+
+static void rec_job(void *ctx, int index, void *arg) {
+  job_arg_t *a = arg;
+  if (ctx == NULL || *(int *)ctx != index) atomic_fetch_add(&a->r->ctx_errors, 1);
+  tn_sleep(a->sleep);
+  int *n = &a->r->nlog[index];
+  if (*n < MAX_JOBS) a->r->log[index][(*n)++] = a->seq;
+}
+
+static record_t *new_record(void) {
+  record_t *r = calloc(1, sizeof *r);
+  r->fail_index = -1;
+  return r;
+}
+
+TEST(block_jobs_everywhere_in_order,
+     "every run's job executes once on every thread, in queue order, with "
+     "that thread's context") {
+  record_t *r = new_record();
+  tn_block_t *b;
+  CHECK_RC(tn_block_new(3, &rec_hooks, r, &b), TN_OK);
+  CHECK_INT(tn_block_size(b), 3);
+  CHECK_INT(atomic_load(&r->starts), 3); /* all started before new returns */
+  job_arg_t args[100];
+  for (int i = 0; i < 100; i++) {
+    args[i] = (job_arg_t){r, i, 0};
+    CHECK_RC(tn_block_run(b, rec_job, &args[i], NULL), TN_OK);
+  }
+  CHECK_RC(tn_block_synchronize(b, TN_FOREVER), TN_OK);
+  for (int t = 1; t <= 3; t++) {
+    CHECK_INT(r->nlog[t], 100);
+    int disorder = 0;
+    for (int i = 0; i < r->nlog[t]; i++)
+      if (r->log[t][i] != i) disorder++;
+    CHECK_INT(disorder, 0);
+  }
+  CHECK_INT(r->nlog[0], 0);
+  CHECK_INT(atomic_load(&r->ctx_errors), 0);
+  tn_block_free(b);
+  CHECK_INT(atomic_load(&r->stops), 3);
+  CHECK_INT(atomic_load(&r->stop_ctx_ok), 3);
+  free(r);
+}
+
+TEST(block_synchronize_waits,
+     "synchronize returns once every queued job has finished, or times "
+     "out") {
+  record_t *r = new_record();
+  tn_block_t *b;
+  CHECK_RC(tn_block_new(2, &rec_hooks, r, &b), TN_OK);
+  CHECK_RC(tn_block_synchronize(b, TN_TRY), TN_OK); /* nothing queued */
+  job_arg_t slow = {r, 1, 0.1};
+  CHECK_RC(tn_block_run(b, rec_job, &slow, NULL), TN_OK);
+  CHECK_RC(tn_block_synchronize(b, TN_TRY), TN_EAGAIN);
+  double t0 = test_now();
+  CHECK_RC(tn_block_synchronize(b, 0.02), TN_ETIMEDOUT);
+  double took = test_now() - t0;
+  CHECK(took >= 0.019 && took < 0.09);
+  CHECK_RC(tn_block_synchronize(b, TN_FOREVER), TN_OK);
+  CHECK_INT(r->nlog[1], 1);
+  CHECK_INT(r->nlog[2], 1);
+  tn_block_free(b);
+  free(r);
+}
+
+TEST(block_terminate_drains,
+     "terminate lets every queued job run, then stops and joins the "
+     "threads") {
+  record_t *r = new_record();
+  tn_block_t *b;
+  CHECK_RC(tn_block_new(2, &rec_hooks, r, &b), TN_OK);
+  job_arg_t args[20];
+  for (int i = 0; i < 20; i++) {
+    args[i] = (job_arg_t){r, i, 0.002};
+    CHECK_RC(tn_block_run(b, rec_job, &args[i], NULL), TN_OK);
+  }
+  CHECK(!tn_block_is_terminated(b));
+  tn_block_terminate(b);
+  CHECK(tn_block_is_terminated(b));
+  CHECK_INT(r->nlog[1], 20);
+  CHECK_INT(r->nlog[2], 20);
+  CHECK_INT(atomic_load(&r->stops), 2); /* joined: the stop hooks ran */
+  tn_block_terminate(b);                /* idempotent */
+  CHECK_INT(atomic_load(&r->stops), 2);
+  CHECK_RC(tn_block_synchronize(b, 0), TN_OK);
+  tn_block_free(b);
+  tn_block_free(NULL);
+  free(r);
+}
+
+static atomic_int released_count;
+static void count_release(void *arg) {
+  (void)arg;
+  atomic_fetch_add(&released_count, 1);
+}
+
+TEST(block_run_after_terminate,
+     "a run after terminate returns TN_ETERMINATED and releases its "
+     "argument") {
+  tn_block_t *b;
+  CHECK_RC(tn_block_new(1, NULL, NULL, &b), TN_OK);
+  tn_block_terminate(b);
+  atomic_store(&released_count, 0);
+  record_t *r = new_record();
+  job_arg_t a = {r, 0, 0};
+  CHECK_RC(tn_block_run(b, rec_job, &a, count_release), TN_ETERMINATED);
+  CHECK_INT(atomic_load(&released_count), 1);
+  CHECK_INT(r->nlog[1], 0);
+  CHECK_RC(tn_block_run(b, NULL, &a, count_release), TN_EINVAL);
+  CHECK_INT(atomic_load(&released_count), 2);
+  tn_block_free(b);
+  free(r);
+}
+
+TEST(block_new_validates, "a block needs at least one thread") {
+  tn_block_t *b = NULL;
+  CHECK_RC(tn_block_new(0, NULL, NULL, &b), TN_EINVAL);
+  CHECK_RC(tn_block_new(-3, NULL, NULL, &b), TN_EINVAL);
+  CHECK(b == NULL);
+}
+
+TEST(block_start_failure,
+     "a failing start hook makes creation fail with TN_EINIT; the other "
+     "threads stop and nothing leaks") {
+  record_t *r = new_record();
+  r->fail_index = 2;
+  tn_block_t *b = NULL;
+  CHECK_RC(tn_block_new(4, &rec_hooks, r, &b), TN_EINIT);
+  CHECK(b == NULL);
+  CHECK_INT(atomic_load(&r->starts), 4);
+  CHECK_INT(atomic_load(&r->stops), 3); /* only where start succeeded */
+  CHECK_INT(atomic_load(&r->stop_ctx_ok), 3);
+  free(r);
+}
+
+/* A run's argument that checks it is released after all its jobs. */
+typedef struct counted {
+  atomic_int ran;
+  int size;
+  atomic_int *early; /* releases that came before every job ran */
+  atomic_int *releases;
+} counted_t;
+
+static void counted_job(void *ctx, int index, void *arg) {
+  (void)ctx, (void)index;
+  counted_t *c = arg;
+  atomic_fetch_add(&c->ran, 1);
+}
+
+static void counted_release(void *arg) {
+  counted_t *c = arg;
+  if (atomic_load(&c->ran) != c->size) atomic_fetch_add(c->early, 1);
+  atomic_fetch_add(c->releases, 1);
+  free(c);
+}
+
+TEST(block_release_once_per_run,
+     "release runs exactly once per run, after the last thread finished "
+     "with it") {
+  tn_block_t *b;
+  CHECK_RC(tn_block_new(4, NULL, NULL, &b), TN_OK);
+  atomic_int early = 0, releases = 0;
+  for (int i = 0; i < 500; i++) {
+    counted_t *c = malloc(sizeof *c);
+    atomic_init(&c->ran, 0);
+    c->size = 4;
+    c->early = &early;
+    c->releases = &releases;
+    CHECK_RC(tn_block_run(b, counted_job, c, counted_release), TN_OK);
+  }
+  CHECK_RC(tn_block_synchronize(b, TN_FOREVER), TN_OK);
+  CHECK_INT(atomic_load(&releases), 500); /* synchronize covers releases */
+  CHECK_INT(atomic_load(&early), 0);
+  /* Runs still queued at free are run, then released. */
+  for (int i = 0; i < 50; i++) {
+    counted_t *c = malloc(sizeof *c);
+    atomic_init(&c->ran, 0);
+    c->size = 4;
+    c->early = &early;
+    c->releases = &releases;
+    CHECK_RC(tn_block_run(b, counted_job, c, counted_release), TN_OK);
+  }
+  tn_block_free(b);
+  CHECK_INT(atomic_load(&releases), 550);
+  CHECK_INT(atomic_load(&early), 0);
+}
+
+static void *terminate_thread(void *p) {
+  tn_block_terminate(p);
+  return NULL;
+}
+
+TEST(block_concurrent_terminate,
+     "terminate called from several threads at once joins once and returns "
+     "in each after the threads stopped") {
+  record_t *r = new_record();
+  tn_block_t *b;
+  CHECK_RC(tn_block_new(2, &rec_hooks, r, &b), TN_OK);
+  job_arg_t a = {r, 0, 0.05};
+  tn_block_run(b, rec_job, &a, NULL);
+  pthread_t t[3];
+  for (int i = 0; i < 3; i++) t[i] = test_spawn(terminate_thread, b);
+  for (int i = 0; i < 3; i++) test_join(t[i]);
+  CHECK_INT(atomic_load(&r->stops), 2);
+  CHECK_INT(r->nlog[1], 1);
+  tn_block_free(b);
+  free(r);
+}
+
+static void noop_job(void *ctx, int index, void *arg) {
+  (void)ctx, (void)index, (void)arg;
+}
+
+TEST(block_lifecycle_cost,
+     "creating, running on and freeing a block many times works (and is "
+     "timed)") {
+  int n = 200;
+  double t0 = test_now();
+  for (int i = 0; i < n; i++) {
+    tn_block_t *b;
+    if (tn_block_new(1, NULL, NULL, &b) != TN_OK) {
+      CHECK(0);
+      break;
+    }
+    CHECK_RC(tn_block_run(b, noop_job, NULL, NULL), TN_OK);
+    tn_block_free(b);
+  }
+  double per = (test_now() - t0) / n;
+  tn_block_t *b;
+  CHECK_RC(tn_block_new(1, NULL, NULL, &b), TN_OK);
+  int runs = 20000;
+  t0 = test_now();
+  for (int i = 0; i < runs; i++) tn_block_run(b, noop_job, NULL, NULL);
+  CHECK_RC(tn_block_synchronize(b, TN_FOREVER), TN_OK);
+  double run = (test_now() - t0) / runs;
+  tn_block_free(b);
+  printf("# block create+run+free: %.0f us; per run: %.0f ns\n", per * 1e6,
+         run * 1e9);
+}
