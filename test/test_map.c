@@ -9,8 +9,6 @@
 #include "internal.h"
 #include "test.h"
 
-/* map.c's test hook (see its comment). */
-pthread_mutex_t *tn_map_shard_mutex(tn_map_t *m, const void *key, size_t len);
 
 static tn_map_t *new_map(void) {
   tn_map_t *m = NULL;

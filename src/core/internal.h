@@ -69,18 +69,94 @@ void tn_rwlock_wrunlock(tn_rwlock_t *l);
 
 /* ---- shared objects ----------------------------------------------------- */
 
+/*
+** The operations of a structure that lives elsewhere (a Redis server): one
+** function per public operation, with the public function's contract.
+** An object whose `backend` is not NULL is a *remote* object: its header
+** is a normal tn_object_t (type, references, destroy), but every public
+** tn_deque_*, tn_map_*, tn_counter_*, tn_cell_*, tn_printer_* and callback
+** lock call is forwarded here by one predictable branch at its top. Remote
+** operations may also fail with TN_EIO, TN_EPROTO or TN_ELOCAL, with the
+** details in tn_last_error(); those that return no code (counter, size,
+** close) record the code for tn_error_take() and return 0.
+*/
+typedef struct tn_backend {
+  const char *name; /* "redis" */
+  int (*deque_push)(tn_deque_t *d, tn_blob_t *b, double timeout, bool front);
+  int (*deque_pop)(tn_deque_t *d, tn_blob_t **out, double timeout, bool front);
+  int (*deque_insert)(tn_deque_t *d, size_t index, tn_blob_t *b,
+                      double timeout);
+  int (*deque_remove)(tn_deque_t *d, size_t index, tn_blob_t **out,
+                      double timeout);
+  int (*deque_get)(tn_deque_t *d, size_t index, tn_blob_t **out,
+                   double timeout);
+  int (*deque_set)(tn_deque_t *d, size_t index, tn_blob_t *b, tn_blob_t **old,
+                   double timeout);
+  size_t (*deque_size)(tn_deque_t *d);
+  size_t (*deque_size_hint)(const tn_deque_t *d);
+  void (*deque_close)(tn_deque_t *d);
+  int (*deque_is_closed)(tn_deque_t *d);
+  int (*deque_snapshot)(tn_deque_t *d, tn_blob_t ***items, size_t *n,
+                        uint64_t *version, double timeout);
+  int (*deque_replace)(tn_deque_t *d, tn_blob_t **items, size_t n,
+                       uint64_t version, double timeout);
+  int (*map_get)(tn_map_t *m, const void *key, size_t len, tn_blob_t **out,
+                 double timeout);
+  int (*map_set)(tn_map_t *m, const void *key, size_t len, tn_blob_t *b,
+                 tn_blob_t **old, double timeout);
+  size_t (*map_size)(tn_map_t *m);
+  int (*map_snapshot)(tn_map_t *m, tn_map_entry_t **entries, size_t *n,
+                      double timeout);
+  int64_t (*counter_add)(tn_counter_t *c, int64_t delta);
+  int64_t (*counter_get)(tn_counter_t *c);
+  int64_t (*counter_set)(tn_counter_t *c, int64_t value);
+  int (*cell_get)(tn_cell_t *c, tn_blob_t **out, double timeout);
+  int (*cell_set)(tn_cell_t *c, tn_blob_t *b, double timeout);
+  int (*printer_lock)(tn_printer_t *p, double timeout);
+  void (*printer_unlock)(tn_printer_t *p);
+  int (*printer_write)(tn_printer_t *p, const void *data, size_t len,
+                       double timeout);
+  int (*read_lock)(tn_object_t *o, double timeout);
+  void (*read_unlock)(tn_object_t *o);
+  int (*write_lock)(tn_object_t *o, double timeout);
+  void (*write_unlock)(tn_object_t *o);
+} tn_backend_t;
+
 struct tn_object {
   atomic_long refs;
   tn_type_t type;
   void (*destroy)(tn_object_t *o); /* frees the whole structure */
-  tn_rwlock_t callback_lock;
+  const tn_backend_t *backend;     /* NULL: in-process */
+  tn_rwlock_t callback_lock;       /* in-process objects only */
 };
+
+/* The one branch at the top of every public operation. */
+#define TN_REMOTE(o) __builtin_expect(((const tn_object_t *)(o))->backend != NULL, 0)
+#define TN_BACKEND(o) (((const tn_object_t *)(o))->backend)
+
+/* Initialise the header of a remote object (no callback lock: the backend
+** provides it); one reference. */
+void tn_object_init_remote(tn_object_t *o, tn_type_t type,
+                           void (*destroy)(tn_object_t *o),
+                           const tn_backend_t *backend);
+
+/* Record a remote failure for this thread: `err` (a TN_E* code) for
+** tn_error_take, and the message (printf format) for tn_last_error.
+** Returns `err`. */
+int tn_error_set(int err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* Initialise the header of a new structure with one reference. */
 void tn_object_init(tn_object_t *o, tn_type_t type,
                     void (*destroy)(tn_object_t *o));
 /* Tear the header down (the structure's destroy calls this). */
 void tn_object_fini(tn_object_t *o);
+
+/* ---- test hooks --------------------------------------------------------- */
+
+/* The mutex of the shard that holds `key` (test_map.c holds it from another
+** thread to watch TN_TRY give up). */
+pthread_mutex_t *tn_map_shard_mutex(tn_map_t *m, const void *key, size_t len);
 
 /* ---- spinning ----------------------------------------------------------- */
 

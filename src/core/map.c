@@ -345,10 +345,8 @@ void tn_map_entries_free(tn_map_entry_t *entries, size_t n) {
 
 /*
 ** The mutex of the shard that holds `key`, so test/test_map.c can hold it
-** from another thread and watch TN_TRY give up. Not part of the API (its
-** prototype belongs in internal.h; declared here until it moves there).
+** from another thread and watch TN_TRY give up. Not part of the API.
 */
-pthread_mutex_t *tn_map_shard_mutex(tn_map_t *m, const void *key, size_t len);
 pthread_mutex_t *tn_map_shard_mutex(tn_map_t *m, const void *key, size_t len) {
   return &shard_of(m, hash_key(m->seed, key, len))->mutex;
 }

@@ -2,16 +2,8 @@
 ** lhash.c - tunnel.Hash: a hash table shared by threads, the binding of the
 ** core map (tn_map_*).
 **
-** Keys are strings, numbers or booleans, turned into byte strings that
-** compare equal exactly when Lua's table keys do:
-**   - a string whose first byte is above KEY_MAX is its own bytes (no copy:
-**     the common case on the hot path); any other string, the empty one
-**     aside, is KEY_STRING followed by its bytes;
-**   - false / true are the single bytes KEY_FALSE / KEY_TRUE;
-**   - a number with an integral value in the 64-bit range (1, 1.0, -0.0,
-**     2^53 on every Lua) is KEY_INT + 8 bytes; any other number is
-**     KEY_FLOAT + 8 bytes; NaN is refused, as Lua tables refuse it.
-** A key decodes back to a Lua value (integers as integers on 5.3+).
+** Keys are strings, numbers or booleans, stored under the canonical bytes
+** of lkey.c (1 and 1.0 are one key, as in a Lua table; NaN is refused).
 **
 ** Every method `foo` has an Async twin `fooAsync` sharing its
 ** implementation with a timeout parameter (TN_TRY for the twin, which
@@ -43,120 +35,10 @@
 #define HASH "tunnel.Hash"
 #define M(name) HASH ":" name
 
-/* The first byte of a key that is not a plain string (see the header). */
-enum {
-  KEY_STRING = 0x00, /* a string whose own first byte is <= KEY_MAX */
-  KEY_FALSE = 0x01,
-  KEY_TRUE = 0x02,
-  KEY_INT = 0x03,
-  KEY_FLOAT = 0x04,
-  KEY_MAX = 0x04
-};
-
-/* A key ready for the core: `data` points into `buf`, or into the Lua
-** string (or a userdata copy) held at the key's own stack slot. */
-typedef struct hkey {
-  const void *data;
-  size_t len;
-  unsigned char buf[16];
-} hkey_t;
-
 /* ---- arguments ------------------------------------------------------------ */
 
 static tn_map_t *check_hash(lua_State *L, const char *method) {
   return (tn_map_t *)tn_l_checkobject(L, 1, method);
-}
-
-/* The key at `idx` (an absolute index), encoded into `k`. Raises for any
-** other type and for NaN. The rare string that needs a prefix is copied
-** into a userdata that replaces the string at `idx`, anchoring it. */
-static void check_key(lua_State *L, int idx, hkey_t *k, const char *method) {
-  switch (lua_type(L, idx)) {
-  case LUA_TSTRING: {
-    size_t len;
-    const char *s = lua_tolstring(L, idx, &len);
-    if (len == 0 || (unsigned char)s[0] > KEY_MAX) {
-      k->data = s;
-      k->len = len;
-      return;
-    }
-    unsigned char *p = k->buf;
-    if (len >= sizeof k->buf) {
-      p = tn_newuserdata(L, len + 1);
-      lua_replace(L, idx); /* the copy keeps p alive; s is no longer used */
-    }
-    p[0] = KEY_STRING;
-    memcpy(p + 1, s, len);
-    k->data = p;
-    k->len = len + 1;
-    return;
-  }
-  case LUA_TBOOLEAN:
-    k->buf[0] = lua_toboolean(L, idx) ? KEY_TRUE : KEY_FALSE;
-    k->data = k->buf;
-    k->len = 1;
-    return;
-  case LUA_TNUMBER: {
-    int64_t i;
-#if TN_HAS_INTEGERS
-    if (lua_isinteger(L, idx)) {
-      i = (int64_t)lua_tointeger(L, idx);
-    } else
-#endif
-    {
-      double n = (double)lua_tonumber(L, idx);
-      if (isnan(n)) tn_l_error(L, method, "key must not be NaN");
-      /* Integral values in [-2^63, 2^63) are the integer's key, so that
-      ** 1 and 1.0 (and -0.0 and 0) are one key, as in a Lua table. */
-      if (!(n == floor(n) && n >= -9223372036854775808.0 &&
-            n < 9223372036854775808.0)) {
-        k->buf[0] = KEY_FLOAT;
-        memcpy(k->buf + 1, &n, sizeof n);
-        k->data = k->buf;
-        k->len = 1 + sizeof n;
-        return;
-      }
-      i = (int64_t)n;
-    }
-    k->buf[0] = KEY_INT;
-    memcpy(k->buf + 1, &i, sizeof i);
-    k->data = k->buf;
-    k->len = 1 + sizeof i;
-    return;
-  }
-  default:
-    tn_l_error(L, method, "key must be a string, number or boolean (got %s)",
-               luaL_typename(L, idx));
-  }
-}
-
-/* Push the Lua value of an encoded key. */
-static void push_key(lua_State *L, const unsigned char *p, size_t len) {
-  if (len == 0 || p[0] > KEY_MAX) {
-    lua_pushlstring(L, (const char *)p, len);
-    return;
-  }
-  switch (p[0]) {
-  case KEY_STRING: lua_pushlstring(L, (const char *)p + 1, len - 1); return;
-  case KEY_FALSE: lua_pushboolean(L, 0); return;
-  case KEY_TRUE: lua_pushboolean(L, 1); return;
-  case KEY_INT: {
-    int64_t i = 0;
-    if (len == 1 + sizeof i) memcpy(&i, p + 1, sizeof i);
-#if TN_HAS_INTEGERS
-    lua_pushinteger(L, (lua_Integer)i);
-#else
-    lua_pushnumber(L, (lua_Number)i);
-#endif
-    return;
-  }
-  default: { /* KEY_FLOAT */
-    double n = 0;
-    if (len == 1 + sizeof n) memcpy(&n, p + 1, sizeof n);
-    lua_pushnumber(L, (lua_Number)n);
-    return;
-  }
-  }
 }
 
 /* A value argument must be there, even if it is nil: `h:set(k)` is more
@@ -206,8 +88,8 @@ static int l_hash_new(lua_State *L) {
 ** core's code, pushing nothing unless TN_OK. */
 static int hash_getvalue(lua_State *L, tn_map_t *m, const char *method,
                          double timeout) {
-  hkey_t k;
-  check_key(L, 2, &k, method);
+  tn_l_key_t k;
+  tn_l_checkkey(L, 2, &k, method, 1);
   tn_blob_t *b;
   int rc = tn_map_get(m, k.data, k.len, &b, timeout);
   if (rc == TN_OK) push_value(L, b, method);
@@ -238,8 +120,8 @@ static int l_hash_getasync(lua_State *L) {
 ** it is bad. */
 static int hash_set(lua_State *L, const char *method, double timeout) {
   tn_map_t *m = check_hash(L, method);
-  hkey_t k;
-  check_key(L, 2, &k, method);
+  tn_l_key_t k;
+  tn_l_checkkey(L, 2, &k, method, 1);
   check_value(L, 3, method);
   tn_blob_t *b = tn_l_encode(L, 3, 1, method), *old;
   int rc = tn_map_set(m, k.data, k.len, b, &old, timeout);
@@ -306,8 +188,8 @@ static int hash_callback(lua_State *L, const char *method, int write,
                          double timeout) {
   tn_map_t *m = check_hash(L, method);
   tn_object_t *o = TN_OBJECT(m);
-  hkey_t k;
-  check_key(L, 2, &k, method);
+  tn_l_key_t k;
+  tn_l_checkkey(L, 2, &k, method, 1);
   check_callback(L, 3, method);
   lua_settop(L, 3);
   int rc = write ? tn_object_write_lock(o, timeout)
@@ -375,7 +257,7 @@ static int pairs_body(lua_State *L) {
   int n = ctx->n > (size_t)INT32_MAX / 2 ? 0 : (int)ctx->n;
   lua_createtable(L, 2 * n, 0);
   for (size_t i = 0; i < ctx->n; i++) {
-    push_key(L, ctx->entries[i].key, ctx->entries[i].len);
+    tn_l_pushkey(L, ctx->entries[i].key, ctx->entries[i].len);
     lua_rawseti(L, -2, (int)(2 * i + 1));
     int c = tn_l_decode(L, ctx->entries[i].value, ctx->method);
     if (c != 1) lua_settop(L, lua_gettop(L) - c + 1);
@@ -453,12 +335,12 @@ static int l_hash_pairs(lua_State *L) {
 /* The order of keys in toString: booleans (false first), then numbers
 ** (numerically), then strings (bytewise). */
 static int key_class(const unsigned char *p, size_t len) {
-  if (len == 0 || p[0] > KEY_MAX || p[0] == KEY_STRING) return 2;
-  return p[0] == KEY_FALSE || p[0] == KEY_TRUE ? 0 : 1;
+  if (len == 0 || p[0] > TN_KEY_MAX || p[0] == TN_KEY_STRING) return 2;
+  return p[0] == TN_KEY_FALSE || p[0] == TN_KEY_TRUE ? 0 : 1;
 }
 
 static double key_number(const unsigned char *p) {
-  if (p[0] == KEY_INT) {
+  if (p[0] == TN_KEY_INT) {
     int64_t i;
     memcpy(&i, p + 1, sizeof i);
     return (double)i;
@@ -478,7 +360,7 @@ static int compare_entries(const void *a, const void *b) {
     double u = key_number(p), v = key_number(q);
     if (u != v) return u < v ? -1 : 1;
     if (p[0] != q[0]) return p[0] < q[0] ? -1 : 1; /* int before float */
-    if (p[0] == KEY_INT) { /* equal as doubles, maybe not as integers */
+    if (p[0] == TN_KEY_INT) { /* equal as doubles, maybe not as integers */
       int64_t i, j;
       memcpy(&i, p + 1, sizeof i);
       memcpy(&j, q + 1, sizeof j);
@@ -486,38 +368,12 @@ static int compare_entries(const void *a, const void *b) {
     }
     return 0;
   }
-  /* Strings: compare the bytes after any KEY_STRING prefix. */
-  size_t ox = x->len > 0 && p[0] == KEY_STRING, oy = y->len > 0 && q[0] == KEY_STRING;
+  /* Strings: compare the bytes after any TN_KEY_STRING prefix. */
+  size_t ox = x->len > 0 && p[0] == TN_KEY_STRING, oy = y->len > 0 && q[0] == TN_KEY_STRING;
   size_t lx = x->len - ox, ly = y->len - oy;
   int c = memcmp(p + ox, q + oy, lx < ly ? lx : ly);
   if (c != 0) return c;
   return (lx > ly) - (lx < ly);
-}
-
-/* Add `s` to `buf` quoted like Lua 5.4's %q, the same on every version
-** (as Vector:toString does). */
-static void add_quoted(luaL_Buffer *buf, const char *s, size_t len) {
-  luaL_addchar(buf, '"');
-  for (size_t i = 0; i < len; i++) {
-    unsigned char c = (unsigned char)s[i];
-    if (c == '"' || c == '\\' || c == '\n') {
-      luaL_addchar(buf, '\\');
-      luaL_addchar(buf, (char)c);
-    } else if (c == '\r') {
-      luaL_addstring(buf, "\\r");
-    } else if (c == '\0') {
-      int next_digit = i + 1 < len && s[i + 1] >= '0' && s[i + 1] <= '9';
-      luaL_addstring(buf, next_digit ? "\\000" : "\\0");
-    } else if (c < 0x20 || c == 0x7f) {
-      char esc[8];
-      int next_digit = i + 1 < len && s[i + 1] >= '0' && s[i + 1] <= '9';
-      snprintf(esc, sizeof esc, next_digit ? "\\%03d" : "\\%d", (int)c);
-      luaL_addstring(buf, esc);
-    } else {
-      luaL_addchar(buf, (char)c);
-    }
-  }
-  luaL_addchar(buf, '"');
 }
 
 /* True when `s` can be written `s = ...` in a table constructor. */
@@ -553,7 +409,7 @@ static void add_value(lua_State *L, luaL_Buffer *buf, int t, int i) {
     size_t len;
     const char *s = lua_tolstring(L, -1, &len);
     lua_pop(L, 1);
-    add_quoted(buf, s, len);
+    tn_l_addquoted(buf, s, len);
     return;
   }
   tn_object_t *o = tn_l_toobject(L, -1);
@@ -582,7 +438,7 @@ static void add_key(lua_State *L, luaL_Buffer *buf, int t, int i) {
       luaL_addlstring(buf, s, len);
     } else {
       luaL_addchar(buf, '[');
-      add_quoted(buf, s, len);
+      tn_l_addquoted(buf, s, len);
       luaL_addchar(buf, ']');
     }
   } else {

@@ -67,152 +67,6 @@ static void push_value(lua_State *L, tn_blob_t *b, const char *method) {
   tn_blob_release(b);
 }
 
-/* ---- keys ------------------------------------------------------------------ */
-
-/*
-** TEMPORARY - to be folded into lhash.c's key encoding (check_key and
-** push_key there are static; the lead will share one function between Hash
-** and shared tables). Until then: the same rules, not the same bytes, and
-** not its code. What the shared function must also offer: a lenient mode
-** for reads, where nil and NaN keys find nothing instead of raising (as
-** t[nil] in a plain table).
-**
-** A key as map bytes: a tag byte, then
-**   's' string      the raw bytes
-**   'i' integer     8 bytes, little-endian two's complement
-**   'f' float       8 bytes, little-endian IEEE bits (non-integral only)
-**   'b' boolean     one byte, 0 or 1
-** Canonical, as Lua's own tables are: a float with an integral value in
-** the int64 range is the integer (t[1.0] is t[1]; -0.0 is 0), so every Lua
-** version finds the same key, and decoding gives back what Lua would.
-*/
-#define KEY_SMALL 64
-
-typedef struct key {
-  const char *bytes;
-  size_t len;
-  char small[KEY_SMALL];
-} map_key_t;
-
-static void put_u64(char *p, uint64_t v) {
-  for (int i = 0; i < 8; i++) p[i] = (char)(unsigned char)(v >> (8 * i));
-}
-
-static uint64_t get_u64(const char *p) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; i++) v |= (uint64_t)(unsigned char)p[i] << (8 * i);
-  return v;
-}
-
-static void key_integer(map_key_t *k, int64_t i) {
-  k->small[0] = 'i';
-  put_u64(k->small + 1, (uint64_t)i);
-  k->bytes = k->small;
-  k->len = 9;
-}
-
-/*
-** Encode the key at `idx` into `k`. Pushes exactly one value (an anchor
-** that keeps long key bytes alive: pop it when done with `k`). Returns 1,
-** or 0 for a nil or NaN key when not `strict` (no such key can exist: a
-** read finds nothing); any other key that is not a string, number or
-** boolean raises, as does nil or NaN when `strict` (a write).
-*/
-static int key_encode(lua_State *L, int idx, map_key_t *k, const char *method,
-                      int strict) {
-  switch (lua_type(L, idx)) {
-  case LUA_TSTRING: {
-    size_t len;
-    const char *s = lua_tolstring(L, idx, &len);
-    char *p = k->small;
-    if (len >= KEY_SMALL) {
-      p = (char *)tn_newuserdata(L, len + 1); /* the anchor */
-    } else {
-      lua_pushnil(L);
-    }
-    p[0] = 's';
-    memcpy(p + 1, s, len);
-    k->bytes = p;
-    k->len = len + 1;
-    return 1;
-  }
-  case LUA_TNUMBER: {
-    lua_pushnil(L);
-#if TN_HAS_INTEGERS
-    if (lua_isinteger(L, idx)) {
-      key_integer(k, (int64_t)lua_tointeger(L, idx));
-      return 1;
-    }
-#endif
-    double n = (double)lua_tonumber(L, idx);
-    if (n != n) {
-      if (!strict) return 0;
-      return tn_l_error(L, method, "key must not be NaN");
-    }
-    /* [-2^63, 2^63): exactly the doubles an int64 holds. */
-    if (n == floor(n) && n >= -9223372036854775808.0 &&
-        n < 9223372036854775808.0) {
-      key_integer(k, (int64_t)n);
-      return 1;
-    }
-    uint64_t bits;
-    memcpy(&bits, &n, sizeof bits);
-    k->small[0] = 'f';
-    put_u64(k->small + 1, bits);
-    k->bytes = k->small;
-    k->len = 9;
-    return 1;
-  }
-  case LUA_TBOOLEAN:
-    lua_pushnil(L);
-    k->small[0] = 'b';
-    k->small[1] = (char)lua_toboolean(L, idx);
-    k->bytes = k->small;
-    k->len = 2;
-    return 1;
-  case LUA_TNIL:
-    if (!strict) {
-      lua_pushnil(L);
-      return 0;
-    }
-    return tn_l_error(L, method, "key is nil");
-  default:
-    return tn_l_error(L, method,
-                      "key must be a string, number or boolean (got %s)",
-                      luaL_typename(L, idx));
-  }
-}
-
-/* Push the Lua key of map key bytes (TEMPORARY, see key_encode). */
-static void key_push(lua_State *L, const char *p, size_t len,
-                     const char *method) {
-  if (len >= 1 && p[0] == 's') {
-    lua_pushlstring(L, p + 1, len - 1);
-    return;
-  }
-  if (len == 9 && p[0] == 'i') {
-    int64_t i = (int64_t)get_u64(p + 1);
-#if TN_HAS_INTEGERS
-    lua_pushinteger(L, (lua_Integer)i);
-#else
-    lua_pushnumber(L, (lua_Number)i);
-#endif
-    return;
-  }
-  if (len == 9 && p[0] == 'f') {
-    uint64_t bits = get_u64(p + 1);
-    double n;
-    memcpy(&n, &bits, sizeof n);
-    lua_pushnumber(L, (lua_Number)n);
-    return;
-  }
-  if (len == 2 && p[0] == 'b') {
-    lua_pushboolean(L, p[1] != 0);
-    return;
-  }
-  tn_l_error(L, method, "corrupt key in shared table");
-}
-
 /* ---- converting plain tables ---------------------------------------------- */
 
 static int is_plain_table(lua_State *L, int idx) {
@@ -252,9 +106,9 @@ static void push_converted(lua_State *L, int idx, int seen, const char *method,
   lua_pushnil(L);
   while (lua_next(L, idx)) {
     int k = lua_gettop(L) - 1, v = k + 1;
-    map_key_t key;
-    key_encode(L, k, &key, method, 1); /* never lua_tolstring a number key:
-                                          lua_next needs it unchanged */
+    tn_l_key_t key;
+    lua_pushvalue(L, k); /* encode a copy: lua_next needs the slot as is */
+    tn_l_checkkey(L, lua_gettop(L), &key, method, 1);
     tn_blob_t *b;
     if (is_plain_table(L, v)) {
       push_converted(L, v, seen, method, depth + 1);
@@ -262,7 +116,7 @@ static void push_converted(lua_State *L, int idx, int seen, const char *method,
     } else {
       b = tn_l_encode(L, v, 1, method);
     }
-    rc = tn_map_set(m, key.bytes, key.len, b, NULL, TN_FOREVER);
+    rc = tn_map_set(m, key.data, key.len, b, NULL, TN_FOREVER);
     if (rc != TN_OK) {
       tn_blob_release(b);
       tn_l_coreerror(L, method, rc);
@@ -297,13 +151,13 @@ static tn_map_t *check_table(lua_State *L, const char *method) {
 static int l_table_index(lua_State *L) {
   const char *method = TABLE ":__index";
   tn_map_t *m = check_table(L, method);
-  map_key_t key;
-  if (!key_encode(L, 2, &key, method, 0)) {
+  tn_l_key_t key;
+  if (!tn_l_checkkey(L, 2, &key, method, 0)) {
     lua_pushnil(L);
     return 1;
   }
   tn_blob_t *b;
-  int rc = tn_map_get(m, key.bytes, key.len, &b, TN_FOREVER);
+  int rc = tn_map_get(m, key.data, key.len, &b, TN_FOREVER);
   if (rc != TN_OK) return tn_l_coreerror(L, method, rc);
   push_value(L, b, method);
   return 1;
@@ -314,10 +168,10 @@ static int l_table_newindex(lua_State *L) {
   const char *method = TABLE ":__newindex";
   tn_map_t *m = check_table(L, method);
   lua_settop(L, 3);
-  map_key_t key;
-  key_encode(L, 2, &key, method, 1);
+  tn_l_key_t key;
+  tn_l_checkkey(L, 2, &key, method, 1);
   tn_blob_t *b = encode_data(L, 3, method);
-  int rc = tn_map_set(m, key.bytes, key.len, b, NULL, TN_FOREVER);
+  int rc = tn_map_set(m, key.data, key.len, b, NULL, TN_FOREVER);
   if (rc != TN_OK) {
     tn_blob_release(b);
     return tn_l_coreerror(L, method, rc);
@@ -328,10 +182,10 @@ static int l_table_newindex(lua_State *L) {
 /* Is t[i] non-nil? A stored value is never nil: storing nil deletes. */
 static int table_has(lua_State *L, tn_map_t *m, uint64_t i,
                      const char *method) {
-  map_key_t key;
-  key_integer(&key, (int64_t)i);
+  tn_l_key_t key;
+  tn_l_intkey(&key, (int64_t)i);
   tn_blob_t *b;
-  int rc = tn_map_get(m, key.bytes, key.len, &b, TN_FOREVER);
+  int rc = tn_map_get(m, key.data, key.len, &b, TN_FOREVER);
   if (rc != TN_OK) return tn_l_coreerror(L, method, rc);
   tn_blob_release(b);
   return b != NULL;
@@ -385,7 +239,7 @@ static int snapshot_body(lua_State *L) {
   snapshot_ctx_t *ctx = lua_touserdata(L, 1);
   lua_createtable(L, 0, ctx->n > (size_t)INT32_MAX ? 0 : (int)ctx->n);
   for (size_t i = 0; i < ctx->n; i++) {
-    key_push(L, ctx->entries[i].key, ctx->entries[i].len, ctx->method);
+    tn_l_pushkey(L, ctx->entries[i].key, ctx->entries[i].len);
     int k = tn_l_decode(L, ctx->entries[i].value, ctx->method);
     if (k != 1) lua_settop(L, lua_gettop(L) - k + 1);
     lua_rawset(L, -3);

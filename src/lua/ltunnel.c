@@ -9,6 +9,7 @@
 */
 #include <math.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "codec.h"
@@ -60,6 +61,30 @@ lua_Integer tn_l_checkinteger(lua_State *L, int idx, const char *method,
   }
   return tn_l_error(L, method, "%s must be an integer (got %s)", what,
                     luaL_typename(L, idx));
+}
+
+void tn_l_addquoted(luaL_Buffer *buf, const char *s, size_t len) {
+  luaL_addchar(buf, '"');
+  for (size_t i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)s[i];
+    /* A decimal escape followed by a digit needs all three digits. */
+    int next_digit = i + 1 < len && s[i + 1] >= '0' && s[i + 1] <= '9';
+    if (c == '"' || c == '\\' || c == '\n') {
+      luaL_addchar(buf, '\\');
+      luaL_addchar(buf, (char)c);
+    } else if (c == '\r') {
+      luaL_addstring(buf, "\\r");
+    } else if (c == '\0') {
+      luaL_addstring(buf, next_digit ? "\\000" : "\\0");
+    } else if (c < 0x20 || c == 0x7f) {
+      char esc[8];
+      snprintf(esc, sizeof esc, next_digit ? "\\%03d" : "\\%d", (int)c);
+      luaL_addstring(buf, esc);
+    } else {
+      luaL_addchar(buf, (char)c);
+    }
+  }
+  luaL_addchar(buf, '"');
 }
 
 /* ---- boxes -------------------------------------------------------------- */
@@ -141,10 +166,11 @@ tn_object_t *tn_l_checkobject(lua_State *L, int idx, const char *method) {
       return box->object;
     }
   }
+  const char *got = luaL_typename(L, idx); /* before the stack moves */
   lua_getfield(L, lua_upvalueindex(1), "__name");
-  return (tn_object_t *)(size_t)tn_l_error(
-      L, method, "self is a %s, not a %s (call it with ':')",
-      luaL_typename(L, idx), lua_tostring(L, -1));
+  tn_l_error(L, method, "self is a %s, not a %s (call it with ':')", got,
+             lua_tostring(L, -1));
+  return NULL;
 }
 
 /* Set each function of `l` into the table at the top, with the metatable

@@ -66,6 +66,48 @@ double tn_l_opttimeout(lua_State *L, int idx, const char *method);
 lua_Integer tn_l_checkinteger(lua_State *L, int idx, const char *method,
                               const char *what);
 
+/* Add `s` to `buf` quoted like Lua 5.4's %q, the same on every version
+** (for toString renderings). */
+void tn_l_addquoted(luaL_Buffer *buf, const char *s, size_t len);
+
+/* ---- map keys (lkey.c): Hash and shared tables ------------------------- */
+
+/* The first byte of a key that is not a plain string (see lkey.c). */
+enum {
+  TN_KEY_STRING = 0x00, /* a string whose own first byte is <= TN_KEY_MAX */
+  TN_KEY_FALSE = 0x01,
+  TN_KEY_TRUE = 0x02,
+  TN_KEY_INT = 0x03,
+  TN_KEY_FLOAT = 0x04,
+  TN_KEY_MAX = 0x04
+};
+
+/* A key ready for the core: `data` points into `buf`, or into the Lua
+** string (or a userdata copy) held at the key's own stack slot. */
+typedef struct tn_l_key {
+  const void *data;
+  size_t len;
+  unsigned char buf[16];
+} tn_l_key_t;
+
+/*
+** Encode the key at absolute index `idx` into `k` and return 1. A nil or
+** NaN key returns 0 unless `strict` (a read finds nothing under it, as in a
+** plain table); with `strict`, and for any type other than string, number
+** and boolean, an error names `method`. The rare string that needs a prefix
+** and does not fit `buf` is copied into a userdata that REPLACES the string
+** at `idx` (anchoring it): pass a copy of the key if the slot must stay
+** (lua_next).
+*/
+int tn_l_checkkey(lua_State *L, int idx, tn_l_key_t *k, const char *method,
+                  int strict);
+
+/* The key of an integer (what tn_l_checkkey gives for it). */
+void tn_l_intkey(tn_l_key_t *k, int64_t i);
+
+/* Push the Lua value of an encoded key. */
+void tn_l_pushkey(lua_State *L, const void *data, size_t len);
+
 /* ---- the value codec (codec.c) ------------------------------------------ */
 
 /*

@@ -649,30 +649,6 @@ static int l_vector_pairs(lua_State *L) {
   return 3;
 }
 
-/* Add `s` to `buf` quoted like Lua 5.4's %q, the same on every version. */
-static void add_quoted(luaL_Buffer *buf, const char *s, size_t len) {
-  luaL_addchar(buf, '"');
-  for (size_t i = 0; i < len; i++) {
-    unsigned char c = (unsigned char)s[i];
-    if (c == '"' || c == '\\' || c == '\n') {
-      luaL_addchar(buf, '\\');
-      luaL_addchar(buf, (char)c);
-    } else if (c == '\r') {
-      luaL_addstring(buf, "\\r");
-    } else if (c == '\0') {
-      luaL_addstring(buf, "\\0");
-    } else if (c < 0x20 || c == 0x7f) {
-      char esc[8];
-      int next_digit = i + 1 < len && s[i + 1] >= '0' && s[i + 1] <= '9';
-      snprintf(esc, sizeof esc, next_digit ? "\\%03d" : "\\%d", (int)c);
-      luaL_addstring(buf, esc);
-    } else {
-      luaL_addchar(buf, (char)c);
-    }
-  }
-  luaL_addchar(buf, '"');
-}
-
 /* toString() -> 'tunnel.Vector{1, "a", nil, true}' (a snapshot). */
 static int vector_tostring(lua_State *L, const char *method, double timeout) {
   tn_deque_t *d = check_vector(L, method);
@@ -691,7 +667,7 @@ static int vector_tostring(lua_State *L, const char *method, double timeout) {
       size_t len;
       const char *s = lua_tolstring(L, -1, &len);
       lua_pop(L, 1);
-      add_quoted(&buf, s, len);
+      tn_l_addquoted(&buf, s, len);
     } else {
       tn_tolstring(L, -1, NULL);
       lua_remove(L, -2); /* only the string above the buffer */

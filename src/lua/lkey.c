@@ -1,0 +1,117 @@
+/*
+** lkey.c - map keys: the canonical bytes under which tunnel.Hash and shared
+** tables store a Lua key.
+**
+** Keys are strings, numbers or booleans, turned into byte strings that
+** compare equal exactly when Lua's table keys do:
+**   - a string whose first byte is above TN_KEY_MAX is its own bytes (no
+**     copy: the common case on the hot path); any other string, the empty
+**     one aside, is TN_KEY_STRING followed by its bytes;
+**   - false / true are the single bytes TN_KEY_FALSE / TN_KEY_TRUE;
+**   - a number with an integral value in the 64-bit range (1, 1.0, -0.0,
+**     2^53 on every Lua) is TN_KEY_INT + 8 bytes; any other number is
+**     TN_KEY_FLOAT + 8 bytes; NaN is refused, as Lua tables refuse it.
+** A key decodes back to a Lua value (integers as integers on 5.3+).
+*/
+#include <math.h>
+#include <string.h>
+
+#include "ltunnel.h"
+
+void tn_l_intkey(tn_l_key_t *k, int64_t i) {
+  k->buf[0] = TN_KEY_INT;
+  memcpy(k->buf + 1, &i, sizeof i);
+  k->data = k->buf;
+  k->len = 1 + sizeof i;
+}
+
+int tn_l_checkkey(lua_State *L, int idx, tn_l_key_t *k, const char *method,
+                  int strict) {
+  switch (lua_type(L, idx)) {
+  case LUA_TSTRING: {
+    size_t len;
+    const char *s = lua_tolstring(L, idx, &len);
+    if (len == 0 || (unsigned char)s[0] > TN_KEY_MAX) {
+      k->data = s;
+      k->len = len;
+      return 1;
+    }
+    unsigned char *p = k->buf;
+    if (len >= sizeof k->buf) {
+      p = tn_newuserdata(L, len + 1);
+      lua_replace(L, idx); /* the copy keeps p alive; s is no longer used */
+    }
+    p[0] = TN_KEY_STRING;
+    memcpy(p + 1, s, len);
+    k->data = p;
+    k->len = len + 1;
+    return 1;
+  }
+  case LUA_TBOOLEAN:
+    k->buf[0] = lua_toboolean(L, idx) ? TN_KEY_TRUE : TN_KEY_FALSE;
+    k->data = k->buf;
+    k->len = 1;
+    return 1;
+  case LUA_TNUMBER: {
+#if TN_HAS_INTEGERS
+    if (lua_isinteger(L, idx)) {
+      tn_l_intkey(k, (int64_t)lua_tointeger(L, idx));
+      return 1;
+    }
+#endif
+    double n = (double)lua_tonumber(L, idx);
+    if (isnan(n)) {
+      if (!strict) return 0;
+      return tn_l_error(L, method, "key must not be NaN");
+    }
+    /* Integral values in [-2^63, 2^63) are the integer's key, so that 1
+    ** and 1.0 (and -0.0 and 0) are one key, as in a Lua table. */
+    if (n == floor(n) && n >= -9223372036854775808.0 &&
+        n < 9223372036854775808.0) {
+      tn_l_intkey(k, (int64_t)n);
+      return 1;
+    }
+    k->buf[0] = TN_KEY_FLOAT;
+    memcpy(k->buf + 1, &n, sizeof n);
+    k->data = k->buf;
+    k->len = 1 + sizeof n;
+    return 1;
+  }
+  case LUA_TNIL:
+    if (!strict) return 0;
+    /* FALLTHROUGH */
+  default:
+    return tn_l_error(L, method,
+                      "key must be a string, number or boolean (got %s)",
+                      luaL_typename(L, idx));
+  }
+}
+
+void tn_l_pushkey(lua_State *L, const void *data, size_t len) {
+  const unsigned char *p = data;
+  if (len == 0 || p[0] > TN_KEY_MAX) {
+    lua_pushlstring(L, (const char *)p, len);
+    return;
+  }
+  switch (p[0]) {
+  case TN_KEY_STRING: lua_pushlstring(L, (const char *)p + 1, len - 1); return;
+  case TN_KEY_FALSE: lua_pushboolean(L, 0); return;
+  case TN_KEY_TRUE: lua_pushboolean(L, 1); return;
+  case TN_KEY_INT: {
+    int64_t i = 0;
+    if (len == 1 + sizeof i) memcpy(&i, p + 1, sizeof i);
+#if TN_HAS_INTEGERS
+    lua_pushinteger(L, (lua_Integer)i);
+#else
+    lua_pushnumber(L, (lua_Number)i);
+#endif
+    return;
+  }
+  default: { /* TN_KEY_FLOAT */
+    double n = 0;
+    if (len == 1 + sizeof n) memcpy(&n, p + 1, sizeof n);
+    lua_pushnumber(L, (lua_Number)n);
+    return;
+  }
+  }
+}
