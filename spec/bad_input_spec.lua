@@ -597,7 +597,7 @@ local cases = {
    err = '^tunnel%.Share: cannot send value at value: coroutine$'},
   {name = 'Atomic of a table holding a table with a metatable',
    call = function() return tunnel.Atomic({a = setmetatable({}, {})}) end,
-   err = '^tunnel%.Atomic: cannot send value at value: table with a metatable$'},
+   err = '^tunnel%.Atomic: cannot send value at value%.a: table with a metatable$'},
   {name = 'shared table assignment with a table key',
    make = function() return {t = tunnel.Share({x = 1}).data} end,
    call = function(c) c.t[{}] = 1 end,
