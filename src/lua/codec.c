@@ -34,8 +34,9 @@
 ** Caveats.
 ** - Numbers on 5.1/LuaJIT are doubles and travel as FLOAT.
 ** - Module tables and C functions cross by name, using a per-state cache of
-**   package.loaded (value -> name) built at the first send of a table or a
-**   function and rebuilt once when a C function is missing from it. A
+**   package.loaded (value -> name): the module tables at the first send of
+**   a table, their C functions too at the first send of a C function, all
+**   rebuilt once when a C function is missing from it. A
 **   module loaded after the cache was built is still recognised for its C
 **   functions (they trigger the rebuild), but its table is copied like any
 **   table until something else rebuilds the cache.
@@ -189,7 +190,7 @@ typedef struct enc {
   size_t nitems;         /* tables and Lua functions written so far */
   const void *globals;   /* the globals table; NULL until a table is met */
   int names;    /* stack slot of the name cache (nil until needed) */
-  int have_names;
+  int have_names; /* 0: not yet; 1: module tables; 2: and C functions */
   int rebuilt;  /* the name cache was rebuilt during this encode */
   int depth;
   path_elem_t path[TN_CODEC_MAXDEPTH + 2];
@@ -339,6 +340,11 @@ static int enc_error(enc_t *e, const char *why) {
   else
     lua_pushfstring(L, "argument %d", e->arg);
   for (int i = 1; i <= e->depth; i++) {
+    /* A deep path keeps its first and last few steps. */
+    if (e->depth > 12 && i > 6 && i <= e->depth - 4) {
+      if (i == 7) lua_pushliteral(L, "...");
+      continue;
+    }
     const path_elem_t *pe = &e->path[i];
     switch (pe->kind) {
     case PE_KEY: push_key(L, pe->idx); break;
@@ -371,8 +377,14 @@ static void name_set(lua_State *L, int names, int v, const char *code,
   lua_rawset(L, names);
 }
 
-/* Build a new cache from package.loaded; leave it on the stack. */
-static void build_names(lua_State *L) {
+/*
+** Build a new cache from package.loaded and leave it on the stack: the
+** module tables, and with `functions` also the C functions in them. A
+** fresh state (a block thread) sends tables long before it sends a C
+** function, and the tables alone are a tenth of the work; cache[true]
+** records whether the functions are in.
+*/
+static void build_names(lua_State *L, int functions) {
   luaL_checkstack(L, 8, NULL);
   lua_newtable(L);
   int names = lua_gettop(L);
@@ -403,7 +415,7 @@ static void build_names(lua_State *L) {
       name_set(L, names, m, (const char *)code, head + mlen);
       code[0] = TAG_CFIELD;
       lua_pushnil(L);
-      while (lua_next(L, m)) { /* push field name, value */
+      while (functions && lua_next(L, m)) { /* push field name, value */
         size_t flen;
         if (lua_type(L, -2) == LUA_TSTRING && lua_iscfunction(L, -1)) {
           const char *f = lua_tolstring(L, -2, &flen);
@@ -416,10 +428,13 @@ static void build_names(lua_State *L) {
         }
         lua_pop(L, 1);
       }
-      lua_pop(L, 1); /* pop module */
+      lua_settop(L, m - 1); /* pop module (and the unused nil key) */
     }
   }
   lua_pop(L, 1); /* pop package.loaded */
+  lua_pushboolean(L, 1);
+  lua_pushboolean(L, functions);
+  lua_rawset(L, names); /* names[true] = functions */
   lua_pushlightuserdata(L, (void *)&names_key);
   lua_pushvalue(L, names);
   lua_rawset(L, LUA_REGISTRYINDEX);
@@ -431,24 +446,33 @@ void tn_l_codec_reset(lua_State *L) {
   lua_rawset(L, LUA_REGISTRYINDEX);
 }
 
-/* Put the name cache on the stack (building it once per state). */
-static void need_names(enc_t *e) {
-  if (e->have_names) return;
+/* Put the name cache on the stack (building it once per state), with the
+** C functions in it if `functions`. */
+static void need_names(enc_t *e, int functions) {
+  if (e->have_names == 2 || (e->have_names == 1 && !functions)) return;
   lua_State *L = e->L;
   lua_pushlightuserdata(L, (void *)&names_key);
   lua_rawget(L, LUA_REGISTRYINDEX);
-  if (!lua_istable(L, -1)) {
+  int full = 0;
+  if (lua_istable(L, -1)) {
+    lua_pushboolean(L, 1);
+    lua_rawget(L, -2);
+    full = lua_toboolean(L, -1);
     lua_pop(L, 1);
-    build_names(L);
+  }
+  if (!lua_istable(L, -1) || (functions && !full)) {
+    lua_pop(L, 1);
+    build_names(L, functions);
+    full = functions;
   }
   lua_replace(L, e->names);
-  e->have_names = 1;
+  e->have_names = full ? 2 : 1;
 }
 
 /* If the value at `idx` has a name, put it and return 1. */
 static int put_name(enc_t *e, int idx) {
   lua_State *L = e->L;
-  need_names(e);
+  need_names(e, lua_iscfunction(L, idx));
   lua_pushvalue(L, idx);
   lua_rawget(L, e->names);
   if (lua_type(L, -1) == LUA_TSTRING) {
@@ -632,8 +656,9 @@ static void encode_function(enc_t *e, int idx) {
     if (put_name(e, idx)) return;
     if (!e->rebuilt) { /* a module may have been loaded since */
       e->rebuilt = 1;
-      build_names(L);
+      build_names(L, 1);
       lua_replace(L, e->names);
+      e->have_names = 2;
       if (put_name(e, idx)) return;
     }
     enc_error(e, "C function");
