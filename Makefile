@@ -15,7 +15,10 @@
 #   spec         the busted specs on $(LUA)
 #   examples     runs every example under examples/ on $(LUA)
 #   example      the producer/consumer example on $(LUA)
-#   install      libtunnel, tunnel.h, tunnel.pc and the Lua module
+#   install      libtunnel, tunnel.h, tunnel.pc, the Lua module and the
+#                `tunnel-logs` program
+#   test-redis   the C tests and specs again, against a private redis-server
+#                (scripts/with-redis.sh; cluster tests skip without one)
 #   clean
 
 LUA ?= lua5.4
@@ -44,11 +47,15 @@ OPT ?= -O2 -g
 CFLAGS_ALL := -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -fPIC -pthread -Iinclude \
               $(SAN) $(CFLAGS)
 LDFLAGS_ALL := -pthread $(SAN) $(LDFLAGS)
-LIBS := -lm
+LIBS := -lhiredis -lm
 
 B ?= build
 CORE_SRC := $(wildcard src/core/*.c)
 CORE_OBJ := $(CORE_SRC:src/core/%.c=$(B)/core/%.o)
+# The Redis backend (tunnel.Cluster), on hiredis; part of libtunnel.
+REDIS_SRC := $(filter-out src/redis/tunnel_logs.c,$(wildcard src/redis/*.c))
+REDIS_OBJ := $(REDIS_SRC:src/redis/%.c=$(B)/redis/%.o)
+LOGS := $(B)/tunnel-logs
 LUA_SRC := $(wildcard src/lua/*.c)
 LUA_OBJ := $(LUA_SRC:src/lua/%.c=$(B)/$(LUA)/obj/%.o)
 TEST_SRC := $(wildcard test/*.c)
@@ -61,9 +68,9 @@ LUA_ENV := LUA_PATH="lua/?.lua;lua/?/init.lua;;" \
            LUA_CPATH="$(B)/$(LUA)/?.so;;" TUNNEL_LUA=$(LUA)
 
 .PHONY: all lib module test check-c spec spec-all examples example install \
-        clean
+        clean test-redis
 
-all: lib module $(B)/test/run
+all: lib module $(B)/test/run $(LOGS)
 
 lib: $(B)/libtunnel.a
 module: $(MODULE)
@@ -72,7 +79,12 @@ $(B)/core/%.o: src/core/%.c include/tunnel.h src/core/internal.h
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) -c $< -o $@
 
-$(B)/libtunnel.a: $(CORE_OBJ)
+$(B)/redis/%.o: src/redis/%.c src/redis/redis.h include/tunnel.h \
+                src/core/internal.h
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(B)/libtunnel.a: $(CORE_OBJ) $(REDIS_OBJ)
 	@mkdir -p $(@D)
 	rm -f $@ && ar rcs $@ $^
 
@@ -81,7 +93,7 @@ $(B)/$(LUA)/obj/%.o: src/lua/%.c $(wildcard src/lua/*.h) include/tunnel.h
 	$(CC) $(CFLAGS_ALL) $(LUA_CFLAGS) -c $< -o $@
 
 # The module takes the core in whole; the host interpreter provides Lua.
-$(MODULE): $(LUA_OBJ) $(CORE_OBJ)
+$(MODULE): $(LUA_OBJ) $(CORE_OBJ) $(REDIS_OBJ)
 	@mkdir -p $(@D)
 	$(CC) -shared $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
 
@@ -91,6 +103,9 @@ $(B)/test/%.o: test/%.c $(wildcard test/*.h) include/tunnel.h
 
 $(B)/test/run: $(TEST_OBJ) $(B)/libtunnel.a
 	$(CC) $(LDFLAGS_ALL) -o $@ $(TEST_OBJ) $(B)/libtunnel.a $(LIBS)
+
+$(LOGS): src/redis/tunnel_logs.c $(B)/libtunnel.a
+	$(CC) $(CFLAGS_ALL) -o $@ $< $(B)/libtunnel.a $(LIBS)
 
 $(B)/examples/%: examples/%.c $(B)/libtunnel.a
 	@mkdir -p $(@D)
@@ -123,8 +138,9 @@ example: $(MODULE)
 LUA_SHARE := $(PREFIX)/share/lua/$(LUA_VERSION)
 LUA_LIB := $(PREFIX)/lib/lua/$(LUA_VERSION)
 
-install: $(B)/libtunnel.a $(MODULE)
-	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig \
+install: $(B)/libtunnel.a $(MODULE) $(LOGS)
+	install -d $(DESTDIR)$(PREFIX)/bin \
+	  $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig \
 	  $(DESTDIR)$(LUA_SHARE)/tunnel $(DESTDIR)$(LUA_LIB)/tunnel
 	install -m 644 include/tunnel.h $(DESTDIR)$(PREFIX)/include/
 	install -m 644 $(B)/libtunnel.a $(DESTDIR)$(PREFIX)/lib/
@@ -132,6 +148,11 @@ install: $(B)/libtunnel.a $(MODULE)
 	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/tunnel.pc
 	install -m 644 lua/tunnel/*.lua $(DESTDIR)$(LUA_SHARE)/tunnel/
 	install -m 755 $(MODULE) $(DESTDIR)$(LUA_LIB)/tunnel/
+	install -m 755 $(LOGS) $(DESTDIR)$(PREFIX)/bin/tunnel-logs
+
+# Everything again with TUNNEL_REDIS_URL set to a private server.
+test-redis: all
+	scripts/with-redis.sh $(MAKE) check-c spec-all
 
 clean:
 	rm -rf $(B)
@@ -139,3 +160,6 @@ clean:
 # Benchmarks (bench/bench.mk): `make bench` prints a table and writes
 # bench/results.json.
 -include bench/bench.mk
+
+# Sanitizers, valgrind, fuzzing (mk/check.mk).
+-include mk/check.mk

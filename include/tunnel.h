@@ -49,11 +49,27 @@ enum {
   TN_ETERMINATED = -7, /* the block is terminated */
   TN_ETHREAD = -8,     /* a thread could not be created */
   TN_ECONFLICT = -9,   /* the structure changed since the snapshot */
-  TN_EINIT = -10       /* a block thread's start hook failed */
+  TN_EINIT = -10,      /* a block thread's start hook failed */
+  TN_EIO = -11,        /* remote: the server failed or could not be reached */
+  TN_EPROTO = -12,     /* remote: a reply or stored value cannot be decoded */
+  TN_ELOCAL = -13      /* remote: an in-process object in a remote value */
 };
 
 /* A static, human-readable message for an error code. */
 const char *tn_strerror(int err);
+
+/*
+** Remote objects (tunnel.Cluster) fail in ways in-process ones cannot:
+** TN_EIO, TN_EPROTO, TN_ELOCAL. The calling thread's last such failure is
+** described by tn_last_error() ("redis 127.0.0.1:6379: LPUSH tunnel:jobs:
+** connection refused"; "" when there was none). Operations that return no
+** code (tn_counter_*, tn_deque_size, tn_deque_close, tn_deque_is_closed,
+** tn_map_size) return 0 on such a failure and record the code:
+** tn_error_take() returns it and clears it (TN_OK when nothing failed).
+** In-process objects never record anything.
+*/
+const char *tn_last_error(void);
+int tn_error_take(void);
 
 #define TN_FOREVER HUGE_VAL
 #define TN_TRY (-1.0)
@@ -91,6 +107,9 @@ void tn_object_release(tn_object_t *o);
 
 /* The object's type. */
 tn_type_t tn_object_type(const tn_object_t *o);
+
+/* 1 for an object that lives on a server (a cluster object), else 0. */
+int tn_object_is_remote(const tn_object_t *o);
 
 /*
 ** The callback lock of an object: a reader-writer lock that user-level
@@ -276,8 +295,21 @@ typedef struct tn_cell tn_cell_t;
 ** object's callback lock (tn_object_read_lock, tn_object_write_lock). */
 int tn_cell_new(tn_type_t type, tn_blob_t *b, tn_cell_t **out);
 
-/* The cell's value (borrowed: valid while the cell lives; never changes). */
+/* The cell's value (borrowed: valid while the cell lives and until its
+** next tn_cell_set). In-process cells only (a remote cell: NULL); use
+** tn_cell_get where the cell may be remote or may change. */
 tn_blob_t *tn_cell_value(const tn_cell_t *c);
+
+/* The cell's value: `*out` receives a new reference (NULL for nil). */
+int tn_cell_get(tn_cell_t *c, tn_blob_t **out, double timeout);
+
+/*
+** Replace the value with `b` (owned by the cell on TN_OK; else the caller
+** keeps it). Atomic:write stores its data back with this before it
+** unlocks. A remote cell whose write lock this thread holds stores only
+** while it still holds the lease (else TN_EIO: the lease expired).
+*/
+int tn_cell_set(tn_cell_t *c, tn_blob_t *b, double timeout);
 
 /* ---------------------------------------------------------------------- */
 /* Printer: whole writes that never interleave                            */
@@ -347,6 +379,57 @@ int tn_block_is_terminated(const tn_block_t *b);
 
 /* Terminate (if needed) and free. NULL is ignored. */
 void tn_block_free(tn_block_t *b);
+
+/* ---------------------------------------------------------------------- */
+/* Cluster: the same structures on a Redis server (src/redis)             */
+/* ---------------------------------------------------------------------- */
+
+/*
+** A cluster is a Redis server plus a key prefix. The objects it makes are
+** normal tn_objects (the same tn_deque_*, tn_map_* ... calls work on them)
+** whose state lives on the server, under `prefix .. name`, shared by every
+** process that names them. docs/cluster.md describes keys, waiting,
+** leases and delivery semantics.
+*/
+typedef struct tn_cluster tn_cluster_t;
+
+/*
+** The cluster for `url` (redis://[:password@]host[:port][/db]), `prefix`
+** (NULL: "tunnel:") and `timeout` (seconds for connecting and for each
+** non-blocking command; <= 0 or TN_FOREVER: none). Clusters are interned
+** and live until the process exits: the same arguments give the same
+** cluster. Connects once to check the URL, password and database:
+** TN_EINVAL for a malformed URL, TN_EIO when the server refuses (see
+** tn_last_error), TN_ENOMEM.
+*/
+int tn_cluster_open(const char *url, const char *prefix, double timeout,
+                    tn_cluster_t **out);
+
+/* The URL, prefix and timeout the cluster was opened with. */
+const char *tn_cluster_url(const tn_cluster_t *c);
+const char *tn_cluster_prefix(const tn_cluster_t *c);
+double tn_cluster_timeout(const tn_cluster_t *c);
+
+/*
+** The cluster's structure called `name` (created on the server on first
+** use), with one new reference. Every call may fail with TN_EIO.
+** deque:   `size_hint` is stored by the first creator; later callers get
+**          the stored one (TN_UNBOUNDED: none).
+** counter: `*init` (if not NULL) is stored only if the counter is absent.
+** cell:    TN_TYPE_ATOMIC only; `init` (may be NULL = nil) is stored only
+**          if absent (and is the caller's still).
+** printer: writes go to `stream` (NULL: stdout) and to a capped stream.
+*/
+int tn_cluster_deque(tn_cluster_t *c, const char *name, size_t size_hint,
+                     tn_deque_t **out);
+int tn_cluster_map(tn_cluster_t *c, const char *name, tn_map_t **out);
+int tn_cluster_counter(tn_cluster_t *c, const char *name, const int64_t *init,
+                       tn_counter_t **out);
+int tn_cluster_cell(tn_cluster_t *c, const char *name, tn_blob_t *init,
+                    tn_cell_t **out);
+int tn_cluster_printer(tn_cluster_t *c, const char *name, FILE *stream,
+                       tn_printer_t **out);
+
 
 /* ---------------------------------------------------------------------- */
 /* Fault injection (tests)                                                */

@@ -3,7 +3,8 @@
 # missing. Usage: scripts/deps.sh [extra packages...]
 set -e
 PACKAGES="build-essential pkg-config lua5.4 liblua5.4-dev luajit libluajit-5.1-dev
-lua5.1 liblua5.1-0-dev lua-busted lua-cjson valgrind $*"
+lua5.1 liblua5.1-0-dev lua-busted lua-cjson valgrind libhiredis-dev
+redis-server redis-tools $*"
 missing=""
 for p in $PACKAGES; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||

@@ -9,7 +9,6 @@
 #include "internal.h"
 #include "test.h"
 
-
 static tn_map_t *new_map(void) {
   tn_map_t *m = NULL;
   if (tn_map_new(TN_TYPE_HASH, &m) != TN_OK) abort();

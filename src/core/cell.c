@@ -1,22 +1,30 @@
 /*
-** cell.c - one value for an object's whole life: the core of tunnel.Share
-** and tunnel.Atomic.
+** cell.c - one value per object: the core of tunnel.Share and
+** tunnel.Atomic.
 **
-** The value never changes, so reading it needs no lock: a shared table
-** inside it is itself a synchronized structure, and Atomic's reader-writer
-** protocol is the object's callback lock (tn_object_read_lock and
-** tn_object_write_lock), which the cell never takes itself.
+** The value changes only through tn_cell_set, which Atomic:write calls
+** (under the object's callback lock) to store its data back. For an
+** in-process Atomic that data is a shared table, so the stored value is a
+** reference to the same table and nothing observable changes; for a
+** cluster Atomic (src/redis) it is the copy the callback changed. A short
+** mutex makes get/set safe against each other; tn_cell_value reads without
+** it, for the callers that know the value does not change (Share).
+**
+** Caveat: a borrowed tn_cell_value pointer is valid only until the next
+** tn_cell_set; code that may race a set must use tn_cell_get.
 */
 #include "internal.h"
 
 struct tn_cell {
   tn_object_t object;
-  tn_blob_t *value; /* may be NULL (nil) */
+  pthread_mutex_t mutex; /* guards `value` for get/set */
+  tn_blob_t *value;      /* may be NULL (nil) */
 };
 
 static void cell_destroy(tn_object_t *o) {
   tn_cell_t *c = (tn_cell_t *)o;
   tn_blob_release(c->value);
+  pthread_mutex_destroy(&c->mutex);
   tn_object_fini(&c->object);
   tn_free(c);
 }
@@ -31,9 +39,36 @@ int tn_cell_new(tn_type_t type, tn_blob_t *b, tn_cell_t **out) {
   tn_cell_t *c = tn_malloc(sizeof *c);
   if (c == NULL) return TN_ENOMEM;
   tn_object_init(&c->object, type, cell_destroy);
+  tn_mutex_init(&c->mutex);
   c->value = b;
   *out = c;
   return TN_OK;
 }
 
-tn_blob_t *tn_cell_value(const tn_cell_t *c) { return c->value; }
+tn_blob_t *tn_cell_value(const tn_cell_t *c) {
+  if (TN_REMOTE(c)) return NULL;
+  return c->value;
+}
+
+/* A new reference to the value; TN_TRY may give TN_EAGAIN. */
+int tn_cell_get(tn_cell_t *c, tn_blob_t **out, double timeout) {
+  if (TN_REMOTE(c)) return TN_BACKEND(c)->cell_get(c, out, timeout);
+  int rc = tn_mutex_acquire(&c->mutex, timeout);
+  if (rc != TN_OK) return rc;
+  *out = tn_blob_retain(c->value);
+  pthread_mutex_unlock(&c->mutex);
+  return TN_OK;
+}
+
+/* Swap in `b`; the old value is released after the mutex is dropped (its
+** release may free other structures). */
+int tn_cell_set(tn_cell_t *c, tn_blob_t *b, double timeout) {
+  if (TN_REMOTE(c)) return TN_BACKEND(c)->cell_set(c, b, timeout);
+  int rc = tn_mutex_acquire(&c->mutex, timeout);
+  if (rc != TN_OK) return rc;
+  tn_blob_t *old = c->value;
+  c->value = b;
+  pthread_mutex_unlock(&c->mutex);
+  tn_blob_release(old);
+  return TN_OK;
+}

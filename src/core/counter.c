@@ -45,14 +45,17 @@ int tn_counter_new(int64_t value, tn_counter_t **out) {
 }
 
 int64_t tn_counter_add(tn_counter_t *c, int64_t delta) {
+  if (TN_REMOTE(c)) return TN_BACKEND(c)->counter_add(c, delta);
   uint64_t d = (uint64_t)delta;
   return (int64_t)(atomic_fetch_add(&c->value, d) + d);
 }
 
 int64_t tn_counter_get(tn_counter_t *c) {
+  if (TN_REMOTE(c)) return TN_BACKEND(c)->counter_get(c);
   return (int64_t)atomic_load(&c->value);
 }
 
 int64_t tn_counter_set(tn_counter_t *c, int64_t value) {
+  if (TN_REMOTE(c)) return TN_BACKEND(c)->counter_set(c, value);
   return (int64_t)atomic_exchange(&c->value, (uint64_t)value);
 }

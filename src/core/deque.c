@@ -174,14 +174,22 @@ int tn_deque_new_as(tn_type_t type, size_t size_hint, tn_deque_t **out) {
 }
 
 size_t tn_deque_size(tn_deque_t *d) {
+  if (TN_REMOTE(d)) return TN_BACKEND(d)->deque_size(d);
   return atomic_load_explicit(&d->size, memory_order_relaxed);
 }
 
-size_t tn_deque_size_hint(const tn_deque_t *d) { return d->hint; }
+size_t tn_deque_size_hint(const tn_deque_t *d) {
+  if (TN_REMOTE(d)) return TN_BACKEND(d)->deque_size_hint(d);
+  return d->hint;
+}
 
 /* Close under the mutex, so that no waiter can miss it between its check
 ** and its sleep; then wake everyone: pushers to fail, poppers to drain. */
 void tn_deque_close(tn_deque_t *d) {
+  if (TN_REMOTE(d)) {
+    TN_BACKEND(d)->deque_close(d);
+    return;
+  }
   pthread_mutex_lock(&d->mutex);
   d->closed_locked = true;
   atomic_store_explicit(&d->closed, true, memory_order_relaxed);
@@ -191,6 +199,7 @@ void tn_deque_close(tn_deque_t *d) {
 }
 
 int tn_deque_is_closed(tn_deque_t *d) {
+  if (TN_REMOTE(d)) return TN_BACKEND(d)->deque_is_closed(d);
   return atomic_load_explicit(&d->closed, memory_order_relaxed);
 }
 
@@ -358,10 +367,12 @@ static int deque_push(tn_deque_t *d, tn_blob_t *b, double timeout,
 }
 
 int tn_deque_push_back(tn_deque_t *d, tn_blob_t *b, double timeout) {
+  if (TN_REMOTE(d)) return TN_BACKEND(d)->deque_push(d, b, timeout, false);
   return deque_push(d, b, timeout, false);
 }
 
 int tn_deque_push_front(tn_deque_t *d, tn_blob_t *b, double timeout) {
+  if (TN_REMOTE(d)) return TN_BACKEND(d)->deque_push(d, b, timeout, true);
   return deque_push(d, b, timeout, true);
 }
 
@@ -383,10 +394,12 @@ static int deque_pop(tn_deque_t *d, tn_blob_t **out, double timeout,
 }
 
 int tn_deque_pop_front(tn_deque_t *d, tn_blob_t **out, double timeout) {
+  if (TN_REMOTE(d)) return TN_BACKEND(d)->deque_pop(d, out, timeout, true);
   return deque_pop(d, out, timeout, true);
 }
 
 int tn_deque_pop_back(tn_deque_t *d, tn_blob_t **out, double timeout) {
+  if (TN_REMOTE(d)) return TN_BACKEND(d)->deque_pop(d, out, timeout, false);
   return deque_pop(d, out, timeout, false);
 }
 
@@ -394,6 +407,7 @@ int tn_deque_pop_back(tn_deque_t *d, tn_blob_t **out, double timeout) {
 
 int tn_deque_insert(tn_deque_t *d, size_t index, tn_blob_t *b,
                     double timeout) {
+  if (TN_REMOTE(d)) return TN_BACKEND(d)->deque_insert(d, index, b, timeout);
   int rc = tn_mutex_acquire(&d->mutex, timeout);
   if (rc != TN_OK) return rc;
   if (index == TN_END) index = d->count;
@@ -414,6 +428,7 @@ int tn_deque_insert(tn_deque_t *d, size_t index, tn_blob_t *b,
 
 int tn_deque_remove(tn_deque_t *d, size_t index, tn_blob_t **out,
                     double timeout) {
+  if (TN_REMOTE(d)) return TN_BACKEND(d)->deque_remove(d, index, out, timeout);
   int rc = tn_mutex_acquire(&d->mutex, timeout);
   if (rc != TN_OK) return rc;
   if (index >= d->count) {
@@ -429,6 +444,7 @@ int tn_deque_remove(tn_deque_t *d, size_t index, tn_blob_t **out,
 
 int tn_deque_get(tn_deque_t *d, size_t index, tn_blob_t **out,
                  double timeout) {
+  if (TN_REMOTE(d)) return TN_BACKEND(d)->deque_get(d, index, out, timeout);
   int rc = tn_mutex_acquire(&d->mutex, timeout);
   if (rc != TN_OK) return rc;
   if (index >= d->count)
@@ -446,6 +462,8 @@ int tn_deque_get(tn_deque_t *d, size_t index, tn_blob_t **out,
 */
 int tn_deque_set(tn_deque_t *d, size_t index, tn_blob_t *b, tn_blob_t **old,
                  double timeout) {
+  if (TN_REMOTE(d))
+    return TN_BACKEND(d)->deque_set(d, index, b, old, timeout);
   int rc = tn_mutex_acquire(&d->mutex, timeout);
   if (rc != TN_OK) return rc;
   tn_blob_t *prev = NULL;
@@ -481,6 +499,8 @@ int tn_deque_set(tn_deque_t *d, size_t index, tn_blob_t *b, tn_blob_t **old,
 */
 int tn_deque_snapshot(tn_deque_t *d, tn_blob_t ***items, size_t *n,
                       uint64_t *version, double timeout) {
+  if (TN_REMOTE(d))
+    return TN_BACKEND(d)->deque_snapshot(d, items, n, version, timeout);
   int rc = tn_mutex_acquire(&d->mutex, timeout);
   if (rc != TN_OK) return rc;
   tn_blob_t **copy = NULL;
@@ -507,6 +527,8 @@ int tn_deque_snapshot(tn_deque_t *d, tn_blob_t ***items, size_t *n,
 */
 int tn_deque_replace(tn_deque_t *d, tn_blob_t **items, size_t n,
                      uint64_t version, double timeout) {
+  if (TN_REMOTE(d))
+    return TN_BACKEND(d)->deque_replace(d, items, n, version, timeout);
   size_t cap = DEQUE_INITIAL_CAPACITY;
   while (cap < n) {
     if (cap > SIZE_MAX / 2 / sizeof(tn_blob_t *)) return TN_ENOMEM;

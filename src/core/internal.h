@@ -140,11 +140,14 @@ void tn_object_init_remote(tn_object_t *o, tn_type_t type,
                            void (*destroy)(tn_object_t *o),
                            const tn_backend_t *backend);
 
-/* Record a remote failure for this thread: `err` (a TN_E* code) for
-** tn_error_take, and the message (printf format) for tn_last_error.
-** Returns `err`. */
+/* Record the message of a remote failure (printf format) for
+** tn_last_error; returns `err` (a TN_E* code). */
 int tn_error_set(int err, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/* A remote operation that returns no code failed with `err`: record it for
+** tn_error_take. */
+void tn_error_pend(int err);
 
 /* Initialise the header of a new structure with one reference. */
 void tn_object_init(tn_object_t *o, tn_type_t type,

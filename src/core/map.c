@@ -195,6 +195,7 @@ int tn_map_new(tn_type_t type, tn_map_t **out) {
 }
 
 size_t tn_map_size(tn_map_t *m) {
+  if (TN_REMOTE(m)) return TN_BACKEND(m)->map_size(m);
   return atomic_load_explicit(&m->size, memory_order_relaxed);
 }
 
@@ -202,6 +203,7 @@ size_t tn_map_size(tn_map_t *m) {
 
 int tn_map_get(tn_map_t *m, const void *key, size_t len, tn_blob_t **out,
                double timeout) {
+  if (TN_REMOTE(m)) return TN_BACKEND(m)->map_get(m, key, len, out, timeout);
   uint64_t h = hash_key(m->seed, key, len);
   map_shard_t *s = shard_of(m, h);
   int rc = tn_mutex_acquire(&s->mutex, timeout);
@@ -225,6 +227,8 @@ int tn_map_get(tn_map_t *m, const void *key, size_t len, tn_blob_t **out,
 */
 int tn_map_set(tn_map_t *m, const void *key, size_t len, tn_blob_t *b,
                tn_blob_t **old, double timeout) {
+  if (TN_REMOTE(m))
+    return TN_BACKEND(m)->map_set(m, key, len, b, old, timeout);
   uint64_t h = hash_key(m->seed, key, len);
   map_shard_t *s = shard_of(m, h);
   if (b != NULL && len > SIZE_MAX - sizeof(map_node_t)) return TN_ENOMEM;
@@ -291,6 +295,8 @@ static void unlock_shards(tn_map_t *m, int upto) {
 */
 int tn_map_snapshot(tn_map_t *m, tn_map_entry_t **entries, size_t *n,
                     double timeout) {
+  if (TN_REMOTE(m))
+    return TN_BACKEND(m)->map_snapshot(m, entries, n, timeout);
   for (int i = 0; i < TN_MAP_SHARDS; i++) {
     int rc = tn_mutex_acquire(&m->shards[i].mutex, timeout);
     if (rc != TN_OK) {

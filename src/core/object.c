@@ -3,6 +3,7 @@
 ** callbacks, the allocator hook, and the small helpers (errors, sleep).
 */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -23,9 +24,35 @@ const char *tn_strerror(int err) {
   case TN_ETHREAD: return "cannot create thread";
   case TN_ECONFLICT: return "changed concurrently";
   case TN_EINIT: return "thread initialisation failed";
+  case TN_EIO: return "server error";
+  case TN_EPROTO: return "undecodable reply";
+  case TN_ELOCAL: return "in-process object in a cluster value";
   default: return "unknown error";
   }
 }
+
+/* ---- remote failures ---------------------------------------------------- */
+
+static _Thread_local char last_error[512];
+static _Thread_local int pending_error;
+
+const char *tn_last_error(void) { return last_error; }
+
+int tn_error_take(void) {
+  int err = pending_error;
+  pending_error = TN_OK;
+  return err;
+}
+
+int tn_error_set(int err, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(last_error, sizeof last_error, fmt, ap);
+  va_end(ap);
+  return err;
+}
+
+void tn_error_pend(int err) { pending_error = err; }
 
 void tn_sleep(double seconds) {
   if (!(seconds > 0)) return; /* also NaN */
@@ -241,8 +268,18 @@ void tn_object_init(tn_object_t *o, tn_type_t type,
   atomic_init(&o->refs, 1);
   o->type = type;
   o->destroy = destroy;
+  o->backend = NULL;
   tn_rwlock_init(&o->callback_lock);
 }
+
+void tn_object_init_remote(tn_object_t *o, tn_type_t type,
+                           void (*destroy)(tn_object_t *o),
+                           const tn_backend_t *backend) {
+  tn_object_init(o, type, destroy);
+  o->backend = backend;
+}
+
+int tn_object_is_remote(const tn_object_t *o) { return o->backend != NULL; }
 
 void tn_object_fini(tn_object_t *o) { tn_rwlock_destroy(&o->callback_lock); }
 
@@ -255,8 +292,8 @@ tn_object_t *tn_object_retain(tn_object_t *o) {
 ** to the thread that destroys the object. */
 void tn_object_release(tn_object_t *o) {
   if (o == NULL) return;
-  if (atomic_fetch_sub_explicit(&o->refs, 1, memory_order_release) == 1) {
-    atomic_thread_fence(memory_order_acquire);
+  /* acq_rel, not release + fence: ThreadSanitizer does not model fences. */
+  if (atomic_fetch_sub_explicit(&o->refs, 1, memory_order_acq_rel) == 1) {
     o->destroy(o);
   }
 }
@@ -264,14 +301,24 @@ void tn_object_release(tn_object_t *o) {
 tn_type_t tn_object_type(const tn_object_t *o) { return o->type; }
 
 int tn_object_read_lock(tn_object_t *o, double timeout) {
+  if (TN_REMOTE(o)) return o->backend->read_lock(o, timeout);
   return tn_rwlock_rdlock(&o->callback_lock, timeout);
 }
 void tn_object_read_unlock(tn_object_t *o) {
+  if (TN_REMOTE(o)) {
+    o->backend->read_unlock(o);
+    return;
+  }
   tn_rwlock_rdunlock(&o->callback_lock);
 }
 int tn_object_write_lock(tn_object_t *o, double timeout) {
+  if (TN_REMOTE(o)) return o->backend->write_lock(o, timeout);
   return tn_rwlock_wrlock(&o->callback_lock, timeout);
 }
 void tn_object_write_unlock(tn_object_t *o) {
+  if (TN_REMOTE(o)) {
+    o->backend->write_unlock(o);
+    return;
+  }
   tn_rwlock_wrunlock(&o->callback_lock);
 }

@@ -50,6 +50,7 @@ int tn_printer_new(FILE *stream, tn_printer_t **out) {
 ** TN_ETIMEDOUT.
 */
 int tn_printer_lock(tn_printer_t *p, double timeout) {
+  if (TN_REMOTE(p)) return TN_BACKEND(p)->printer_lock(p, timeout);
   int rc = tn_mutex_acquire(&p->mutex, timeout);
   if (rc != TN_OK) return rc;
   pthread_t self = pthread_self();
@@ -80,6 +81,10 @@ int tn_printer_lock(tn_printer_t *p, double timeout) {
 
 /* Drop one level of the calling thread's hold; the last wakes a waiter. */
 void tn_printer_unlock(tn_printer_t *p) {
+  if (TN_REMOTE(p)) {
+    TN_BACKEND(p)->printer_unlock(p);
+    return;
+  }
   pthread_mutex_lock(&p->mutex);
   if (p->depth > 0 && --p->depth == 0 && p->waiters > 0)
     pthread_cond_signal(&p->released);
@@ -88,6 +93,7 @@ void tn_printer_unlock(tn_printer_t *p) {
 
 int tn_printer_write(tn_printer_t *p, const void *data, size_t len,
                      double timeout) {
+  if (TN_REMOTE(p)) return TN_BACKEND(p)->printer_write(p, data, len, timeout);
   int rc = tn_printer_lock(p, timeout);
   if (rc != TN_OK) return rc;
   FILE *f = p->stream != NULL ? p->stream : stdout;

@@ -55,6 +55,7 @@ static int counter_add(lua_State *L, const char *method, int sign) {
   /* Negate in uint64_t: -INT64_MIN would be undefined; the core wraps. */
   uint64_t delta = sign > 0 ? (uint64_t)step : (uint64_t)0 - (uint64_t)step;
   push_int64(L, tn_counter_add(c, (int64_t)delta));
+  tn_l_checkpending(L, method); /* a cluster counter's failure */
   return 1;
 }
 
@@ -76,6 +77,7 @@ static int l_counter_decreaseasync(lua_State *L) {
 
 static int counter_get(lua_State *L, const char *method) {
   push_int64(L, tn_counter_get(check_counter(L, method)));
+  tn_l_checkpending(L, method);
   return 1;
 }
 
@@ -100,6 +102,7 @@ static int counter_set(lua_State *L, const char *method, double timeout) {
   if (rc != TN_OK) return tn_l_coreerror(L, method, rc);
   int64_t old = tn_counter_set(c, value);
   tn_object_write_unlock(TN_OBJECT(c));
+  tn_l_checkpending(L, method);
   push_int64(L, old);
   return 1;
 }
@@ -125,6 +128,10 @@ static int counter_read(lua_State *L, const char *method, double timeout) {
   if (rc != TN_OK) return tn_l_coreerror(L, method, rc);
   lua_pushvalue(L, 2);
   push_int64(L, tn_counter_get(c));
+  if ((rc = tn_error_take()) != TN_OK) { /* a cluster counter's failure */
+    tn_object_read_unlock(TN_OBJECT(c));
+    return tn_l_coreerror(L, method, rc);
+  }
   int status = lua_pcall(L, 1, LUA_MULTRET, 0);
   tn_object_read_unlock(TN_OBJECT(c));
   if (status != 0) return lua_error(L); /* re-raise, the lock released */
@@ -171,6 +178,10 @@ static int counter_write(lua_State *L, const char *method, double timeout) {
   }
   if (rc != TN_OK) return tn_l_coreerror(L, method, rc);
   int64_t v = tn_counter_get(c);
+  if ((rc = tn_error_take()) != TN_OK) { /* a cluster counter's failure */
+    tn_object_write_unlock(TN_OBJECT(c));
+    return tn_l_coreerror(L, method, rc);
+  }
   lua_pushcfunction(L, write_body);
   lua_pushlightuserdata(L, (void *)method);
   lua_pushvalue(L, 2);
@@ -183,6 +194,7 @@ static int counter_write(lua_State *L, const char *method, double timeout) {
   }
   tn_object_write_unlock(TN_OBJECT(c));
   if (status != 0) return lua_error(L);
+  tn_l_checkpending(L, method);
   push_int64(L, result);
   return 1;
 }

@@ -144,11 +144,13 @@ static int l_hash_setasync(lua_State *L) {
 /* size() never waits: the core keeps it in an atomic. */
 static int l_hash_size(lua_State *L) {
   lua_pushinteger(L, (lua_Integer)tn_map_size(check_hash(L, M("size"))));
+  tn_l_checkpending(L, M("size")); /* a cluster hash's failure */
   return 1;
 }
 
 static int l_hash_sizeasync(lua_State *L) {
   lua_pushinteger(L, (lua_Integer)tn_map_size(check_hash(L, M("sizeAsync"))));
+  tn_l_checkpending(L, M("sizeAsync"));
   return 1;
 }
 
@@ -495,6 +497,7 @@ static int l_hash_tostringasync(lua_State *L) {
 
 static int l_hash_len(lua_State *L) {
   lua_pushinteger(L, (lua_Integer)tn_map_size(check_hash(L, M("size"))));
+  tn_l_checkpending(L, M("size")); /* a cluster hash's failure */
   return 1;
 }
 

@@ -133,6 +133,10 @@ static void push_converted(lua_State *L, int idx, int seen, const char *method,
 */
 static tn_blob_t *encode_data(lua_State *L, int idx, const char *method) {
   if (!is_plain_table(L, idx)) return tn_l_encode(L, idx, 1, method);
+  /* Try the whole value through the codec first: a value that cannot
+  ** cross is reported with its full path (value.a.b), before anything is
+  ** built. */
+  tn_blob_release(tn_l_encode(L, idx, 1, method));
   int top = lua_gettop(L);
   lua_newtable(L); /* seen */
   push_converted(L, idx, top + 1, method, 0);
@@ -323,10 +327,15 @@ static int l_atomic_new(lua_State *L) {
   return cell_new(L, TN_TYPE_ATOMIC, ATOMIC);
 }
 
-/* Push the cell's data: decoded from a blob that never changes, so no lock
-** (a shared table inside synchronizes itself). */
+/* Push the cell's data. In process it is a shared table (or a scalar)
+** that synchronizes itself; a cluster Atomic's data is a copy, fetched
+** from the server. */
 static void push_data(lua_State *L, tn_cell_t *c, const char *method) {
-  int n = tn_l_decode(L, tn_cell_value(c), method);
+  tn_blob_t *b;
+  int rc = tn_cell_get(c, &b, TN_FOREVER);
+  if (rc != TN_OK) tn_l_coreerror(L, method, rc);
+  int n = tn_l_decode(L, b, method);
+  tn_blob_release(b);
   if (n != 1) lua_settop(L, lua_gettop(L) - n + 1);
 }
 
@@ -381,13 +390,31 @@ static int l_share_access(lua_State *L) {
   return lua_gettop(L) - 1;
 }
 
-/* Protected: (cell, callback) -> callback(data)'s results. The decoding
-** may raise too, so it happens in here, under the lock's pcall. */
+/* What a protected Atomic callback works on. */
+typedef struct atomic_ctx {
+  tn_cell_t *cell;
+  const char *method;
+  int write;      /* store the data back after the callback */
+  tn_blob_t *out; /* write: the data, encoded after the callback */
+} atomic_ctx_t;
+
+/* Protected: (ctx, callback) -> callback(data)'s results. The decoding
+** may raise too, so it happens in here, under the lock's pcall. A write
+** encodes the data again after the callback: for a cluster Atomic that is
+** the changed copy to store; in process it is the same shared table. */
 static int atomic_body(lua_State *L) {
-  tn_cell_t *c = lua_touserdata(L, 1);
+  atomic_ctx_t *ctx = lua_touserdata(L, 1);
   lua_remove(L, 1); /* the callback is on 1 now */
-  push_data(L, c, ATOMIC);
+  push_data(L, ctx->cell, ctx->method);
+  if (ctx->write) {
+    lua_pushvalue(L, 2);
+    lua_insert(L, 1); /* data, callback, data */
+  }
   lua_call(L, 1, LUA_MULTRET);
+  if (ctx->write) {
+    ctx->out = tn_l_encode(L, 1, 1, ctx->method);
+    lua_remove(L, 1);
+  }
   return lua_gettop(L);
 }
 
@@ -413,15 +440,22 @@ static int atomic_call(lua_State *L, const char *method, int write,
     return 1;
   }
   if (rc != TN_OK) return tn_l_coreerror(L, method, rc);
+  atomic_ctx_t ctx = {c, method, write, NULL};
   lua_pushcfunction(L, atomic_body);
-  lua_pushlightuserdata(L, c);
+  lua_pushlightuserdata(L, &ctx);
   lua_pushvalue(L, 2);
   int status = lua_pcall(L, 2, LUA_MULTRET, 0);
+  if (status == 0 && write) {
+    /* Stored before the lock goes, so no other writer sees the old data. */
+    rc = tn_cell_set(c, ctx.out, TN_FOREVER);
+    if (rc != TN_OK) tn_blob_release(ctx.out);
+  }
   if (write)
     tn_object_write_unlock(o);
   else
     tn_object_read_unlock(o);
   if (status != 0) return lua_error(L); /* the callback's own error value */
+  if (rc != TN_OK) return tn_l_coreerror(L, method, rc);
   return lua_gettop(L) - 2;
 }
 

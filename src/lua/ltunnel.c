@@ -31,8 +31,18 @@ int tn_l_error(lua_State *L, const char *method, const char *fmt, ...) {
   return lua_error(L);
 }
 
+/* Remote failures (cluster objects) carry their details: which server,
+** which operation, why. */
 int tn_l_coreerror(lua_State *L, const char *method, int err) {
+  if ((err == TN_EIO || err == TN_EPROTO || err == TN_ELOCAL) &&
+      tn_last_error()[0] != '\0')
+    return tn_l_error(L, method, "%s", tn_last_error());
   return tn_l_error(L, method, "%s", tn_strerror(err));
+}
+
+void tn_l_checkpending(lua_State *L, const char *method) {
+  int err = tn_error_take();
+  if (err != TN_OK) tn_l_coreerror(L, method, err);
 }
 
 double tn_l_opttimeout(lua_State *L, int idx, const char *method) {
@@ -230,8 +240,10 @@ void tn_l_newclass(lua_State *L, tn_type_t type, const char *name,
 /* ---- the module ---------------------------------------------------------- */
 
 static int l_sleep(lua_State *L) {
-  lua_Number s = luaL_checknumber(L, 1);
-  tn_sleep((double)s);
+  if (lua_type(L, 1) != LUA_TNUMBER)
+    return tn_l_error(L, "tunnel.sleep", "seconds must be a number (got %s)",
+                      luaL_typename(L, 1));
+  tn_sleep((double)lua_tonumber(L, 1));
   return 0;
 }
 
@@ -275,5 +287,6 @@ int luaopen_tunnel_core(lua_State *L) {
   tn_l_open_hash(L);
   tn_l_open_share(L);
   tn_l_open_plural(L);
+  tn_l_open_cluster(L);
   return 1;
 }

@@ -53,6 +53,10 @@ int tn_l_error(lua_State *L, const char *method, const char *fmt, ...);
 /* Raise the error for a failed core call: "<method>: <tn_strerror(err)>". */
 int tn_l_coreerror(lua_State *L, const char *method, int err);
 
+/* After a core call that returns no code (counter, size, close): raise the
+** failure a cluster object recorded (tn_error_take), if any. */
+void tn_l_checkpending(lua_State *L, const char *method);
+
 /*
 ** The optional timeout argument at `idx`: nil -> TN_FOREVER, a number >= 0
 ** (math.huge waits forever), else an error naming `method`.
@@ -140,5 +144,6 @@ void tn_l_open_hash(lua_State *L);       /* lhash.c */
 void tn_l_open_share(lua_State *L);      /* lshare.c: shared tables, Share,
                                             Atomic */
 void tn_l_open_plural(lua_State *L);     /* lplural.c */
+void tn_l_open_cluster(lua_State *L);    /* lcluster.c */
 
 #endif

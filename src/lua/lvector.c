@@ -327,12 +327,14 @@ static int l_vector_setasync(lua_State *L) {
 static int l_vector_size(lua_State *L) {
   tn_deque_t *d = check_vector(L, M("size"));
   lua_pushinteger(L, (lua_Integer)tn_deque_size(d));
+  tn_l_checkpending(L, M("size")); /* a cluster vector's failure */
   return 1;
 }
 
 static int l_vector_sizeasync(lua_State *L) {
   tn_deque_t *d = check_vector(L, M("sizeAsync"));
   lua_pushinteger(L, (lua_Integer)tn_deque_size(d));
+  tn_l_checkpending(L, M("sizeAsync"));
   return 1;
 }
 
@@ -340,6 +342,7 @@ static int l_vector_sizeasync(lua_State *L) {
 ** Async twins are the same calls. */
 static int vector_close(lua_State *L, const char *method) {
   tn_deque_close(check_vector(L, method));
+  tn_l_checkpending(L, method);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -352,6 +355,7 @@ static int l_vector_closeasync(lua_State *L) {
 
 static int vector_isclosed(lua_State *L, const char *method) {
   lua_pushboolean(L, tn_deque_is_closed(check_vector(L, method)));
+  tn_l_checkpending(L, method);
   return 1;
 }
 
@@ -692,6 +696,7 @@ static int l_vector_tostringasync(lua_State *L) {
 static int l_vector_len(lua_State *L) {
   tn_deque_t *d = check_vector(L, VECTOR ":size");
   lua_pushinteger(L, (lua_Integer)tn_deque_size(d));
+  tn_l_checkpending(L, VECTOR ":size");
   return 1;
 }
 

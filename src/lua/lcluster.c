@@ -1,0 +1,199 @@
+/*
+** lcluster.c - tunnel.Cluster: the structures of a Redis server, shared by
+** every process that names them (src/redis does the work).
+**
+** A cluster object is a normal box: cluster:Vector(name) returns a
+** tunnel.Vector whose core object happens to live on the server, so every
+** method, metamethod and error of the in-process class applies unchanged.
+** The Cluster value itself is a plain userdata holding the interned
+** tn_cluster_t (clusters live until the process exits).
+**
+** Caveats:
+** - A cluster Atomic's data is a copy: each callback gets it decoded from
+**   the server, and write stores it back (plain tables travel by value).
+** - The Cluster value cannot be sent to other threads; send the objects
+**   (or the URL) instead.
+*/
+#include <math.h>
+#include <string.h>
+
+#include "ltunnel.h"
+
+#define CLUSTER "tunnel.Cluster"
+#define M(name) CLUSTER ":" name
+
+typedef struct cluster_box {
+  tn_cluster_t *cluster;
+} cluster_box_t;
+
+static tn_cluster_t *check_cluster(lua_State *L, const char *method) {
+  cluster_box_t *box = lua_touserdata(L, 1);
+  int ok = 0;
+  if (box != NULL && lua_getmetatable(L, 1)) {
+    luaL_getmetatable(L, CLUSTER);
+    ok = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+  }
+  if (!ok)
+    tn_l_error(L, method, "self is a %s, not a " CLUSTER " (call it with ':')",
+               luaL_typename(L, 1));
+  return box->cluster;
+}
+
+static const char *check_name(lua_State *L, const char *method) {
+  if (lua_type(L, 2) != LUA_TSTRING || tn_rawlen(L, 2) == 0)
+    tn_l_error(L, method, "name must be a non-empty string (got %s)",
+               luaL_typename(L, 2));
+  const char *name = lua_tostring(L, 2);
+  if (strlen(name) != tn_rawlen(L, 2))
+    tn_l_error(L, method, "name must not contain NUL bytes");
+  return name;
+}
+
+/* Push the new object's box and drop the constructor's reference. */
+static int push_new(lua_State *L, tn_object_t *o) {
+  tn_l_pushobject(L, o);
+  tn_object_release(o);
+  return 1;
+}
+
+/* tunnel.Cluster(url [, {prefix = 'tunnel:', timeout = seconds}]) */
+static int l_cluster_new(lua_State *L) {
+  const char *url = luaL_checkstring(L, 1);
+  const char *prefix = NULL;
+  double timeout = TN_FOREVER;
+  if (!lua_isnoneornil(L, 2)) {
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_getfield(L, 2, "prefix");
+    if (!lua_isnil(L, -1)) {
+      if (lua_type(L, -1) != LUA_TSTRING)
+        return tn_l_error(L, CLUSTER, "prefix must be a string (got %s)",
+                          luaL_typename(L, -1));
+      prefix = lua_tostring(L, -1); /* anchored by the options table */
+    }
+    lua_getfield(L, 2, "timeout");
+    timeout = tn_l_opttimeout(L, -1, CLUSTER);
+    lua_pop(L, 2);
+  }
+  tn_cluster_t *c;
+  int rc = tn_cluster_open(url, prefix, timeout, &c);
+  if (rc == TN_EINVAL) return tn_l_error(L, CLUSTER, "%s", tn_last_error());
+  if (rc != TN_OK) return tn_l_coreerror(L, CLUSTER, rc);
+  cluster_box_t *box = tn_newuserdata(L, sizeof *box);
+  box->cluster = c;
+  luaL_getmetatable(L, CLUSTER);
+  lua_setmetatable(L, -2);
+  return 1;
+}
+
+/* cluster:Vector(name [, size_hint]) */
+static int l_cluster_vector(lua_State *L) {
+  tn_cluster_t *c = check_cluster(L, M("Vector"));
+  const char *name = check_name(L, M("Vector"));
+  size_t hint = TN_UNBOUNDED;
+  if (!lua_isnoneornil(L, 3)) {
+    lua_Number n = lua_type(L, 3) == LUA_TNUMBER ? lua_tonumber(L, 3) : 0;
+    if (!(isinf(n) && n > 0)) {
+      lua_Integer i = tn_l_checkinteger(L, 3, M("Vector"), "size_hint");
+      if (i < 1)
+        return tn_l_error(L, M("Vector"),
+                          "size_hint must be an integer >= 1 or math.huge");
+      hint = (size_t)i;
+    }
+  }
+  tn_deque_t *d;
+  int rc = tn_cluster_deque(c, name, hint, &d);
+  if (rc != TN_OK) return tn_l_coreerror(L, M("Vector"), rc);
+  return push_new(L, TN_OBJECT(d));
+}
+
+/* cluster:Hash(name) */
+static int l_cluster_hash(lua_State *L) {
+  tn_cluster_t *c = check_cluster(L, M("Hash"));
+  tn_map_t *m;
+  int rc = tn_cluster_map(c, check_name(L, M("Hash")), &m);
+  if (rc != TN_OK) return tn_l_coreerror(L, M("Hash"), rc);
+  return push_new(L, TN_OBJECT(m));
+}
+
+/* cluster:Counter(name [, value]): value is stored only if the counter
+** does not exist yet. */
+static int l_cluster_counter(lua_State *L) {
+  tn_cluster_t *c = check_cluster(L, M("Counter"));
+  const char *name = check_name(L, M("Counter"));
+  int64_t value = 0;
+  int has = !lua_isnoneornil(L, 3);
+  if (has) value = (int64_t)tn_l_checkinteger(L, 3, M("Counter"), "value");
+  tn_counter_t *k;
+  int rc = tn_cluster_counter(c, name, has ? &value : NULL, &k);
+  if (rc != TN_OK) return tn_l_coreerror(L, M("Counter"), rc);
+  return push_new(L, TN_OBJECT(k));
+}
+
+/* cluster:Atomic(name [, data]): data (a copy) is stored only if the
+** Atomic does not exist yet. */
+static int l_cluster_atomic(lua_State *L) {
+  tn_cluster_t *c = check_cluster(L, M("Atomic"));
+  const char *name = check_name(L, M("Atomic"));
+  lua_settop(L, 3);
+  tn_blob_t *b = tn_l_encode(L, 3, 1, M("Atomic"));
+  tn_cell_t *cell;
+  int rc = tn_cluster_cell(c, name, b, &cell);
+  tn_blob_release(b);
+  if (rc != TN_OK) return tn_l_coreerror(L, M("Atomic"), rc);
+  return push_new(L, TN_OBJECT(cell));
+}
+
+/* cluster:Printer(name) */
+static int l_cluster_printer(lua_State *L) {
+  tn_cluster_t *c = check_cluster(L, M("Printer"));
+  tn_printer_t *p;
+  int rc = tn_cluster_printer(c, check_name(L, M("Printer")), NULL, &p);
+  if (rc != TN_OK) return tn_l_coreerror(L, M("Printer"), rc);
+  return push_new(L, TN_OBJECT(p));
+}
+
+static int l_cluster_tostring(lua_State *L) {
+  tn_cluster_t *c = check_cluster(L, CLUSTER);
+  lua_pushfstring(L, CLUSTER ": %s (prefix %s)", tn_cluster_url(c),
+                  tn_cluster_prefix(c));
+  return 1;
+}
+
+/* cluster.url, cluster.prefix, cluster.timeout, or a method. */
+static int l_cluster_index(lua_State *L) {
+  tn_cluster_t *c = check_cluster(L, CLUSTER);
+  const char *k = lua_tostring(L, 2);
+  if (k != NULL && strcmp(k, "url") == 0) {
+    lua_pushstring(L, tn_cluster_url(c));
+  } else if (k != NULL && strcmp(k, "prefix") == 0) {
+    lua_pushstring(L, tn_cluster_prefix(c));
+  } else if (k != NULL && strcmp(k, "timeout") == 0) {
+    lua_pushnumber(L, (lua_Number)tn_cluster_timeout(c));
+  } else {
+    lua_pushvalue(L, 2);
+    lua_rawget(L, lua_upvalueindex(1));
+  }
+  return 1;
+}
+
+static const luaL_Reg cluster_methods[] = {
+    {"Vector", l_cluster_vector},   {"Hash", l_cluster_hash},
+    {"Counter", l_cluster_counter}, {"Atomic", l_cluster_atomic},
+    {"Printer", l_cluster_printer}, {NULL, NULL}};
+
+void tn_l_open_cluster(lua_State *L) {
+  if (luaL_newmetatable(L, CLUSTER)) {
+    lua_newtable(L);
+    tn_setfuncs(L, cluster_methods);
+    lua_pushcclosure(L, l_cluster_index, 1);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_cluster_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pushliteral(L, "locked");
+    lua_setfield(L, -2, "__metatable");
+  }
+  lua_pop(L, 1);
+  lua_pushcfunction(L, l_cluster_new);
+  lua_setfield(L, -2, "Cluster");
+}

@@ -1,0 +1,364 @@
+/*
+** atomic.c - tunnel.Atomic on a cluster (a cell: one stored value), and
+** the reader-writer callback lock of every cluster object, with leases.
+**
+** Keys (K = prefix .. name):
+**   K            the Atomic's value
+**   K:lock:w     the writer's token, expiring after its lease (PX)
+**   K:lock:r     sorted set: reader tokens scored by their lease's end
+**   K:lock:ww    a waiting writer's token (holds off new readers), PX
+**   K:lock:q     wake-up token list for waiters
+**
+** Leases. A lock is granted for RD_LEASE_MS; while this process holds it,
+** a renewal thread (one per process, started on the first lock) renews it
+** every RD_RENEW_MS. A process that dies holding a lock stops renewing and
+** the lock frees itself when the lease runs out, so others wait at most
+** one lease. The price: a holder that stalls longer than a lease (stopped
+** with SIGSTOP, swapped out, cut off from the server) loses the lock
+** without knowing it while it still runs its callback; another client may
+** then take the lock. Atomic:write stores its value only if it still holds
+** the lease (a fenced SET): a stalled writer's store fails with TN_EIO
+** ("the lease expired") instead of overwriting a newer value. Reads under a
+** lost lease may have seen a value that changed meanwhile.
+**
+** Waiting. A lock that is busy is waited for in BLPOP on K:lock:q, which
+** every release (and every reader that gets in) refills; each block lasts
+** at most RD_BLOCK_SLICE seconds, so an expired lease is noticed within
+** that time even when no release comes.
+*/
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "redis.h"
+
+#define NOW_MS                                                            \
+  "local t = redis.call('TIME')\n"                                        \
+  "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n" \
+  "redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)\n"
+
+#define WAKE "if redis.call('LLEN', KEYS[4]) == 0 then redis.call('RPUSH', KEYS[4], '1') end\n"
+
+/* KEYS w r ww q; ARGV token lease -> 1 granted, 0 busy. */
+static rd_script_t read_lock_script = {
+    "lock.read",
+    NOW_MS
+    "if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[3]) == 1 then return 0 end\n"
+    "redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[1])\n"
+    "redis.call('PEXPIRE', KEYS[2], 2 * tonumber(ARGV[2]))\n"
+    WAKE "return 1\n",
+    "", 0};
+
+static rd_script_t write_lock_script = {
+    "lock.write",
+    NOW_MS
+    "local ww = redis.call('GET', KEYS[3])\n"
+    "if redis.call('EXISTS', KEYS[1]) == 0 and redis.call('ZCARD', KEYS[2]) == 0 then\n"
+    "  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n"
+    "  if ww == ARGV[1] then redis.call('DEL', KEYS[3]) end\n"
+    "  return 1\n"
+    "end\n"
+    "if not ww or ww == ARGV[1] then redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[2]) end\n"
+    "return 0\n",
+    "", 0};
+
+/* KEYS w r ww q; ARGV token -> 1 released, 0 not held (lease lost). */
+static rd_script_t read_unlock_script = {
+    "unlock.read",
+    "local n = redis.call('ZREM', KEYS[2], ARGV[1])\n" WAKE "return n\n",
+    "", 0};
+
+static rd_script_t write_unlock_script = {
+    "unlock.write",
+    "local held = redis.call('GET', KEYS[1]) == ARGV[1]\n"
+    "if held then redis.call('DEL', KEYS[1]) end\n" WAKE
+    "if held then return 1 end return 0\n",
+    "", 0};
+
+/* A waiting writer gives up: readers it held off may go. */
+static rd_script_t give_up_script = {
+    "lock.giveup",
+    "if redis.call('GET', KEYS[3]) == ARGV[1] then redis.call('DEL', KEYS[3]) end\n" WAKE
+    "return 1\n",
+    "", 0};
+
+/* KEYS w r; ARGV token lease write -> 1 renewed, 0 lost. */
+static rd_script_t renew_script = {
+    "lock.renew",
+    "if ARGV[3] == '1' then\n"
+    "  if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
+    "    redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end\n"
+    "  return 0\n"
+    "end\n"
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "if redis.call('ZSCORE', KEYS[2], ARGV[1]) then\n"
+    "  redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[1])\n"
+    "  redis.call('PEXPIRE', KEYS[2], 2 * tonumber(ARGV[2])) return 1 end\n"
+    "return 0\n",
+    "", 0};
+
+/* KEYS data w; ARGV value token -> 1 stored, 0 the lease is lost. */
+static rd_script_t fenced_set_script = {
+    "atomic.set",
+    "if ARGV[2] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[2] then return 0 end\n"
+    "redis.call('SET', KEYS[1], ARGV[1])\n"
+    "return 1\n",
+    "", 0};
+
+/* ---- held locks ----------------------------------------------------------- */
+
+typedef struct lease {
+  tn_object_t *object; /* identity only */
+  pthread_t owner;
+  bool write;
+  bool lost; /* a renewal found it gone */
+  char token[64];
+  struct lease *next;
+} lease_t;
+
+static pthread_mutex_t leases_mutex = PTHREAD_MUTEX_INITIALIZER;
+static lease_t *leases;
+static pthread_once_t renewer_once = PTHREAD_ONCE_INIT;
+static atomic_ulong token_counter;
+
+typedef struct lkeys {
+  char w[512], r[512], ww[512], q[512];
+  const char *keys[4];
+} lkeys_t;
+
+static void lkeys_init(lkeys_t *k, const rd_object_t *o) {
+  k->keys[0] = rd_subkey(o, ":lock:w", k->w, sizeof k->w);
+  k->keys[1] = rd_subkey(o, ":lock:r", k->r, sizeof k->r);
+  k->keys[2] = rd_subkey(o, ":lock:ww", k->ww, sizeof k->ww);
+  k->keys[3] = rd_subkey(o, ":lock:q", k->q, sizeof k->q);
+}
+
+/* Renew every lease of the process every RD_RENEW_MS. Copies what it
+** renews, so unlocks never wait for it. */
+static void *renewer(void *arg) {
+  (void)arg;
+  char lease_ms[16];
+  snprintf(lease_ms, sizeof lease_ms, "%d", RD_LEASE_MS);
+  for (;;) {
+    tn_sleep(RD_RENEW_MS / 1000.0);
+    pthread_mutex_lock(&leases_mutex);
+    size_t n = 0;
+    for (lease_t *l = leases; l != NULL; l = l->next) n++;
+    lease_t *copy = n > 0 ? malloc(n * sizeof *copy) : NULL;
+    rd_object_t **objs = n > 0 ? malloc(n * sizeof *objs) : NULL;
+    size_t k = 0;
+    if (copy != NULL && objs != NULL)
+      for (lease_t *l = leases; l != NULL; l = l->next, k++) {
+        copy[k] = *l;
+        objs[k] = RD(l->object);
+        tn_object_retain(l->object);
+      }
+    pthread_mutex_unlock(&leases_mutex);
+    for (size_t i = 0; i < k; i++) {
+      lkeys_t keys;
+      lkeys_init(&keys, objs[i]);
+      const char *args[] = {copy[i].token, lease_ms, copy[i].write ? "1" : "0"};
+      redisReply *r;
+      int rc = rd_eval(objs[i]->cluster, &renew_script, &r, 2, keys.keys, 3,
+                       args, NULL);
+      if (rc == TN_OK) {
+        if (r->type == REDIS_REPLY_INTEGER && r->integer == 0) {
+          pthread_mutex_lock(&leases_mutex);
+          for (lease_t *l = leases; l != NULL; l = l->next)
+            if (strcmp(l->token, copy[i].token) == 0) l->lost = true;
+          pthread_mutex_unlock(&leases_mutex);
+        }
+        freeReplyObject(r);
+      }
+      tn_object_release(&objs[i]->object);
+    }
+    free(copy);
+    free(objs);
+  }
+  return NULL;
+}
+
+static void start_renewer(void) {
+  pthread_t t;
+  if (pthread_create(&t, NULL, renewer, NULL) == 0) pthread_detach(t);
+}
+
+static void new_token(char *buf, size_t size) {
+  static unsigned long nonce;
+  if (nonce == 0)
+    nonce = (unsigned long)(tn_clock() * 1e9) ^ (unsigned long)&nonce;
+  snprintf(buf, size, "%d-%lx-%lu", (int)getpid(), nonce,
+           atomic_fetch_add(&token_counter, 1) + 1);
+}
+
+/* This thread's lease on `o`, unlinked from the list if `take`. */
+static lease_t *find_lease(const tn_object_t *o, bool take) {
+  pthread_t self = pthread_self();
+  pthread_mutex_lock(&leases_mutex);
+  lease_t *found = NULL;
+  for (lease_t **l = &leases; *l != NULL; l = &(*l)->next)
+    if ((*l)->object == o && pthread_equal((*l)->owner, self)) {
+      found = *l;
+      if (take) *l = found->next;
+      break;
+    }
+  pthread_mutex_unlock(&leases_mutex);
+  return found;
+}
+
+const char *rd_write_token(const tn_object_t *o) {
+  lease_t *l = find_lease(o, false);
+  return l != NULL && l->write ? l->token : NULL;
+}
+
+static int lock(tn_object_t *o, double timeout, bool write) {
+  rd_object_t *ro = RD(o);
+  lease_t *l = calloc(1, sizeof *l);
+  if (l == NULL) return TN_ENOMEM;
+  l->object = o;
+  l->owner = pthread_self();
+  l->write = write;
+  new_token(l->token, sizeof l->token);
+  lkeys_t k;
+  lkeys_init(&k, ro);
+  char lease_ms[16];
+  snprintf(lease_ms, sizeof lease_ms, "%d", RD_LEASE_MS);
+  const char *args[] = {l->token, lease_ms};
+  double deadline = timeout >= 0 && timeout < 1e9 ? tn_clock() + timeout
+                                                  : INFINITY;
+  rd_script_t *s = write ? &write_lock_script : &read_lock_script;
+  int rc;
+  for (;;) {
+    redisReply *r;
+    rc = rd_eval(ro->cluster, s, &r, 4, k.keys, 2, args, NULL);
+    if (rc != TN_OK) break;
+    long long got = r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+    freeReplyObject(r);
+    if (got == 1) break;
+    if (got != 0) {
+      rc = rd_bad_reply(ro->cluster, s->name, NULL);
+      break;
+    }
+    if (timeout < 0) {
+      rc = TN_EAGAIN;
+    } else if (rd_left(deadline) <= 0) {
+      rc = TN_ETIMEDOUT;
+    } else {
+      double block = rd_slice(deadline);
+      char secs[32];
+      snprintf(secs, sizeof secs, "%.3f", block);
+      const char *argv[] = {"BLPOP", k.keys[3], secs};
+      if ((rc = rd_command(ro->cluster, block, &r, 3, argv, NULL)) == TN_OK) {
+        freeReplyObject(r);
+        continue;
+      }
+    }
+    /* Giving up: a writer's "waiting" mark must not hold readers off. */
+    if (write) {
+      int saved = rc;
+      if (rd_eval(ro->cluster, &give_up_script, &r, 4, k.keys, 1, args,
+                  NULL) == TN_OK)
+        freeReplyObject(r);
+      rc = saved;
+    }
+    break;
+  }
+  if (rc != TN_OK) {
+    free(l);
+    return rc;
+  }
+  pthread_once(&renewer_once, start_renewer);
+  pthread_mutex_lock(&leases_mutex);
+  l->next = leases;
+  leases = l;
+  pthread_mutex_unlock(&leases_mutex);
+  return TN_OK;
+}
+
+static void unlock(tn_object_t *o, bool write) {
+  lease_t *l = find_lease(o, true);
+  if (l == NULL) return;
+  lkeys_t k;
+  lkeys_init(&k, RD(o));
+  const char *args[] = {l->token};
+  redisReply *r;
+  /* A failure here is recorded; the lease then runs out on its own. */
+  if (rd_eval(RD(o)->cluster, write ? &write_unlock_script : &read_unlock_script,
+              &r, 4, k.keys, 1, args, NULL) == TN_OK)
+    freeReplyObject(r);
+  free(l);
+}
+
+int rd_read_lock(tn_object_t *o, double timeout) {
+  return lock(o, timeout, false);
+}
+void rd_read_unlock(tn_object_t *o) { unlock(o, false); }
+int rd_write_lock(tn_object_t *o, double timeout) {
+  return lock(o, timeout, true);
+}
+void rd_write_unlock(tn_object_t *o) { unlock(o, true); }
+
+/* ---- the cell ------------------------------------------------------------- */
+
+int rd_cell_create(rd_object_t *o, tn_blob_t *init) {
+  char *val;
+  size_t len;
+  int rc = rd_value_encode(init, &val, &len);
+  if (rc != TN_OK) return rc;
+  const char *argv[] = {"SET", o->key, val, "NX"};
+  size_t lens[] = {3, o->keylen, len, 2};
+  redisReply *r;
+  rc = rd_command(o->cluster, 0, &r, 4, argv, lens);
+  free(val);
+  if (rc == TN_OK) freeReplyObject(r);
+  return rc;
+}
+
+int rd_cell_get(tn_cell_t *c, tn_blob_t **out, double timeout) {
+  (void)timeout;
+  rd_object_t *o = RD(c);
+  const char *argv[] = {"GET", o->key};
+  redisReply *r;
+  int rc = rd_command(o->cluster, 0, &r, 2, argv, NULL);
+  if (rc != TN_OK) return rc;
+  if (r->type == REDIS_REPLY_NIL) {
+    *out = NULL;
+  } else if (r->type == REDIS_REPLY_STRING) {
+    char what[600];
+    snprintf(what, sizeof what, "GET %s", o->key);
+    rc = rd_value_decode(o->cluster, what, r->str, r->len, out);
+  } else {
+    rc = rd_bad_reply(o->cluster, "GET", r);
+  }
+  freeReplyObject(r);
+  return rc;
+}
+
+int rd_cell_set(tn_cell_t *c, tn_blob_t *b, double timeout) {
+  (void)timeout;
+  rd_object_t *o = RD(c);
+  char *val;
+  size_t len;
+  int rc = rd_value_encode(b, &val, &len);
+  if (rc != TN_OK) return rc;
+  char w[512];
+  const char *keys[] = {o->key, rd_subkey(o, ":lock:w", w, sizeof w)};
+  const char *token = rd_write_token(TN_OBJECT(c));
+  const char *args[] = {val, token != NULL ? token : ""};
+  size_t lens[] = {len, token != NULL ? strlen(token) : 0};
+  redisReply *r;
+  rc = rd_eval(o->cluster, &fenced_set_script, &r, 2, keys, 2, args, lens);
+  free(val);
+  if (rc != TN_OK) return rc;
+  long long ok = r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+  freeReplyObject(r);
+  if (ok != 1)
+    return tn_error_set(TN_EIO,
+                        "redis %s:%d: atomic.set %s: the write lock's lease "
+                        "expired (the holder stalled): the value was not "
+                        "stored",
+                        o->cluster->host, o->cluster->port, o->key);
+  tn_blob_release(b);
+  return TN_OK;
+}

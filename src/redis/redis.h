@@ -1,0 +1,173 @@
+/*
+** redis.h - what the files of the Redis backend share: clusters, one
+** connection per thread per cluster, commands and scripts that report
+** failures as TN_E* codes with a readable message, the stored-value format,
+** and the remote object every cluster structure is.
+**
+** Pure C on hiredis; nothing here knows Lua. The core forwards every
+** public operation on an object whose header carries `rd_backend` here.
+*/
+#ifndef TN_REDIS_H
+#define TN_REDIS_H
+
+#include <hiredis/hiredis.h>
+
+#include "../core/internal.h"
+
+/* How long a callback-lock lease lasts without renewal (milliseconds), and
+** how often the renewal thread renews what this process holds. */
+#define RD_LEASE_MS 10000
+#define RD_RENEW_MS 3000
+
+/*
+** The longest single block (seconds) of a wait. A wait longer than this
+** re-checks its condition and blocks again: a safety net for a wake-up
+** token lost with a client that crashed holding it; it is not polling.
+*/
+#define RD_BLOCK_SLICE 5.0
+
+struct tn_cluster {
+  char *url;    /* as given */
+  char *host;   /* parsed from the URL */
+  int port;
+  char *password; /* NULL: no AUTH */
+  int db;
+  char *prefix;
+  double timeout; /* <= 0: none */
+  struct tn_cluster *next; /* the intern list */
+};
+
+/* A structure on a server: the core header plus where it lives. */
+typedef struct rd_object {
+  tn_object_t object;
+  tn_cluster_t *cluster; /* immortal */
+  char *name;            /* as the user gave it */
+  char *key;             /* prefix .. name: the main key */
+  size_t keylen;
+  tn_printer_t *local;   /* printer: the local output */
+  struct rd_object *next; /* the intern list */
+} rd_object_t;
+
+#define RD(o) ((rd_object_t *)(o))
+
+extern const tn_backend_t rd_backend;
+
+/* The remote object (cluster, type, name), interned: the same triple gives
+** the same object while it lives. A new reference; TN_ENOMEM. */
+int rd_object_get(tn_cluster_t *c, tn_type_t type, const char *name,
+                  tn_object_t **out);
+
+/* The main key with a suffix ("tunnel:jobs" + ":meta"), in `buf`. */
+const char *rd_subkey(const rd_object_t *o, const char *suffix, char *buf,
+                      size_t size);
+
+/* ---- commands ------------------------------------------------------------ */
+
+/*
+** Run one command on the calling thread's connection to `c` (connecting,
+** or reconnecting after a failure, first). `block` is how long the
+** command may block on the server (0 for ordinary commands; < 0 forever):
+** the read timeout is raised above it for this command. On TN_OK `*reply`
+** is the reply (freeReplyObject it); an error reply is TN_EIO too. Every
+** failure sets tn_last_error: "redis HOST:PORT: CMD KEY: why".
+*/
+int rd_command(tn_cluster_t *c, double block, redisReply **reply, int argc,
+               const char **argv, const size_t *lens);
+
+/* A server-side script: its source and, once loaded, its SHA1. */
+typedef struct rd_script {
+  const char *name; /* for errors: "vector.push" */
+  const char *source;
+  char sha[41];
+  int loaded;
+} rd_script_t;
+
+/*
+** EVALSHA `script` with `nkeys` keys and `nargs` arguments (loading it
+** first, and again after NOSCRIPT when the server restarted). As
+** rd_command otherwise.
+*/
+int rd_eval(tn_cluster_t *c, rd_script_t *script, redisReply **reply,
+            int nkeys, const char **keys, int nargs, const char **args,
+            const size_t *arglens);
+
+/* TN_EPROTO with the message "redis HOST:PORT: WHAT: unexpected reply". */
+int rd_bad_reply(tn_cluster_t *c, const char *what, const redisReply *r);
+
+/* ---- stored values ---------------------------------------------------------- */
+
+/*
+** Encode blob `b` (NULL: nil) as the bytes stored in Redis: a header
+** ("TN", format 1, flags), the descriptors of the objects it refers to
+** (cluster objects only: TN_ELOCAL otherwise), then its bytes. `*out` is
+** malloc'd (free it). TN_OK, TN_ELOCAL, TN_ENOMEM.
+*/
+int rd_value_encode(const tn_blob_t *b, char **out, size_t *len);
+
+/* Decode stored bytes into a new blob (NULL for nil), materializing the
+** objects it refers to. TN_EPROTO for bytes that are not a stored value
+** (with a message naming `c` and `what`), TN_ENOMEM. */
+int rd_value_decode(tn_cluster_t *c, const char *what, const char *data,
+                    size_t len, tn_blob_t **out);
+
+/* The encoding of nil (for padding a list). */
+extern const char rd_nil_value[4];
+
+/* ---- deadlines ------------------------------------------------------------ */
+
+/* Seconds left before `deadline` (a tn_clock() value; INFINITY: forever),
+** never below 0. */
+double rd_left(double deadline);
+
+/* The next block of a wait: min(left, RD_BLOCK_SLICE), at least 10 ms. */
+double rd_slice(double deadline);
+
+/* ---- per-structure entry points (the backend table is in redis.c) -------- */
+
+int rd_deque_create(rd_object_t *o, size_t hint);
+int rd_deque_push(tn_deque_t *d, tn_blob_t *b, double timeout, bool front);
+int rd_deque_pop(tn_deque_t *d, tn_blob_t **out, double timeout, bool front);
+int rd_deque_insert(tn_deque_t *d, size_t index, tn_blob_t *b, double timeout);
+int rd_deque_remove(tn_deque_t *d, size_t index, tn_blob_t **out,
+                    double timeout);
+int rd_deque_get(tn_deque_t *d, size_t index, tn_blob_t **out, double timeout);
+int rd_deque_set(tn_deque_t *d, size_t index, tn_blob_t *b, tn_blob_t **old,
+                 double timeout);
+size_t rd_deque_size(tn_deque_t *d);
+size_t rd_deque_size_hint(const tn_deque_t *d);
+void rd_deque_close(tn_deque_t *d);
+int rd_deque_is_closed(tn_deque_t *d);
+int rd_deque_snapshot(tn_deque_t *d, tn_blob_t ***items, size_t *n,
+                      uint64_t *version, double timeout);
+int rd_deque_replace(tn_deque_t *d, tn_blob_t **items, size_t n,
+                     uint64_t version, double timeout);
+
+int rd_map_get(tn_map_t *m, const void *key, size_t len, tn_blob_t **out,
+               double timeout);
+int rd_map_set(tn_map_t *m, const void *key, size_t len, tn_blob_t *b,
+               tn_blob_t **old, double timeout);
+size_t rd_map_size(tn_map_t *m);
+int rd_map_snapshot(tn_map_t *m, tn_map_entry_t **entries, size_t *n,
+                    double timeout);
+
+int rd_counter_create(rd_object_t *o, const int64_t *init);
+int64_t rd_counter_add(tn_counter_t *c, int64_t delta);
+int64_t rd_counter_get(tn_counter_t *c);
+int64_t rd_counter_set(tn_counter_t *c, int64_t value);
+
+int rd_cell_create(rd_object_t *o, tn_blob_t *init);
+int rd_cell_get(tn_cell_t *c, tn_blob_t **out, double timeout);
+int rd_cell_set(tn_cell_t *c, tn_blob_t *b, double timeout);
+int rd_read_lock(tn_object_t *o, double timeout);
+void rd_read_unlock(tn_object_t *o);
+int rd_write_lock(tn_object_t *o, double timeout);
+void rd_write_unlock(tn_object_t *o);
+/* The token of this thread's write lease on `o`, or NULL. */
+const char *rd_write_token(const tn_object_t *o);
+
+int rd_printer_lock(tn_printer_t *p, double timeout);
+void rd_printer_unlock(tn_printer_t *p);
+int rd_printer_write(tn_printer_t *p, const void *data, size_t len,
+                     double timeout);
+
+#endif

@@ -1,0 +1,545 @@
+/*
+** vector.c - tunnel.Vector on Redis: a list, plus a few keys beside it.
+**
+** Keys (K = prefix .. name):
+**   K          the list of stored values (redis.h's value format)
+**   K:meta     hash: hint (absent: unbounded), closed, v (the version)
+**   K:items    wake-up token for poppers: one token iff K is not empty or
+**              the vector is closed
+**   K:space    wake-up token for pushers: one token iff K is shorter than
+**              the hint or the vector is closed (bounded vectors only)
+**
+** Every operation that changes anything is one server-side script, so no
+** interleaving of clients can break the structure (a push that respects
+** the hint, insert at an index, set past the end, close, replace). Each
+** script ends by restoring the token invariant (`fix`).
+**
+** Waiting. A pop that finds the list empty blocks in BLPOP on K:items (a
+** push that respects the hint, in BLPOP on K:space), then runs its script
+** again: the token is only a hint that something changed. A waiter that
+** takes the token and finds nothing (another client was faster) waits
+** again; one that finds the vector closed leaves the token there (fix
+** puts it back), so close wakes every waiter in turn. Each block lasts
+** at most RD_BLOCK_SLICE seconds before a re-check, a safety net for a
+** token lost with a client that crashed between its BLPOP and its script.
+**
+** Caveats:
+** - insert and remove in the middle rewrite the tail of the list (O(n)
+**   on the server, like the in-process deque's O(n) moves).
+** - The hint is stored by the first creator; later ones get that hint.
+*/
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "redis.h"
+
+/* Shared prologue: the meta fields and the token invariant. */
+#define FIX                                                                  \
+  "local function fix(n, hint, closed)\n"                                    \
+  "  if n > 0 or closed then\n"                                              \
+  "    if redis.call('LLEN', KEYS[3]) == 0 then redis.call('RPUSH', KEYS[3], '1') end\n" \
+  "  else redis.call('DEL', KEYS[3]) end\n"                                  \
+  "  if hint > 0 then\n"                                                     \
+  "    if n < hint or closed then\n"                                         \
+  "      if redis.call('LLEN', KEYS[4]) == 0 then redis.call('RPUSH', KEYS[4], '1') end\n" \
+  "    else redis.call('DEL', KEYS[4]) end\n"                                \
+  "  end\n"                                                                  \
+  "end\n"                                                                    \
+  "local m = redis.call('HMGET', KEYS[2], 'hint', 'closed')\n"               \
+  "local hint = tonumber(m[1] or '0')\n"                                     \
+  "local closed = m[2] ~= false\n"                                           \
+  "local n = redis.call('LLEN', KEYS[1])\n"
+
+/* ARGV: value, front -> 1 pushed, -1 closed, -2 full. */
+static rd_script_t push_script = {
+    "vector.push",
+    FIX "if closed then fix(n, hint, closed) return -1 end\n"
+        "if hint > 0 and n >= hint then fix(n, hint, closed) return -2 end\n"
+        "if ARGV[2] == '1' then redis.call('LPUSH', KEYS[1], ARGV[1])\n"
+        "else redis.call('RPUSH', KEYS[1], ARGV[1]) end\n"
+        "redis.call('HINCRBY', KEYS[2], 'v', 1)\n"
+        "fix(n + 1, hint, closed)\n"
+        "return 1\n",
+    "", 0};
+
+/* ARGV: front -> {1, value} popped, {-1} closed and drained, {0} empty. */
+static rd_script_t pop_script = {
+    "vector.pop",
+    FIX "if n == 0 then fix(n, hint, closed) if closed then return {-1} end "
+        "return {0} end\n"
+        "local v\n"
+        "if ARGV[1] == '1' then v = redis.call('LPOP', KEYS[1])\n"
+        "else v = redis.call('RPOP', KEYS[1]) end\n"
+        "redis.call('HINCRBY', KEYS[2], 'v', 1)\n"
+        "fix(n - 1, hint, closed)\n"
+        "return {1, v}\n",
+    "", 0};
+
+/* ARGV: index (-1: the end), value -> 1, -1 closed, -3 out of range. */
+static rd_script_t insert_script = {
+    "vector.insert",
+    FIX "if closed then return -1 end\n"
+        "local i = tonumber(ARGV[1])\n"
+        "if i < 0 then i = n end\n"
+        "if i > n then return -3 end\n"
+        "if i == n then redis.call('RPUSH', KEYS[1], ARGV[2])\n"
+        "elseif i == 0 then redis.call('LPUSH', KEYS[1], ARGV[2])\n"
+        "else\n"
+        "  local rest = redis.call('LRANGE', KEYS[1], i, -1)\n"
+        "  redis.call('LTRIM', KEYS[1], 0, i - 1)\n"
+        "  redis.call('RPUSH', KEYS[1], ARGV[2])\n"
+        "  for j = 1, #rest, 1000 do\n"
+        "    redis.call('RPUSH', KEYS[1], unpack(rest, j, math.min(j + 999, #rest)))\n"
+        "  end\n"
+        "end\n"
+        "redis.call('HINCRBY', KEYS[2], 'v', 1)\n"
+        "fix(n + 1, hint, closed)\n"
+        "return 1\n",
+    "", 0};
+
+/* ARGV: index, tombstone -> {1, value}, {-3} out of range. */
+static rd_script_t remove_script = {
+    "vector.remove",
+    FIX "local i = tonumber(ARGV[1])\n"
+        "if i >= n then return {-3} end\n"
+        "local v = redis.call('LINDEX', KEYS[1], i)\n"
+        "if i == 0 then redis.call('LPOP', KEYS[1])\n"
+        "elseif i == n - 1 then redis.call('RPOP', KEYS[1])\n"
+        "else redis.call('LSET', KEYS[1], i, ARGV[2])\n"
+        "  redis.call('LREM', KEYS[1], 1, ARGV[2]) end\n"
+        "redis.call('HINCRBY', KEYS[2], 'v', 1)\n"
+        "fix(n - 1, hint, closed)\n"
+        "return {1, v}\n",
+    "", 0};
+
+/* ARGV: index, value, nil -> {1, old} / {1} (grown), {-1} closed. */
+static rd_script_t set_script = {
+    "vector.set",
+    FIX "local i = tonumber(ARGV[1])\n"
+        "if i < n then\n"
+        "  local old = redis.call('LINDEX', KEYS[1], i)\n"
+        "  redis.call('LSET', KEYS[1], i, ARGV[2])\n"
+        "  redis.call('HINCRBY', KEYS[2], 'v', 1)\n"
+        "  return {1, old}\n"
+        "end\n"
+        "if closed then return {-1} end\n"
+        "local pad = {}\n"
+        "for j = n, i - 1 do\n"
+        "  pad[#pad + 1] = ARGV[3]\n"
+        "  if #pad == 1000 then redis.call('RPUSH', KEYS[1], unpack(pad)) pad = {} end\n"
+        "end\n"
+        "if #pad > 0 then redis.call('RPUSH', KEYS[1], unpack(pad)) end\n"
+        "redis.call('RPUSH', KEYS[1], ARGV[2])\n"
+        "redis.call('HINCRBY', KEYS[2], 'v', 1)\n"
+        "fix(i + 1, hint, closed)\n"
+        "return {1}\n",
+    "", 0};
+
+static rd_script_t close_script = {
+    "vector.close",
+    FIX "redis.call('HSET', KEYS[2], 'closed', '1')\n"
+        "fix(n, hint, true)\n"
+        "return 1\n",
+    "", 0};
+
+/* -> {version, {values...}} */
+static rd_script_t snapshot_script = {
+    "vector.snapshot",
+    "local v = redis.call('HGET', KEYS[2], 'v') or '0'\n"
+    "return {v, redis.call('LRANGE', KEYS[1], 0, -1)}\n",
+    "", 0};
+
+/* ARGV: version, values... -> 1, -1 closed (would grow), -4 conflict. */
+static rd_script_t replace_script = {
+    "vector.replace",
+    FIX "if (redis.call('HGET', KEYS[2], 'v') or '0') ~= ARGV[1] then return -4 end\n"
+        "local k = #ARGV - 1\n"
+        "if closed and k > n then return -1 end\n"
+        "redis.call('DEL', KEYS[1])\n"
+        "for j = 2, #ARGV, 1000 do\n"
+        "  redis.call('RPUSH', KEYS[1], unpack(ARGV, j, math.min(j + 999, #ARGV)))\n"
+        "end\n"
+        "redis.call('HINCRBY', KEYS[2], 'v', 1)\n"
+        "fix(k, hint, closed)\n"
+        "return 1\n",
+    "", 0};
+
+/* The four keys every script takes. */
+typedef struct vkeys {
+  char meta[512], items[512], space[512];
+  const char *keys[4];
+} vkeys_t;
+
+static void vkeys_init(vkeys_t *k, const rd_object_t *o) {
+  k->keys[0] = o->key;
+  k->keys[1] = rd_subkey(o, ":meta", k->meta, sizeof k->meta);
+  k->keys[2] = rd_subkey(o, ":items", k->items, sizeof k->items);
+  k->keys[3] = rd_subkey(o, ":space", k->space, sizeof k->space);
+}
+
+static double deadline_of(double timeout) {
+  return timeout >= 0 && timeout < 1e9 ? tn_clock() + timeout : INFINITY;
+}
+
+static int bad(rd_object_t *o, rd_script_t *s, redisReply *r) {
+  char what[600];
+  snprintf(what, sizeof what, "%s %s", s->name, o->key);
+  int rc = rd_bad_reply(o->cluster, what, r);
+  if (r != NULL) freeReplyObject(r);
+  return rc;
+}
+
+/* Decode a bulk reply element into a blob. */
+static int decode(rd_object_t *o, const char *op, const redisReply *e,
+                  tn_blob_t **out) {
+  char what[600];
+  snprintf(what, sizeof what, "%s %s", op, o->key);
+  if (e->type != REDIS_REPLY_STRING)
+    return rd_bad_reply(o->cluster, what, e);
+  return rd_value_decode(o->cluster, what, e->str, e->len, out);
+}
+
+/* Block on a token list for at most the next slice of `deadline`: TN_OK
+** (woken or the slice ended: re-check either way) or a failure. */
+static int wait_token(rd_object_t *o, const char *key, double deadline,
+                      bool front) {
+  double block = rd_slice(deadline);
+  char secs[32];
+  snprintf(secs, sizeof secs, "%.3f", block);
+  const char *argv[] = {front ? "BLPOP" : "BRPOP", key, secs};
+  redisReply *r;
+  int rc = rd_command(o->cluster, block, &r, 3, argv, NULL);
+  if (rc == TN_OK) freeReplyObject(r);
+  return rc;
+}
+
+int rd_deque_create(rd_object_t *o, size_t hint) {
+  if (hint == TN_UNBOUNDED) return TN_OK;
+  char meta[512], h[32];
+  snprintf(h, sizeof h, "%zu", hint);
+  const char *argv[] = {"HSETNX", rd_subkey(o, ":meta", meta, sizeof meta),
+                        "hint", h};
+  redisReply *r;
+  int rc = rd_command(o->cluster, 0, &r, 4, argv, NULL);
+  if (rc == TN_OK) freeReplyObject(r);
+  return rc;
+}
+
+int rd_deque_push(tn_deque_t *d, tn_blob_t *b, double timeout, bool front) {
+  rd_object_t *o = RD(d);
+  char *val;
+  size_t len;
+  int rc = rd_value_encode(b, &val, &len);
+  if (rc != TN_OK) return rc;
+  vkeys_t k;
+  vkeys_init(&k, o);
+  const char *args[] = {val, front ? "1" : "0"};
+  size_t lens[] = {len, 1};
+  double deadline = deadline_of(timeout);
+  for (;;) {
+    redisReply *r;
+    rc = rd_eval(o->cluster, &push_script, &r, 4, k.keys, 2, args, lens);
+    if (rc != TN_OK) break;
+    if (r->type != REDIS_REPLY_INTEGER) {
+      rc = bad(o, &push_script, r);
+      break;
+    }
+    long long res = r->integer;
+    freeReplyObject(r);
+    if (res == 1) {
+      tn_blob_release(b); /* stored: the deque "owns" it */
+      break;
+    }
+    if (res == -1) {
+      rc = TN_ECLOSED;
+      break;
+    }
+    if (timeout < 0) {
+      rc = TN_EAGAIN;
+      break;
+    }
+    if (rd_left(deadline) <= 0) {
+      rc = TN_ETIMEDOUT;
+      break;
+    }
+    if ((rc = wait_token(o, k.keys[3], deadline, true)) != TN_OK) break;
+  }
+  free(val);
+  return rc;
+}
+
+int rd_deque_pop(tn_deque_t *d, tn_blob_t **out, double timeout, bool front) {
+  rd_object_t *o = RD(d);
+  vkeys_t k;
+  vkeys_init(&k, o);
+  const char *args[] = {front ? "1" : "0"};
+  double deadline = deadline_of(timeout);
+  for (;;) {
+    redisReply *r;
+    int rc = rd_eval(o->cluster, &pop_script, &r, 4, k.keys, 1, args, NULL);
+    if (rc != TN_OK) return rc;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
+        r->element[0]->type != REDIS_REPLY_INTEGER)
+      return bad(o, &pop_script, r);
+    long long res = r->element[0]->integer;
+    if (res == 1 && r->elements == 2) {
+      rc = decode(o, "vector.pop", r->element[1], out);
+      freeReplyObject(r);
+      /* The value is off the server: if it cannot be decoded it is lost,
+      ** and the caller hears why. */
+      return rc;
+    }
+    freeReplyObject(r);
+    if (res == -1) return TN_ECLOSED;
+    if (timeout < 0) return TN_EAGAIN;
+    if (rd_left(deadline) <= 0) return TN_ETIMEDOUT;
+    if ((rc = wait_token(o, k.keys[2], deadline, true)) != TN_OK) return rc;
+  }
+}
+
+int rd_deque_insert(tn_deque_t *d, size_t index, tn_blob_t *b,
+                    double timeout) {
+  (void)timeout;
+  rd_object_t *o = RD(d);
+  char *val;
+  size_t len;
+  int rc = rd_value_encode(b, &val, &len);
+  if (rc != TN_OK) return rc;
+  vkeys_t k;
+  vkeys_init(&k, o);
+  char idx[32];
+  if (index == TN_END)
+    snprintf(idx, sizeof idx, "-1");
+  else
+    snprintf(idx, sizeof idx, "%zu", index);
+  const char *args[] = {idx, val};
+  size_t lens[] = {strlen(idx), len};
+  redisReply *r;
+  rc = rd_eval(o->cluster, &insert_script, &r, 4, k.keys, 2, args, lens);
+  free(val);
+  if (rc != TN_OK) return rc;
+  if (r->type != REDIS_REPLY_INTEGER) return bad(o, &insert_script, r);
+  long long res = r->integer;
+  freeReplyObject(r);
+  if (res == 1) {
+    tn_blob_release(b);
+    return TN_OK;
+  }
+  return res == -1 ? TN_ECLOSED : TN_ERANGE;
+}
+
+/* A stored value never starts with a NUL: a safe placeholder for LREM. */
+static const char tombstone[] = "\0tunnel-removed";
+
+int rd_deque_remove(tn_deque_t *d, size_t index, tn_blob_t **out,
+                    double timeout) {
+  (void)timeout;
+  rd_object_t *o = RD(d);
+  vkeys_t k;
+  vkeys_init(&k, o);
+  char idx[32];
+  snprintf(idx, sizeof idx, "%zu", index);
+  const char *args[] = {idx, tombstone};
+  size_t lens[] = {strlen(idx), sizeof tombstone - 1};
+  redisReply *r;
+  int rc = rd_eval(o->cluster, &remove_script, &r, 4, k.keys, 2, args, lens);
+  if (rc != TN_OK) return rc;
+  if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
+      r->element[0]->type != REDIS_REPLY_INTEGER)
+    return bad(o, &remove_script, r);
+  if (r->element[0]->integer != 1 || r->elements != 2) {
+    freeReplyObject(r);
+    return TN_ERANGE;
+  }
+  rc = decode(o, "vector.remove", r->element[1], out);
+  freeReplyObject(r);
+  return rc;
+}
+
+int rd_deque_get(tn_deque_t *d, size_t index, tn_blob_t **out,
+                 double timeout) {
+  (void)timeout;
+  rd_object_t *o = RD(d);
+  if (index > (size_t)INT64_MAX) return TN_ERANGE;
+  char idx[32];
+  snprintf(idx, sizeof idx, "%zu", index);
+  const char *argv[] = {"LINDEX", o->key, idx};
+  redisReply *r;
+  int rc = rd_command(o->cluster, 0, &r, 3, argv, NULL);
+  if (rc != TN_OK) return rc;
+  if (r->type == REDIS_REPLY_NIL) {
+    freeReplyObject(r);
+    return TN_ERANGE;
+  }
+  rc = decode(o, "LINDEX", r, out);
+  freeReplyObject(r);
+  return rc;
+}
+
+int rd_deque_set(tn_deque_t *d, size_t index, tn_blob_t *b, tn_blob_t **old,
+                 double timeout) {
+  (void)timeout;
+  rd_object_t *o = RD(d);
+  if (index >= (size_t)INT64_MAX) return TN_ENOMEM;
+  char *val;
+  size_t len;
+  int rc = rd_value_encode(b, &val, &len);
+  if (rc != TN_OK) return rc;
+  vkeys_t k;
+  vkeys_init(&k, o);
+  char idx[32];
+  snprintf(idx, sizeof idx, "%zu", index);
+  const char *args[] = {idx, val, rd_nil_value};
+  size_t lens[] = {strlen(idx), len, sizeof rd_nil_value};
+  redisReply *r;
+  rc = rd_eval(o->cluster, &set_script, &r, 4, k.keys, 3, args, lens);
+  free(val);
+  if (rc != TN_OK) return rc;
+  if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
+      r->element[0]->type != REDIS_REPLY_INTEGER)
+    return bad(o, &set_script, r);
+  if (r->element[0]->integer != 1) {
+    freeReplyObject(r);
+    return TN_ECLOSED;
+  }
+  tn_blob_t *prev = NULL;
+  if (r->elements == 2) rc = decode(o, "vector.set", r->element[1], &prev);
+  freeReplyObject(r);
+  tn_blob_release(b); /* stored */
+  if (rc != TN_OK) return rc == TN_EPROTO ? TN_OK : rc; /* old unreadable */
+  if (old != NULL)
+    *old = prev;
+  else
+    tn_blob_release(prev);
+  return TN_OK;
+}
+
+/* An integer reply of a simple command; 0 and a recorded error on failure. */
+static long long simple_int(rd_object_t *o, const char *cmd, const char *key,
+                            const char *field) {
+  const char *argv[] = {cmd, key, field};
+  redisReply *r;
+  int rc = rd_command(o->cluster, 0, &r, field != NULL ? 3 : 2, argv, NULL);
+  if (rc != TN_OK) {
+    tn_error_pend(rc); /* for tn_error_take */
+    return 0;
+  }
+  long long v = 0;
+  if (r->type == REDIS_REPLY_INTEGER)
+    v = r->integer;
+  else if (r->type == REDIS_REPLY_STRING)
+    v = strtoll(r->str, NULL, 10);
+  else if (r->type != REDIS_REPLY_NIL)
+    tn_error_pend(rd_bad_reply(o->cluster, cmd, r));
+  freeReplyObject(r);
+  return v;
+}
+
+size_t rd_deque_size(tn_deque_t *d) {
+  return (size_t)simple_int(RD(d), "LLEN", RD(d)->key, NULL);
+}
+
+size_t rd_deque_size_hint(const tn_deque_t *d) {
+  rd_object_t *o = RD(d);
+  char meta[512];
+  long long h = simple_int(o, "HGET", rd_subkey(o, ":meta", meta, sizeof meta),
+                           "hint");
+  return h > 0 ? (size_t)h : TN_UNBOUNDED;
+}
+
+void rd_deque_close(tn_deque_t *d) {
+  rd_object_t *o = RD(d);
+  vkeys_t k;
+  vkeys_init(&k, o);
+  redisReply *r;
+  int rc = rd_eval(o->cluster, &close_script, &r, 4, k.keys, 0, NULL, NULL);
+  if (rc == TN_OK)
+    freeReplyObject(r);
+  else
+    tn_error_pend(rc);
+}
+
+int rd_deque_is_closed(tn_deque_t *d) {
+  rd_object_t *o = RD(d);
+  char meta[512];
+  return simple_int(o, "HGET", rd_subkey(o, ":meta", meta, sizeof meta),
+                    "closed") != 0;
+}
+
+int rd_deque_snapshot(tn_deque_t *d, tn_blob_t ***items, size_t *n,
+                      uint64_t *version, double timeout) {
+  (void)timeout;
+  rd_object_t *o = RD(d);
+  vkeys_t k;
+  vkeys_init(&k, o);
+  redisReply *r;
+  int rc = rd_eval(o->cluster, &snapshot_script, &r, 2, k.keys, 0, NULL, NULL);
+  if (rc != TN_OK) return rc;
+  if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+      r->element[0]->type != REDIS_REPLY_STRING ||
+      r->element[1]->type != REDIS_REPLY_ARRAY)
+    return bad(o, &snapshot_script, r);
+  redisReply *list = r->element[1];
+  tn_blob_t **out = NULL;
+  if (list->elements > 0 &&
+      (out = calloc(list->elements, sizeof *out)) == NULL) {
+    freeReplyObject(r);
+    return TN_ENOMEM;
+  }
+  size_t i = 0;
+  for (; i < list->elements; i++) {
+    rc = decode(o, "vector.snapshot", list->element[i], &out[i]);
+    if (rc != TN_OK) break;
+  }
+  if (rc != TN_OK) {
+    tn_blob_array_free(out, i);
+    freeReplyObject(r);
+    return rc;
+  }
+  /* tn_blob_array_free frees with tn_free = free: calloc'd is fine. */
+  *items = out;
+  *n = list->elements;
+  *version = strtoull(r->element[0]->str, NULL, 10);
+  freeReplyObject(r);
+  return TN_OK;
+}
+
+int rd_deque_replace(tn_deque_t *d, tn_blob_t **items, size_t n,
+                     uint64_t version, double timeout) {
+  (void)timeout;
+  rd_object_t *o = RD(d);
+  vkeys_t k;
+  vkeys_init(&k, o);
+  const char **args = malloc((n + 1) * sizeof *args);
+  size_t *lens = malloc((n + 1) * sizeof *lens);
+  char **vals = calloc(n + 1, sizeof *vals);
+  char ver[32];
+  int rc = args != NULL && lens != NULL && vals != NULL ? TN_OK : TN_ENOMEM;
+  snprintf(ver, sizeof ver, "%llu", (unsigned long long)version);
+  if (rc == TN_OK) {
+    args[0] = ver;
+    lens[0] = strlen(ver);
+  }
+  for (size_t i = 0; rc == TN_OK && i < n; i++) {
+    rc = rd_value_encode(items[i], &vals[i], &lens[i + 1]);
+    args[i + 1] = vals[i];
+  }
+  redisReply *r = NULL;
+  if (rc == TN_OK)
+    rc = rd_eval(o->cluster, &replace_script, &r, 4, k.keys, (int)n + 1, args,
+                 lens);
+  if (vals != NULL)
+    for (size_t i = 0; i < n; i++) free(vals[i]);
+  free(vals);
+  free(args);
+  free(lens);
+  if (rc != TN_OK) return rc;
+  if (r->type != REDIS_REPLY_INTEGER) return bad(o, &replace_script, r);
+  long long res = r->integer;
+  freeReplyObject(r);
+  if (res == -4) return TN_ECONFLICT;
+  if (res == -1) return TN_ECLOSED;
+  for (size_t i = 0; i < n; i++) tn_blob_release(items[i]); /* stored */
+  return TN_OK;
+}

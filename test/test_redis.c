@@ -1,0 +1,261 @@
+/*
+** test_redis.c - the Redis backend (src/redis) through the public C API:
+** cluster objects answer the same tn_deque_*, tn_map_*, tn_counter_*,
+** tn_cell_* and lock calls as in-process ones.
+**
+** Needs a server: TUNNEL_REDIS_URL (scripts/with-redis.sh starts a
+** private one). Without it every test prints a "# skip" line and passes.
+** Each test uses names of its own (pid and a counter), so runs never see
+** each other's keys.
+*/
+#include <math.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "test.h"
+
+static tn_cluster_t *cluster(void) {
+  const char *url = getenv("TUNNEL_REDIS_URL");
+  if (url == NULL || url[0] == '\0') {
+    printf("# skip: TUNNEL_REDIS_URL is not set (scripts/with-redis.sh)\n");
+    return NULL;
+  }
+  tn_cluster_t *c;
+  int rc = tn_cluster_open(url, "tunnel-ctest:", 5, &c);
+  if (rc != TN_OK) {
+    test_fail(__FILE__, __LINE__, "tn_cluster_open: %s", tn_last_error());
+    return NULL;
+  }
+  return c;
+}
+
+static const char *fresh(const char *what) {
+  static _Thread_local char buf[128];
+  static int n;
+  snprintf(buf, sizeof buf, "%s-%d-%d", what, (int)getpid(),
+           __atomic_add_fetch(&n, 1, __ATOMIC_RELAXED));
+  return buf;
+}
+
+TEST(redis_url_errors, "a malformed URL or a refused connection is a clear "
+                       "error naming the server") {
+  tn_cluster_t *c;
+  CHECK_RC(tn_cluster_open("http://x", NULL, 1, &c), TN_EINVAL);
+  CHECK(strstr(tn_last_error(), "redis://") != NULL);
+  CHECK_RC(tn_cluster_open("redis://127.0.0.1:1/0", NULL, 1, &c), TN_EIO);
+  CHECK(strstr(tn_last_error(), "127.0.0.1:1") != NULL);
+}
+
+TEST(redis_deque_fifo, "a cluster deque is a FIFO queue, a stack and an "
+                       "array") {
+  tn_cluster_t *c = cluster();
+  if (c == NULL) return;
+  tn_deque_t *d;
+  CHECK_RC(tn_cluster_deque(c, fresh("fifo"), TN_UNBOUNDED, &d), TN_OK);
+  CHECK(tn_object_is_remote(TN_OBJECT(d)));
+  CHECK_INT(tn_object_type(TN_OBJECT(d)), TN_TYPE_DEQUE);
+  for (long i = 1; i <= 5; i++)
+    CHECK_RC(tn_deque_push_back(d, blob_long(i), TN_FOREVER), TN_OK);
+  CHECK_INT(tn_deque_size(d), 5);
+  tn_blob_t *b;
+  CHECK_RC(tn_deque_pop_front(d, &b, 0), TN_OK);
+  CHECK_INT(long_of(b), 1);
+  tn_blob_release(b);
+  CHECK_RC(tn_deque_pop_back(d, &b, 0), TN_OK);
+  CHECK_INT(long_of(b), 5);
+  tn_blob_release(b);
+  CHECK_RC(tn_deque_get(d, 1, &b, 0), TN_OK);
+  CHECK_INT(long_of(b), 3);
+  tn_blob_release(b);
+  CHECK_RC(tn_deque_get(d, 3, &b, 0), TN_ERANGE);
+  CHECK_RC(tn_deque_insert(d, 1, blob_long(10), 0), TN_OK);
+  CHECK_RC(tn_deque_remove(d, 2, &b, 0), TN_OK);
+  CHECK_INT(long_of(b), 3);
+  tn_blob_release(b);
+  tn_blob_t **items;
+  size_t n;
+  uint64_t ver;
+  CHECK_RC(tn_deque_snapshot(d, &items, &n, &ver, 0), TN_OK);
+  CHECK_INT(n, 3);
+  if (n == 3) {
+    CHECK_INT(long_of(items[0]), 2);
+    CHECK_INT(long_of(items[1]), 10);
+    CHECK_INT(long_of(items[2]), 4);
+  }
+  tn_blob_array_free(items, n);
+  CHECK_INT(tn_error_take(), TN_OK);
+  tn_object_release(TN_OBJECT(d));
+}
+
+TEST(redis_deque_wait, "a pop waits for a push from another thread, a "
+                       "timed pop times out, close wakes it") {
+  tn_cluster_t *c = cluster();
+  if (c == NULL) return;
+  tn_deque_t *d;
+  CHECK_RC(tn_cluster_deque(c, fresh("wait"), TN_UNBOUNDED, &d), TN_OK);
+  tn_blob_t *b;
+  double t0 = test_now();
+  CHECK_RC(tn_deque_pop_front(d, &b, 0.2), TN_ETIMEDOUT);
+  CHECK(test_now() - t0 >= 0.19 && test_now() - t0 < 2);
+  CHECK_RC(tn_deque_pop_front(d, &b, TN_TRY), TN_EAGAIN);
+  tn_deque_close(d);
+  CHECK(tn_deque_is_closed(d));
+  CHECK_RC(tn_deque_pop_front(d, &b, TN_FOREVER), TN_ECLOSED);
+  b = blob_long(1);
+  CHECK_RC(tn_deque_push_back(d, b, 0), TN_ECLOSED);
+  tn_blob_release(b);
+  tn_object_release(TN_OBJECT(d));
+}
+
+typedef struct hand {
+  tn_deque_t *d;
+  long n;
+  long long sum;
+} hand_t;
+
+static void *consumer(void *arg) {
+  hand_t *h = arg;
+  tn_blob_t *b;
+  while (tn_deque_pop_front(h->d, &b, 10) == TN_OK) {
+    h->sum += long_of(b);
+    h->n++;
+    tn_blob_release(b);
+  }
+  return NULL;
+}
+
+TEST(redis_deque_bounded, "pushes respect the size hint and wait for "
+                          "room; every item arrives once") {
+  tn_cluster_t *c = cluster();
+  if (c == NULL) return;
+  tn_deque_t *d;
+  CHECK_RC(tn_cluster_deque(c, fresh("bounded"), 2, &d), TN_OK);
+  CHECK_INT(tn_deque_size_hint(d), 2);
+  CHECK_RC(tn_deque_push_back(d, blob_long(0), 0), TN_OK);
+  CHECK_RC(tn_deque_push_back(d, blob_long(0), 0), TN_OK);
+  tn_blob_t *b = blob_long(0);
+  CHECK_RC(tn_deque_push_back(d, b, 0.1), TN_ETIMEDOUT);
+  CHECK_RC(tn_deque_push_back(d, b, TN_TRY), TN_EAGAIN);
+  tn_blob_release(b);
+  hand_t h[2] = {{d, 0, 0}, {d, 0, 0}};
+  pthread_t t[2] = {test_spawn(consumer, &h[0]), test_spawn(consumer, &h[1])};
+  long long want = 0;
+  for (long i = 1; i <= 200; i++) {
+    CHECK_RC(tn_deque_push_back(d, blob_long(i), 10), TN_OK);
+    want += i;
+  }
+  tn_deque_close(d);
+  test_join(t[0]);
+  test_join(t[1]);
+  CHECK_INT(h[0].n + h[1].n, 202);
+  CHECK_INT(h[0].sum + h[1].sum, want);
+  tn_object_release(TN_OBJECT(d));
+}
+
+TEST(redis_map_counter, "a cluster map and counter keep values on the "
+                        "server") {
+  tn_cluster_t *c = cluster();
+  if (c == NULL) return;
+  tn_map_t *m;
+  CHECK_RC(tn_cluster_map(c, fresh("map"), &m), TN_OK);
+  tn_blob_t *b, *old;
+  CHECK_RC(tn_map_set(m, "k\0x", 3, blob_long(7), &old, 0), TN_OK);
+  CHECK(old == NULL);
+  CHECK_RC(tn_map_get(m, "k\0x", 3, &b, 0), TN_OK);
+  CHECK(b != NULL && long_of(b) == 7);
+  tn_blob_release(b);
+  CHECK_INT(tn_map_size(m), 1);
+  CHECK_RC(tn_map_set(m, "k\0x", 3, NULL, &old, 0), TN_OK);
+  CHECK(old != NULL && long_of(old) == 7);
+  tn_blob_release(old);
+  CHECK_INT(tn_map_size(m), 0);
+  tn_object_release(TN_OBJECT(m));
+
+  tn_counter_t *k;
+  int64_t init = 40;
+  const char *name = fresh("counter");
+  CHECK_RC(tn_cluster_counter(c, name, &init, &k), TN_OK);
+  CHECK_INT(tn_counter_add(k, 2), 42);
+  tn_counter_t *k2;
+  init = 0; /* only sets if absent */
+  CHECK_RC(tn_cluster_counter(c, name, &init, &k2), TN_OK);
+  CHECK(k2 == k); /* interned: the same object */
+  CHECK_INT(tn_counter_get(k2), 42);
+  CHECK_INT(tn_counter_set(k, 5), 42);
+  CHECK_INT(tn_error_take(), TN_OK);
+  tn_object_release(TN_OBJECT(k));
+  tn_object_release(TN_OBJECT(k2));
+}
+
+TEST(redis_values_refs, "values refer to cluster objects by descriptor; an "
+                        "in-process object is refused") {
+  tn_cluster_t *c = cluster();
+  if (c == NULL) return;
+  tn_deque_t *d;
+  tn_counter_t *k;
+  CHECK_RC(tn_cluster_deque(c, fresh("refs"), TN_UNBOUNDED, &d), TN_OK);
+  CHECK_RC(tn_cluster_counter(c, fresh("refk"), NULL, &k), TN_OK);
+  tn_object_t *ref = TN_OBJECT(k);
+  tn_blob_t *b = tn_blob_new("x", 1, &ref, 1);
+  CHECK_RC(tn_deque_push_back(d, b, 0), TN_OK);
+  CHECK_RC(tn_deque_pop_front(d, &b, 0), TN_OK);
+  CHECK_INT(tn_blob_nrefs(b), 1);
+  CHECK(tn_blob_ref(b, 0) == TN_OBJECT(k));
+  tn_blob_release(b);
+  tn_counter_t *local;
+  CHECK_RC(tn_counter_new(0, &local), TN_OK);
+  ref = TN_OBJECT(local);
+  b = tn_blob_new("x", 1, &ref, 1);
+  CHECK_RC(tn_deque_push_back(d, b, 0), TN_ELOCAL);
+  CHECK(strstr(tn_last_error(), "in-process") != NULL);
+  tn_blob_release(b);
+  tn_object_release(ref);
+  tn_object_release(TN_OBJECT(k));
+  tn_object_release(TN_OBJECT(d));
+}
+
+typedef struct locker {
+  tn_cell_t *cell;
+  int rounds;
+} locker_t;
+
+static void *incrementer(void *arg) {
+  locker_t *l = arg;
+  for (int i = 0; i < l->rounds; i++) {
+    if (tn_object_write_lock(TN_OBJECT(l->cell), 10) != TN_OK) continue;
+    tn_blob_t *b;
+    if (tn_cell_get(l->cell, &b, 0) == TN_OK) {
+      long v = long_of(b) + 1;
+      tn_blob_release(b);
+      b = blob_long(v);
+      if (tn_cell_set(l->cell, b, 0) != TN_OK) tn_blob_release(b);
+    }
+    tn_object_write_unlock(TN_OBJECT(l->cell));
+  }
+  return NULL;
+}
+
+TEST(redis_cell_lock, "the write lock of a cluster cell loses no update "
+                      "between threads") {
+  tn_cluster_t *c = cluster();
+  if (c == NULL) return;
+  tn_blob_t *zero = blob_long(0);
+  tn_cell_t *cell;
+  CHECK_RC(tn_cluster_cell(c, fresh("cell"), zero, &cell), TN_OK);
+  tn_blob_release(zero);
+  locker_t l = {cell, 50};
+  pthread_t t[3] = {test_spawn(incrementer, &l), test_spawn(incrementer, &l),
+                    test_spawn(incrementer, &l)};
+  for (int i = 0; i < 3; i++) test_join(t[i]);
+  tn_blob_t *b;
+  CHECK_RC(tn_cell_get(cell, &b, 0), TN_OK);
+  CHECK(b != NULL && long_of(b) == 150);
+  tn_blob_release(b);
+  /* A reader holds off a writer; TN_TRY says so at once. */
+  CHECK_RC(tn_object_read_lock(TN_OBJECT(cell), 0), TN_OK);
+  CHECK_RC(tn_object_write_lock(TN_OBJECT(cell), TN_TRY), TN_EAGAIN);
+  tn_object_read_unlock(TN_OBJECT(cell));
+  CHECK_RC(tn_object_write_lock(TN_OBJECT(cell), 0), TN_OK);
+  tn_object_write_unlock(TN_OBJECT(cell));
+  tn_object_release(TN_OBJECT(cell));
+}
