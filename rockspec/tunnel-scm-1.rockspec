@@ -1,0 +1,65 @@
+-- LuaRocks build of tunnel: `luarocks make rockspec/tunnel-scm-1.rockspec`
+-- from the repository root. Needs a C compiler and libhiredis-dev.
+rockspec_format = "3.0"
+package = "tunnel"
+version = "scm-1"
+source = {
+  url = "git+https://example.invalid/tunnel.git",
+}
+description = {
+  summary = "Synchronized data structures shared by threads and processes",
+  detailed = [[
+    tunnel is a data-driven framework for parallel and distributed
+    computing: blocks of threads share blocking vectors, hash tables,
+    counters, values behind reader-writer locks and printers, in one
+    process or, through Redis, across machines.
+  ]],
+  license = "MIT",
+}
+dependencies = {
+  "lua >= 5.1",
+}
+external_dependencies = {
+  HIREDIS = { header = "hiredis/hiredis.h", library = "hiredis" },
+}
+build = {
+  type = "builtin",
+  modules = {
+    ["tunnel"] = "lua/tunnel/init.lua",
+    ["tunnel.core"] = {
+      sources = {
+        "src/lua/codec.c",
+        "src/lua/lblock.c",
+        "src/lua/lcluster.c",
+        "src/lua/lcounter.c",
+        "src/lua/lhash.c",
+        "src/lua/lkey.c",
+        "src/lua/lplural.c",
+        "src/lua/lprinter.c",
+        "src/lua/lserializer.c",
+        "src/lua/lshare.c",
+        "src/lua/ltunnel.c",
+        "src/lua/lvector.c",
+        "src/core/blob.c",
+        "src/core/block.c",
+        "src/core/cell.c",
+        "src/core/counter.c",
+        "src/core/deque.c",
+        "src/core/map.c",
+        "src/core/object.c",
+        "src/core/printer.c",
+        "src/redis/atomic.c",
+        "src/redis/counter.c",
+        "src/redis/hash.c",
+        "src/redis/printer.c",
+        "src/redis/redis.c",
+        "src/redis/vector.c"
+      },
+      defines = { "_GNU_SOURCE" },
+      incdirs = { "include", "src/core", "src/lua", "src/redis",
+                  "$(HIREDIS_INCDIR)" },
+      libdirs = { "$(HIREDIS_LIBDIR)" },
+      libraries = { "hiredis", "pthread", "m" },
+    },
+  },
+}
