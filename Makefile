@@ -16,7 +16,7 @@
 #   examples     runs every example under examples/ on $(LUA)
 #   example      the producer/consumer example on $(LUA)
 #   install      libtunnel, tunnel.h, tunnel.pc, the Lua module and the
-#                `tunnel-logs` program
+#                `tunnel` command (`tunnel logs URL NAME`)
 #   test-redis   the C tests and specs again, against a private redis-server
 #                (scripts/with-redis.sh; cluster tests skip without one)
 #   clean
@@ -53,9 +53,9 @@ B ?= build
 CORE_SRC := $(wildcard src/core/*.c)
 CORE_OBJ := $(CORE_SRC:src/core/%.c=$(B)/core/%.o)
 # The Redis backend (tunnel.Cluster), on hiredis; part of libtunnel.
-REDIS_SRC := $(filter-out src/redis/tunnel_logs.c,$(wildcard src/redis/*.c))
+REDIS_SRC := $(filter-out src/redis/tunnel_cmd.c,$(wildcard src/redis/*.c))
 REDIS_OBJ := $(REDIS_SRC:src/redis/%.c=$(B)/redis/%.o)
-LOGS := $(B)/tunnel-logs
+TUNNEL_CMD := $(B)/tunnel
 LUA_SRC := $(wildcard src/lua/*.c)
 LUA_OBJ := $(LUA_SRC:src/lua/%.c=$(B)/$(LUA)/obj/%.o)
 TEST_SRC := $(wildcard test/*.c)
@@ -65,12 +65,13 @@ MODULE := $(B)/$(LUA)/tunnel/core.so
 # What the specs and examples need to find the in-tree module.
 # TUNNEL_LUA tells specs which interpreter to start subprocesses with.
 LUA_ENV := LUA_PATH="lua/?.lua;lua/?/init.lua;;" \
-           LUA_CPATH="$(B)/$(LUA)/?.so;;" TUNNEL_LUA=$(LUA)
+           LUA_CPATH="$(B)/$(LUA)/?.so;;" TUNNEL_LUA=$(LUA) \
+           TUNNEL_BIN=$(TUNNEL_CMD)
 
 .PHONY: all lib module test check-c spec spec-all examples example install \
         clean test-redis
 
-all: lib module $(B)/test/run $(LOGS)
+all: lib module $(B)/test/run $(TUNNEL_CMD)
 
 lib: $(B)/libtunnel.a
 module: $(MODULE)
@@ -104,7 +105,7 @@ $(B)/test/%.o: test/%.c $(wildcard test/*.h) include/tunnel.h
 $(B)/test/run: $(TEST_OBJ) $(B)/libtunnel.a
 	$(CC) $(LDFLAGS_ALL) -o $@ $(TEST_OBJ) $(B)/libtunnel.a $(LIBS)
 
-$(LOGS): src/redis/tunnel_logs.c $(B)/libtunnel.a
+$(TUNNEL_CMD): src/redis/tunnel_cmd.c $(B)/libtunnel.a
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(B)/libtunnel.a $(LIBS)
 
 $(B)/examples/%: examples/%.c $(B)/libtunnel.a
@@ -114,7 +115,7 @@ $(B)/examples/%: examples/%.c $(B)/libtunnel.a
 check-c: $(B)/test/run
 	$(B)/test/run
 
-spec: $(MODULE)
+spec: $(MODULE) $(TUNNEL_CMD)
 	$(LUA_ENV) $(LUA) /usr/bin/busted spec
 
 # The Lua side on every flavour we support.
@@ -138,7 +139,7 @@ example: $(MODULE)
 LUA_SHARE := $(PREFIX)/share/lua/$(LUA_VERSION)
 LUA_LIB := $(PREFIX)/lib/lua/$(LUA_VERSION)
 
-install: $(B)/libtunnel.a $(MODULE) $(LOGS)
+install: $(B)/libtunnel.a $(MODULE) $(TUNNEL_CMD)
 	install -d $(DESTDIR)$(PREFIX)/bin \
 	  $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig \
 	  $(DESTDIR)$(LUA_SHARE)/tunnel $(DESTDIR)$(LUA_LIB)/tunnel
@@ -148,14 +149,14 @@ install: $(B)/libtunnel.a $(MODULE) $(LOGS)
 	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/tunnel.pc
 	install -m 644 lua/tunnel/*.lua $(DESTDIR)$(LUA_SHARE)/tunnel/
 	install -m 755 $(MODULE) $(DESTDIR)$(LUA_LIB)/tunnel/
-	install -m 755 $(LOGS) $(DESTDIR)$(PREFIX)/bin/tunnel-logs
+	install -m 755 $(TUNNEL_CMD) $(DESTDIR)$(PREFIX)/bin/tunnel
 
 # Everything again with TUNNEL_REDIS_URL set to a private server.
 test-redis: all
 	scripts/with-redis.sh $(MAKE) check-c spec-all
 
 clean:
-	rm -rf $(B)
+	rm -rf build build-*
 
 # Benchmarks (bench/bench.mk): `make bench` prints a table and writes
 # bench/results.json.

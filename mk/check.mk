@@ -73,7 +73,7 @@ endif
 # ---- one flavour of a sanitized run (called with B, SAN, RUNENV) --------
 
 # The specs on $(LUA), the interpreter with the runtime preloaded.
-san-spec: $(MODULE) $(SAN_LUA_DEP)
+san-spec: $(MODULE) $(SAN_LUA_DEP) $(TUNNEL_CMD)
 	$(LUA_ENV) TUNNEL_LUA=$(SAN_LUA) $(RUNENV) $(SAN_LUA) /usr/bin/busted \
 	  $(SPECS)
 

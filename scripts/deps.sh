@@ -4,7 +4,7 @@
 set -e
 PACKAGES="build-essential pkg-config lua5.4 liblua5.4-dev luajit libluajit-5.1-dev
 lua5.1 liblua5.1-0-dev lua-busted lua-cjson valgrind libhiredis-dev
-redis-server redis-tools $*"
+redis-server redis-tools clang libclang-rt-14-dev $*"
 missing=""
 for p in $PACKAGES; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||

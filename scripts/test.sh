@@ -1,13 +1,21 @@
 #!/bin/sh
-# Everything that must pass before a change lands: the build with warnings
-# as errors (gcc), the C unit tests, the busted specs on lua5.4, luajit and
-# lua5.1 (with a private redis-server for the cluster tests), and every
-# example. Exits non-zero on the first failure.
+# Everything that must pass before a change lands, in this order:
+#   1. the build with warnings as errors (gcc);
+#   2. the C unit tests, the busted specs on lua5.4, luajit and lua5.1 and
+#      every example, with a private redis-server for the cluster tests;
+#   3. the same C tests and specs under ASan+UBSan (with the server), under
+#      ThreadSanitizer, and under valgrind;
+#   4. a short libFuzzer run on the codec's decoder (FUZZ_SECONDS, 60).
+# Exits non-zero on the first failure. QUICK=1 stops after step 2.
 set -e
 cd "$(dirname "$0")/.."
 scripts/deps.sh
 make -s clean
 make -s WERROR=1 all
-# A private redis-server for the cluster tests (tunnel.Cluster).
 scripts/with-redis.sh make WERROR=1 test
+[ "${QUICK:-0}" = 1 ] && { echo "quick tests passed"; exit 0; }
+scripts/with-redis.sh make check-asan
+make check-tsan
+make check-valgrind
+make fuzz FUZZ_SECONDS="${FUZZ_SECONDS:-60}"
 echo "all tests passed"

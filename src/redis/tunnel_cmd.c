@@ -1,6 +1,8 @@
 /*
-** tunnel_logs.c - `tunnel-logs URL NAME [--prefix P] [--from-start]`:
-** follow the capped stream a cluster Printer called NAME writes to, and
+** tunnel_cmd.c - the `tunnel` command. One subcommand so far:
+**
+** `tunnel logs URL NAME [--prefix P] [--from-start]`: follow the capped
+** stream a cluster Printer called NAME writes to, and
 ** copy every line to stdout as it arrives (XREAD BLOCK), so the output of
 ** every process of a job can be watched in one place.
 **
@@ -19,7 +21,7 @@
 
 static void usage(void) {
   fprintf(stderr,
-          "usage: tunnel-logs URL NAME [--prefix PREFIX] [--from-start]\n"
+          "usage: tunnel logs URL NAME [--prefix PREFIX] [--from-start]\n"
           "  follow the output of the cluster Printer NAME on the Redis at\n"
           "  URL (redis://[:password@]host[:port][/db])\n");
   exit(2);
@@ -45,7 +47,7 @@ static redisContext *connect_url(const char *url) {
   if (*p == '/' && p[1]) db = (int)strtol(p + 1, NULL, 10);
   redisContext *c = redisConnect(host, port);
   if (c == NULL || c->err) {
-    fprintf(stderr, "tunnel-logs: redis %s:%d: %s\n", host, port,
+    fprintf(stderr, "tunnel logs: redis %s:%d: %s\n", host, port,
             c != NULL ? c->errstr : "out of memory");
     if (c != NULL) redisFree(c);
     return NULL;
@@ -62,7 +64,7 @@ static redisContext *connect_url(const char *url) {
   if (r != NULL) freeReplyObject(r);
   return c;
 fail:
-  fprintf(stderr, "tunnel-logs: redis %s:%d: %s\n", host, port,
+  fprintf(stderr, "tunnel logs: redis %s:%d: %s\n", host, port,
           r != NULL ? r->str : c->errstr);
   if (r != NULL) freeReplyObject(r);
   redisFree(c);
@@ -72,7 +74,8 @@ fail:
 int main(int argc, char **argv) {
   const char *url = NULL, *name = NULL, *prefix = "tunnel:";
   int from_start = 0;
-  for (int i = 1; i < argc; i++) {
+  if (argc < 2 || strcmp(argv[1], "logs") != 0) usage();
+  for (int i = 2; i < argc; i++) {
     if (strcmp(argv[i], "--prefix") == 0 && i + 1 < argc)
       prefix = argv[++i];
     else if (strcmp(argv[i], "--from-start") == 0)
@@ -89,7 +92,7 @@ int main(int argc, char **argv) {
   if (url == NULL || name == NULL) usage();
   tn_cluster_t *cl;
   if (tn_cluster_open(url, prefix, 5, &cl) != TN_OK) {
-    fprintf(stderr, "tunnel-logs: %s\n", tn_last_error());
+    fprintf(stderr, "tunnel logs: %s\n", tn_last_error());
     return 1;
   }
   char key[1024], last[64];
@@ -104,14 +107,14 @@ int main(int argc, char **argv) {
     const char *av[] = {"XREAD", "BLOCK", "0", "STREAMS", key, last};
     redisReply *r = redisCommandArgv(c, 6, av, NULL);
     if (r == NULL) {
-      fprintf(stderr, "tunnel-logs: %s; reconnecting\n", c->errstr);
+      fprintf(stderr, "tunnel logs: %s; reconnecting\n", c->errstr);
       redisFree(c);
       c = NULL;
       sleep(1);
       continue;
     }
     if (r->type == REDIS_REPLY_ERROR) {
-      fprintf(stderr, "tunnel-logs: %s\n", r->str);
+      fprintf(stderr, "tunnel logs: %s\n", r->str);
       return 1;
     }
     /* [[key, [[id, [field, value, ...]], ...]]] */
