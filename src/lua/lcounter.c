@@ -19,14 +19,6 @@ static tn_counter_t *check_counter(lua_State *L, const char *method) {
   return (tn_counter_t *)tn_l_checkobject(L, 1, method);
 }
 
-static int would_wait(int rc) { return rc == TN_EAGAIN || rc == TN_ETIMEDOUT; }
-
-static void check_callback(lua_State *L, int idx, const char *method) {
-  if (lua_type(L, idx) != LUA_TFUNCTION)
-    tn_l_error(L, method, "callback must be a function (got %s)",
-               luaL_typename(L, idx));
-}
-
 static void push_int64(lua_State *L, int64_t v) {
   lua_pushinteger(L, (lua_Integer)v);
 }
@@ -95,7 +87,7 @@ static int counter_set(lua_State *L, const char *method, double timeout) {
   tn_counter_t *c = check_counter(L, method);
   int64_t value = (int64_t)tn_l_checkinteger(L, 2, method, "value");
   int rc = tn_object_write_lock(TN_OBJECT(c), timeout);
-  if (would_wait(rc)) {
+  if (tn_l_waited(rc)) {
     lua_pushnil(L);
     return 1;
   }
@@ -118,10 +110,10 @@ static int l_counter_setasync(lua_State *L) {
 /* read(callback) -> callback(value)'s results, as a reader. */
 static int counter_read(lua_State *L, const char *method, double timeout) {
   tn_counter_t *c = check_counter(L, method);
-  check_callback(L, 2, method);
+  tn_l_checkcallback(L, 2, method);
   lua_settop(L, 2);
   int rc = tn_object_read_lock(TN_OBJECT(c), timeout);
-  if (would_wait(rc)) {
+  if (tn_l_waited(rc)) {
     lua_pushnil(L);
     return 1;
   }
@@ -169,10 +161,10 @@ static int write_body(lua_State *L) {
 */
 static int counter_write(lua_State *L, const char *method, double timeout) {
   tn_counter_t *c = check_counter(L, method);
-  check_callback(L, 2, method);
+  tn_l_checkcallback(L, 2, method);
   lua_settop(L, 2);
   int rc = tn_object_write_lock(TN_OBJECT(c), timeout);
-  if (would_wait(rc)) {
+  if (tn_l_waited(rc)) {
     lua_pushnil(L);
     return 1;
   }

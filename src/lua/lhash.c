@@ -41,35 +41,6 @@ static tn_map_t *check_hash(lua_State *L, const char *method) {
   return (tn_map_t *)tn_l_checkobject(L, 1, method);
 }
 
-/* A value argument must be there, even if it is nil: `h:set(k)` is more
-** likely a mistake than a deletion (as Vector:set). */
-static void check_value(lua_State *L, int idx, const char *method) {
-  if (lua_gettop(L) < idx) tn_l_error(L, method, "value expected");
-}
-
-static void check_callback(lua_State *L, int idx, const char *method) {
-  if (lua_type(L, idx) != LUA_TFUNCTION)
-    tn_l_error(L, method, "callback must be a function (got %s)",
-               luaL_typename(L, idx));
-}
-
-/* ---- results -------------------------------------------------------------- */
-
-/* Push the value of `b` (exactly one Lua value) and drop the reference. */
-static void push_value(lua_State *L, tn_blob_t *b, const char *method) {
-  int n = tn_l_decode(L, b, method);
-  if (n != 1) lua_settop(L, lua_gettop(L) - n + 1);
-  tn_blob_release(b);
-}
-
-/* A nil status: the call would have waited (Async). */
-static int push_nil_status(lua_State *L, int count) {
-  for (int i = 0; i < count; i++) lua_pushnil(L);
-  return count;
-}
-
-static int would_wait(int rc) { return rc == TN_EAGAIN || rc == TN_ETIMEDOUT; }
-
 /* ---- constructor ---------------------------------------------------------- */
 
 /* tunnel.Hash() */
@@ -92,7 +63,7 @@ static int hash_getvalue(lua_State *L, tn_map_t *m, const char *method,
   tn_l_checkkey(L, 2, &k, method, 1);
   tn_blob_t *b;
   int rc = tn_map_get(m, k.data, k.len, &b, timeout);
-  if (rc == TN_OK) push_value(L, b, method);
+  if (rc == TN_OK) tn_l_pushblob(L, b, method);
   return rc;
 }
 
@@ -105,7 +76,7 @@ static int hash_get(lua_State *L, const char *method, double timeout) {
     lua_pushboolean(L, 1);
     return 2;
   }
-  if (would_wait(rc)) return push_nil_status(L, 2);
+  if (tn_l_waited(rc)) return tn_l_pushnils(L, 2);
   return tn_l_coreerror(L, method, rc);
 }
 
@@ -122,16 +93,16 @@ static int hash_set(lua_State *L, const char *method, double timeout) {
   tn_map_t *m = check_hash(L, method);
   tn_l_key_t k;
   tn_l_checkkey(L, 2, &k, method, 1);
-  check_value(L, 3, method);
+  tn_l_checkvalue(L, 3, method);
   tn_blob_t *b = tn_l_encode(L, 3, 1, method), *old;
   int rc = tn_map_set(m, k.data, k.len, b, &old, timeout);
   if (rc == TN_OK) {
     lua_pushboolean(L, 1);
-    push_value(L, old, method);
+    tn_l_pushblob(L, old, method);
     return 2;
   }
   tn_blob_release(b); /* not taken: still ours */
-  if (would_wait(rc)) return push_nil_status(L, 1);
+  if (tn_l_waited(rc)) return tn_l_pushnils(L, 1);
   return tn_l_coreerror(L, method, rc);
 }
 
@@ -156,29 +127,6 @@ static int l_hash_sizeasync(lua_State *L) {
 
 /* ---- callbacks ------------------------------------------------------------ */
 
-/* What a protected callback body works on (a lightuserdata to it). */
-typedef struct callback_ctx {
-  const char *method;
-  tn_blob_t *in;  /* the value handed to the callback (borrowed) */
-  tn_blob_t *out; /* write: the callback's first result, encoded */
-  int store;      /* write: encode the first result into `out` */
-} callback_ctx_t;
-
-/* Protected: (ctx, callback) -> callback(value)'s results. Decoding and
-** encoding may raise too, so they happen in here, under the pcall. */
-static int callback_body(lua_State *L) {
-  callback_ctx_t *ctx = lua_touserdata(L, 1);
-  lua_remove(L, 1); /* the callback is on 1 now */
-  int n = tn_l_decode(L, ctx->in, ctx->method);
-  if (!ctx->store) {
-    lua_call(L, n, LUA_MULTRET);
-    return lua_gettop(L);
-  }
-  lua_call(L, n, 1);
-  ctx->out = tn_l_encode(L, 1, 1, ctx->method);
-  return 1;
-}
-
 /*
 ** read(key, callback) -> callback(value)'s results, as a reader of the
 ** callback lock; write(key, callback) -> true, new value, as its writer,
@@ -192,17 +140,17 @@ static int hash_callback(lua_State *L, const char *method, int write,
   tn_object_t *o = TN_OBJECT(m);
   tn_l_key_t k;
   tn_l_checkkey(L, 2, &k, method, 1);
-  check_callback(L, 3, method);
+  tn_l_checkcallback(L, 3, method);
   lua_settop(L, 3);
   int rc = write ? tn_object_write_lock(o, timeout)
                  : tn_object_read_lock(o, timeout);
-  if (would_wait(rc)) return push_nil_status(L, 1);
+  if (tn_l_waited(rc)) return tn_l_pushnils(L, 1);
   if (rc != TN_OK) return tn_l_coreerror(L, method, rc);
-  callback_ctx_t ctx = {method, NULL, NULL, write};
+  tn_l_callback_t ctx = {method, NULL, NULL, write};
   rc = tn_map_get(m, k.data, k.len, &ctx.in, timeout);
   int status = 0;
   if (rc == TN_OK) {
-    lua_pushcfunction(L, callback_body);
+    lua_pushcfunction(L, tn_l_callback_body);
     lua_pushlightuserdata(L, &ctx);
     lua_pushvalue(L, 3);
     status = lua_pcall(L, 2, write ? 1 : LUA_MULTRET, 0);
@@ -219,7 +167,7 @@ static int hash_callback(lua_State *L, const char *method, int write,
   else
     tn_object_read_unlock(o);
   if (status != 0) return lua_error(L); /* the callback's own error */
-  if (would_wait(rc)) return push_nil_status(L, 1);
+  if (tn_l_waited(rc)) return tn_l_pushnils(L, 1);
   if (rc != TN_OK) return tn_l_coreerror(L, method, rc);
   if (!write) return lua_gettop(L) - 3;
   lua_pushboolean(L, 1);
@@ -273,7 +221,7 @@ static int pairs_body(lua_State *L) {
 static int take_snapshot(lua_State *L, tn_map_t *m, snapshot_ctx_t *ctx,
                          double timeout) {
   int rc = tn_map_snapshot(m, &ctx->entries, &ctx->n, timeout);
-  if (rc != TN_OK && !would_wait(rc))
+  if (rc != TN_OK && !tn_l_waited(rc))
     return tn_l_coreerror(L, ctx->method, rc);
   return rc;
 }
@@ -309,7 +257,7 @@ static int hash_iterator(lua_State *L, const char *method, double timeout) {
   tn_map_t *m = check_hash(L, method);
   snapshot_ctx_t ctx = {method, NULL, 0};
   if (take_snapshot(L, m, &ctx, timeout) != TN_OK)
-    return push_nil_status(L, 1);
+    return tn_l_pushnils(L, 1);
   lua_Integer n = (lua_Integer)ctx.n;
   run_snapshot_body(L, pairs_body, &ctx);
   lua_pushinteger(L, n);
@@ -467,7 +415,7 @@ static int hash_tostring(lua_State *L, const char *method, double timeout) {
   tn_map_t *m = check_hash(L, method);
   snapshot_ctx_t ctx = {method, NULL, 0};
   if (take_snapshot(L, m, &ctx, timeout) != TN_OK)
-    return push_nil_status(L, 1);
+    return tn_l_pushnils(L, 1);
   if (ctx.n > 1) qsort(ctx.entries, ctx.n, sizeof *ctx.entries, compare_entries);
   int n = (int)ctx.n;
   run_snapshot_body(L, pairs_body, &ctx);

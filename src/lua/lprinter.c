@@ -21,8 +21,6 @@ static tn_printer_t *check_printer(lua_State *L, const char *method) {
   return (tn_printer_t *)tn_l_checkobject(L, 1, method);
 }
 
-static int would_wait(int rc) { return rc == TN_EAGAIN || rc == TN_ETIMEDOUT; }
-
 /* tunnel.Printer() -> a printer on stdout. */
 static int l_printer_new(lua_State *L) {
   tn_printer_t *p;
@@ -39,7 +37,7 @@ static int printer_flush(lua_State *L, tn_printer_t *p, const char *method,
   size_t len;
   const char *s = lua_tolstring(L, -1, &len);
   int rc = tn_printer_write(p, s, len, timeout);
-  if (would_wait(rc)) {
+  if (tn_l_waited(rc)) {
     lua_pushnil(L);
     return 1;
   }
@@ -117,7 +115,7 @@ static int printer_access(lua_State *L, const char *method, double timeout) {
                       luaL_typename(L, 2));
   lua_settop(L, 2);
   int rc = tn_printer_lock(p, timeout);
-  if (would_wait(rc)) {
+  if (tn_l_waited(rc)) {
     lua_pushnil(L);
     return 1;
   }

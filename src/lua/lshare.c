@@ -52,21 +52,6 @@
 /* Deepest nesting of plain tables converted in one assignment. */
 #define TN_SHARE_MAXDEPTH 200
 
-static int would_wait(int rc) { return rc == TN_EAGAIN || rc == TN_ETIMEDOUT; }
-
-static void check_callback(lua_State *L, int idx, const char *method) {
-  if (lua_type(L, idx) != LUA_TFUNCTION)
-    tn_l_error(L, method, "callback must be a function (got %s)",
-               luaL_typename(L, idx));
-}
-
-/* Push the value of `b` (exactly one Lua value) and drop the reference. */
-static void push_value(lua_State *L, tn_blob_t *b, const char *method) {
-  int n = tn_l_decode(L, b, method);
-  if (n != 1) lua_settop(L, lua_gettop(L) - n + 1);
-  tn_blob_release(b);
-}
-
 /* ---- converting plain tables ---------------------------------------------- */
 
 static int is_plain_table(lua_State *L, int idx) {
@@ -163,7 +148,7 @@ static int l_table_index(lua_State *L) {
   tn_blob_t *b;
   int rc = tn_map_get(m, key.data, key.len, &b, TN_FOREVER);
   if (rc != TN_OK) return tn_l_coreerror(L, method, rc);
-  push_value(L, b, method);
+  tn_l_pushblob(L, b, method);
   return 1;
 }
 
@@ -383,7 +368,7 @@ static int l_atomic_newindex(lua_State *L) {
 static int l_share_access(lua_State *L) {
   const char *method = SHARE ":access";
   tn_cell_t *c = (tn_cell_t *)tn_l_checkobject(L, 1, method);
-  check_callback(L, 2, method);
+  tn_l_checkcallback(L, 2, method);
   lua_settop(L, 2);
   push_data(L, c, method);
   lua_call(L, 1, LUA_MULTRET);
@@ -431,11 +416,11 @@ static int atomic_call(lua_State *L, const char *method, int write,
                        double timeout) {
   tn_cell_t *c = (tn_cell_t *)tn_l_checkobject(L, 1, method);
   tn_object_t *o = TN_OBJECT(c);
-  check_callback(L, 2, method);
+  tn_l_checkcallback(L, 2, method);
   lua_settop(L, 2);
   int rc = write ? tn_object_write_lock(o, timeout)
                  : tn_object_read_lock(o, timeout);
-  if (would_wait(rc)) {
+  if (tn_l_waited(rc)) {
     lua_pushnil(L);
     return 1;
   }

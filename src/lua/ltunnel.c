@@ -73,6 +73,40 @@ lua_Integer tn_l_checkinteger(lua_State *L, int idx, const char *method,
                     luaL_typename(L, idx));
 }
 
+void tn_l_checkvalue(lua_State *L, int idx, const char *method) {
+  if (lua_gettop(L) < idx) tn_l_error(L, method, "value expected");
+}
+
+void tn_l_checkcallback(lua_State *L, int idx, const char *method) {
+  if (lua_type(L, idx) != LUA_TFUNCTION)
+    tn_l_error(L, method, "callback must be a function (got %s)",
+               luaL_typename(L, idx));
+}
+
+void tn_l_pushblob(lua_State *L, tn_blob_t *b, const char *method) {
+  int n = tn_l_decode(L, b, method);
+  if (n != 1) lua_settop(L, lua_gettop(L) - n + 1);
+  tn_blob_release(b);
+}
+
+int tn_l_pushnils(lua_State *L, int count) {
+  for (int i = 0; i < count; i++) lua_pushnil(L);
+  return count;
+}
+
+int tn_l_callback_body(lua_State *L) {
+  tn_l_callback_t *ctx = lua_touserdata(L, 1);
+  lua_remove(L, 1); /* the callback is on 1 now */
+  int n = tn_l_decode(L, ctx->in, ctx->method);
+  if (!ctx->store) {
+    lua_call(L, n, LUA_MULTRET);
+    return lua_gettop(L);
+  }
+  lua_call(L, n, 1);
+  ctx->out = tn_l_encode(L, 1, 1, ctx->method);
+  return 1;
+}
+
 void tn_l_addquoted(luaL_Buffer *buf, const char *s, size_t len) {
   luaL_addchar(buf, '"');
   for (size_t i = 0; i < len; i++) {

@@ -70,6 +70,42 @@ double tn_l_opttimeout(lua_State *L, int idx, const char *method);
 lua_Integer tn_l_checkinteger(lua_State *L, int idx, const char *method,
                               const char *what);
 
+/* ---- pieces every class uses ------------------------------------------- */
+
+/* A value argument must be there, even if nil: `v:set(i)` is more likely a
+** mistake than a store of nil. */
+void tn_l_checkvalue(lua_State *L, int idx, const char *method);
+
+void tn_l_checkcallback(lua_State *L, int idx, const char *method);
+
+/* Push the one value of `b` (NULL: nil) and drop the reference. */
+void tn_l_pushblob(lua_State *L, tn_blob_t *b, const char *method);
+
+/* Push `count` nils (a nil status) and return `count`. */
+int tn_l_pushnils(lua_State *L, int count);
+
+/* Whether a core code means the call did not act because it would have had
+** to wait (TN_TRY) or its timeout ran out: a nil status, not an error. */
+static inline int tn_l_waited(int rc) {
+  return rc == TN_EAGAIN || rc == TN_ETIMEDOUT;
+}
+
+/*
+** A read/write callback on one value, run under lua_pcall by
+** tn_l_callback_body with (lightuserdata ctx, callback) on the stack: it
+** decodes `in` (borrowed), calls the callback and returns its results; with
+** `store` it keeps only the first result and encodes it into `out`.
+** Decoding and encoding may raise too, so they happen under the pcall.
+*/
+typedef struct tn_l_callback {
+  const char *method;
+  tn_blob_t *in;
+  tn_blob_t *out;
+  int store;
+} tn_l_callback_t;
+
+int tn_l_callback_body(lua_State *L);
+
 /* Add `s` to `buf` quoted like Lua 5.4's %q, the same on every version
 ** (for toString renderings). */
 void tn_l_addquoted(luaL_Buffer *buf, const char *s, size_t len);

@@ -65,34 +65,7 @@ static size_t check_index(lua_State *L, int idx, const char *method) {
                             luaL_typename(L, idx));
 }
 
-/* A value argument must be there, even if it is nil: `v:pushBack()` is
-** more likely a mistake than a way to push nil. */
-static void check_value(lua_State *L, int idx, const char *method) {
-  if (lua_gettop(L) < idx) tn_l_error(L, method, "value expected");
-}
-
-static void check_callback(lua_State *L, int idx, const char *method) {
-  if (lua_type(L, idx) != LUA_TFUNCTION)
-    tn_l_error(L, method, "callback must be a function (got %s)",
-               luaL_typename(L, idx));
-}
-
 /* ---- results -------------------------------------------------------------- */
-
-/* Push the value of `b` (exactly one Lua value) and drop the reference. */
-static void push_value(lua_State *L, tn_blob_t *b, const char *method) {
-  int n = tn_l_decode(L, b, method);
-  if (n != 1) lua_settop(L, lua_gettop(L) - n + 1);
-  tn_blob_release(b);
-}
-
-/* A nil status: the call would have waited (Async) or timed out. */
-static int push_nil_status(lua_State *L, int count) {
-  for (int i = 0; i < count; i++) lua_pushnil(L);
-  return count;
-}
-
-static int would_wait(int rc) { return rc == TN_EAGAIN || rc == TN_ETIMEDOUT; }
 
 static int closed_error(lua_State *L, const char *method) {
   return tn_l_error(L, method, "vector is closed");
@@ -132,7 +105,7 @@ static int l_vector_new(lua_State *L) {
 static int vector_push(lua_State *L, const char *method, int front,
                        double timeout) {
   tn_deque_t *d = check_vector(L, method);
-  check_value(L, 2, method);
+  tn_l_checkvalue(L, 2, method);
   tn_blob_t *b = tn_l_encode(L, 2, 1, method);
   int rc = front ? tn_deque_push_front(d, b, timeout)
                  : tn_deque_push_back(d, b, timeout);
@@ -141,7 +114,7 @@ static int vector_push(lua_State *L, const char *method, int front,
     return 1;
   }
   tn_blob_release(b); /* not taken: still ours */
-  if (would_wait(rc)) return push_nil_status(L, 1);
+  if (tn_l_waited(rc)) return tn_l_pushnils(L, 1);
   if (rc == TN_ECLOSED) return closed_error(L, method);
   return tn_l_coreerror(L, method, rc);
 }
@@ -173,11 +146,11 @@ static int vector_pop(lua_State *L, const char *method, int front,
   int rc = front ? tn_deque_pop_front(d, &b, timeout)
                  : tn_deque_pop_back(d, &b, timeout);
   if (rc == TN_OK) {
-    push_value(L, b, method);
+    tn_l_pushblob(L, b, method);
     lua_pushboolean(L, 1);
     return 2;
   }
-  if (would_wait(rc)) return push_nil_status(L, 2);
+  if (tn_l_waited(rc)) return tn_l_pushnils(L, 2);
   if (rc == TN_ECLOSED) {
     lua_pushnil(L);
     lua_pushboolean(L, 0);
@@ -224,7 +197,7 @@ static int vector_insert(lua_State *L, const char *method, double timeout) {
     return 1;
   }
   tn_blob_release(b);
-  if (rc == TN_ERANGE || would_wait(rc)) return push_nil_status(L, 1);
+  if (rc == TN_ERANGE || tn_l_waited(rc)) return tn_l_pushnils(L, 1);
   if (rc == TN_ECLOSED) return closed_error(L, method);
   return tn_l_coreerror(L, method, rc);
 }
@@ -247,12 +220,12 @@ static int vector_remove(lua_State *L, const char *method, double timeout) {
   else
     rc = tn_deque_remove(d, check_index(L, 2, method), &b, timeout);
   if (rc == TN_OK) {
-    push_value(L, b, method);
+    tn_l_pushblob(L, b, method);
     lua_pushboolean(L, 1);
     return 2;
   }
-  if (rc == TN_ERANGE || rc == TN_ECLOSED || would_wait(rc))
-    return push_nil_status(L, 2);
+  if (rc == TN_ERANGE || rc == TN_ECLOSED || tn_l_waited(rc))
+    return tn_l_pushnils(L, 2);
   return tn_l_coreerror(L, method, rc);
 }
 
@@ -270,7 +243,7 @@ static int vector_getvalue(lua_State *L, tn_deque_t *d, const char *method,
                            double timeout) {
   tn_blob_t *b;
   int rc = tn_deque_get(d, check_index(L, 2, method), &b, timeout);
-  if (rc == TN_OK) push_value(L, b, method);
+  if (rc == TN_OK) tn_l_pushblob(L, b, method);
   return rc;
 }
 
@@ -282,7 +255,7 @@ static int vector_get(lua_State *L, const char *method, double timeout) {
     lua_pushboolean(L, 1);
     return 2;
   }
-  if (rc == TN_ERANGE || would_wait(rc)) return push_nil_status(L, 2);
+  if (rc == TN_ERANGE || tn_l_waited(rc)) return tn_l_pushnils(L, 2);
   return tn_l_coreerror(L, method, rc);
 }
 
@@ -301,16 +274,16 @@ static int l_vector_getasync(lua_State *L) {
 static int vector_set(lua_State *L, const char *method, double timeout) {
   tn_deque_t *d = check_vector(L, method);
   size_t index = check_index(L, 2, method);
-  check_value(L, 3, method);
+  tn_l_checkvalue(L, 3, method);
   tn_blob_t *b = tn_l_encode(L, 3, 1, method), *old;
   int rc = tn_deque_set(d, index, b, &old, timeout);
   if (rc == TN_OK) {
     lua_pushboolean(L, 1);
-    push_value(L, old, method);
+    tn_l_pushblob(L, old, method);
     return 2;
   }
   tn_blob_release(b);
-  if (would_wait(rc)) return push_nil_status(L, 1);
+  if (tn_l_waited(rc)) return tn_l_pushnils(L, 1);
   if (rc == TN_ECLOSED) return closed_error(L, method);
   return tn_l_coreerror(L, method, rc);
 }
@@ -369,29 +342,6 @@ static int l_vector_isclosedasync(lua_State *L) {
 
 /* ---- callbacks ------------------------------------------------------------ */
 
-/* What a protected callback body works on (a lightuserdata to it). */
-typedef struct callback_ctx {
-  const char *method;
-  tn_blob_t *in;  /* the value handed to the callback (borrowed) */
-  tn_blob_t *out; /* write: the callback's first result, encoded */
-  int store;      /* write: encode the first result into `out` */
-} callback_ctx_t;
-
-/* Protected: (ctx, callback) -> callback(value)'s results. Decoding and
-** encoding may raise too, so they happen in here, under the pcall. */
-static int callback_body(lua_State *L) {
-  callback_ctx_t *ctx = lua_touserdata(L, 1);
-  lua_remove(L, 1); /* the callback is on 1 now */
-  int n = tn_l_decode(L, ctx->in, ctx->method);
-  if (!ctx->store) {
-    lua_call(L, n, LUA_MULTRET);
-    return lua_gettop(L);
-  }
-  lua_call(L, n, 1);
-  ctx->out = tn_l_encode(L, 1, 1, ctx->method);
-  return 1;
-}
-
 /*
 ** read(index, callback) -> callback(value)'s results, as a reader of the
 ** callback lock; write(index, callback) -> true, new value, as the writer,
@@ -404,14 +354,14 @@ static int vector_callback(lua_State *L, const char *method, int write,
   tn_deque_t *d = check_vector(L, method);
   tn_object_t *o = TN_OBJECT(d);
   size_t index = check_index(L, 2, method);
-  check_callback(L, 3, method);
+  tn_l_checkcallback(L, 3, method);
   lua_settop(L, 3);
   int rc = write ? tn_object_write_lock(o, timeout)
                  : tn_object_read_lock(o, timeout);
-  if (would_wait(rc)) return push_nil_status(L, 1);
+  if (tn_l_waited(rc)) return tn_l_pushnils(L, 1);
   if (rc != TN_OK) return tn_l_coreerror(L, method, rc);
 
-  callback_ctx_t ctx = {method, NULL, NULL, write};
+  tn_l_callback_t ctx = {method, NULL, NULL, write};
   rc = tn_deque_get(d, index, &ctx.in, timeout);
   if (rc == TN_ERANGE) { /* past the end: the callback sees nil */
     ctx.in = NULL;
@@ -419,7 +369,7 @@ static int vector_callback(lua_State *L, const char *method, int write,
   }
   int status = 0;
   if (rc == TN_OK) {
-    lua_pushcfunction(L, callback_body);
+    lua_pushcfunction(L, tn_l_callback_body);
     lua_pushlightuserdata(L, &ctx);
     lua_pushvalue(L, 3);
     status = lua_pcall(L, 2, write ? 1 : LUA_MULTRET, 0);
@@ -436,7 +386,7 @@ static int vector_callback(lua_State *L, const char *method, int write,
   else
     tn_object_read_unlock(o);
   if (status != 0) return lua_error(L); /* the callback's own error */
-  if (would_wait(rc)) return push_nil_status(L, 1);
+  if (tn_l_waited(rc)) return tn_l_pushnils(L, 1);
   if (rc == TN_ECLOSED) return closed_error(L, method);
   if (rc != TN_OK) return tn_l_coreerror(L, method, rc);
   if (!write) return lua_gettop(L) - 3;
@@ -512,7 +462,7 @@ static lua_Integer push_snapshot(lua_State *L, tn_deque_t *d,
                                  const char *method, double timeout) {
   snapshot_ctx_t ctx = {method, d, timeout, TN_OK, NULL, 0, 0, NULL, 0};
   int rc = tn_deque_snapshot(d, &ctx.items, &ctx.n, &ctx.version, timeout);
-  if (would_wait(rc)) return -1;
+  if (tn_l_waited(rc)) return -1;
   if (rc != TN_OK) return tn_l_coreerror(L, method, rc);
   lua_pushcfunction(L, items_body);
   lua_pushlightuserdata(L, &ctx);
@@ -587,10 +537,10 @@ static int sort_body(lua_State *L) {
 static int vector_sort(lua_State *L, const char *method, double timeout) {
   tn_deque_t *d = check_vector(L, method);
   tn_object_t *o = TN_OBJECT(d);
-  if (!lua_isnoneornil(L, 2)) check_callback(L, 2, method);
+  if (!lua_isnoneornil(L, 2)) tn_l_checkcallback(L, 2, method);
   lua_settop(L, 2);
   int rc = tn_object_write_lock(o, timeout);
-  if (would_wait(rc)) return push_nil_status(L, 1);
+  if (tn_l_waited(rc)) return tn_l_pushnils(L, 1);
   if (rc != TN_OK) return tn_l_coreerror(L, method, rc);
   snapshot_ctx_t ctx = {method, d, timeout, TN_OK, NULL, 0, 0, NULL, 0};
   lua_pushcfunction(L, sort_body);
@@ -600,7 +550,7 @@ static int vector_sort(lua_State *L, const char *method, double timeout) {
   snapshot_free(&ctx);
   tn_object_write_unlock(o);
   if (status != 0) return lua_error(L);
-  if (would_wait(ctx.rc)) return push_nil_status(L, 1);
+  if (tn_l_waited(ctx.rc)) return tn_l_pushnils(L, 1);
   if (ctx.rc == TN_ECLOSED) return closed_error(L, method);
   if (ctx.rc != TN_OK) return tn_l_coreerror(L, method, ctx.rc);
   lua_pushboolean(L, 1);
@@ -630,7 +580,7 @@ static int vector_next(lua_State *L) {
 static int vector_iterator(lua_State *L, const char *method, double timeout) {
   tn_deque_t *d = check_vector(L, method);
   lua_Integer n = push_snapshot(L, d, method, timeout);
-  if (n < 0) return push_nil_status(L, 1);
+  if (n < 0) return tn_l_pushnils(L, 1);
   lua_pushinteger(L, n);
   lua_pushinteger(L, 0);
   lua_pushcclosure(L, vector_next, 3);
@@ -657,7 +607,7 @@ static int l_vector_pairs(lua_State *L) {
 static int vector_tostring(lua_State *L, const char *method, double timeout) {
   tn_deque_t *d = check_vector(L, method);
   lua_Integer n = push_snapshot(L, d, method, timeout);
-  if (n < 0) return push_nil_status(L, 1);
+  if (n < 0) return tn_l_pushnils(L, 1);
   int t = lua_gettop(L);
   luaL_Buffer buf;
   luaL_buffinit(L, &buf);
@@ -706,7 +656,7 @@ static int l_vector_index(lua_State *L) {
     tn_deque_t *d = check_vector(L, M("get"));
     int rc = vector_getvalue(L, d, M("get"), TN_FOREVER);
     if (rc == TN_OK) return 1;
-    if (rc == TN_ERANGE) return push_nil_status(L, 1);
+    if (rc == TN_ERANGE) return tn_l_pushnils(L, 1);
     return tn_l_coreerror(L, M("get"), rc);
   }
   lua_pushvalue(L, 2);
