@@ -16,6 +16,11 @@
 #   BENCH_JSON    where to write the records (default bench/results.json)
 #   BENCH_MD      also write the tables in Markdown to this file
 #
+# The cluster cases (cluster.*) and their redis-benchmark baselines run when
+# TUNNEL_REDIS_URL is set, e.g. against a private server:
+#   scripts/with-redis.sh make B=build-bench bench
+# and are skipped otherwise (bench/redis_bench.lua, docs/performance.md).
+#
 # Use your own build directory (make B=build-bench bench) so a benchmark
 # does not race a build in build/. docs/performance.md explains the figures.
 

@@ -458,6 +458,148 @@ case('codec.cjson', {
   end,
 })
 
+-- ---- Cluster (Redis) ---------------------------------------------------------
+
+-- The same structures on the Redis server of TUNNEL_REDIS_URL (skipped
+-- without it: scripts/with-redis.sh make bench). Every process uses a
+-- prefix of its own and every repetition fresh names, and deletes the keys
+-- under its prefix at the end (nothing else). Each push and pop is one
+-- round trip (a server-side script); the baselines are redis-benchmark
+-- runs against the same server (bench/redis_bench.lua).
+local REDIS_URL = os.getenv('TUNNEL_REDIS_URL') or ''
+
+local function cluster_prefix()
+  local f = io.open('/dev/urandom', 'rb')
+  local r = f and f:read(6) or tostring(os.clock())
+  if f then f:close() end
+  return ('tunnel-bench:%d-%s:'):format(os.time(),
+    (r:gsub('.', function(ch) return ('%02x'):format(ch:byte()) end)))
+end
+
+local function cluster_setup(threads)
+  return function()
+    local prefix = cluster_prefix()
+    return {prefix = prefix, serial = 0,
+            cluster = tunnel.Cluster(REDIS_URL, {prefix = prefix, timeout = 30}),
+            block = threads and tunnel.Block(threads)}
+  end
+end
+
+local function fresh(s, what)
+  s.serial = s.serial + 1
+  return what .. s.serial
+end
+
+local function cluster_teardown(s)
+  if s.block then s.block:terminate() end
+  -- Only the keys under this process's prefix ([%w:-], no glob characters).
+  local function q(x) return "'" .. x:gsub("'", "'\\''") .. "'" end
+  local cli = 'redis-cli -u ' .. q(REDIS_URL) .. ' --no-auth-warning '
+  os.execute(cli .. '--scan --pattern ' .. q(s.prefix .. '*') ..
+    ' 2>/dev/null | xargs -r ' .. cli .. 'unlink >/dev/null 2>&1')
+end
+
+local CLUSTER_N, CLUSTER_QUICK = 20000, 500
+
+-- One thread, one connection: push n integers, then pop them. Two cases,
+-- each timing one half (the ratios are to LPUSH and RPOP).
+for _, half in ipairs({'push', 'pop'}) do
+  case(('cluster.vector.%s.1t'):format(half), {
+    needs = {'Cluster', 'Vector'}, redis = true,
+    full = CLUSTER_N, quick = CLUSTER_QUICK,
+    setup = cluster_setup(nil),
+    run = function(s, n)
+      local q = s.cluster:Vector(fresh(s, 'vector'))
+      local clock = tunnel.clock
+      if q:size() ~= 0 then return nil, 'fresh vector not empty' end
+      local t0 = clock()
+      for i = 1, n do q:pushBack(i) end
+      local t1 = clock()
+      if q:size() ~= n then return t1 - t0, 'size ' .. q:size() end
+      local sum = 0
+      local t2 = clock()
+      for _ = 1, n do sum = sum + q:popFront() end
+      local t3 = clock()
+      local secs = half == 'push' and t1 - t0 or t3 - t2
+      local want = n * (n + 1) / 2
+      if sum ~= want then return secs, ('sum %s, expected %s'):format(sum, want) end
+      if q:size() ~= 0 then return secs, 'vector not empty' end
+      return secs
+    end,
+    teardown = cluster_teardown,
+  })
+end
+
+-- 2 producer and 2 consumer threads (a Block of 4), each with its own
+-- connection, through one cluster Vector; items = items moved (each one
+-- push and one pop).
+case('cluster.vector.2p2c', {
+  needs = {'Cluster', 'Vector', 'Block'}, redis = true,
+  full = CLUSTER_N, quick = CLUSTER_QUICK,
+  setup = cluster_setup(4),
+  run = function(s, n)
+    local q = s.cluster:Vector(fresh(s, 'vector'))
+    local per = floor(n / 2)
+    local m = 2 * per
+    local secs, sum = run_block_job(s.block, function()
+      local clock = tunnel.clock
+      local id = __threadid
+      q:size() -- this thread's connection, made before the clock starts
+      local t0 = clock()
+      local total = 0
+      if id <= 2 then
+        local first = (id - 1) * per + 1
+        for i = first, first + per - 1 do q:pushBack(i) end
+      else
+        for _ = 1, per do total = total + q:popFront() end
+      end
+      return t0, clock(), total
+    end)
+    if not secs then return nil, sum end
+    local want = m * (m + 1) / 2
+    if sum ~= want then return secs, ('sum %s, expected %s'):format(sum, want), m end
+    if q:size() ~= 0 then return secs, 'vector not empty', m end
+    return secs, nil, m
+  end,
+  teardown = cluster_teardown,
+})
+
+-- Counter increases through one connection, and from 2 threads at once.
+for _, threads in ipairs({1, 2}) do
+  case(('cluster.counter.%dt'):format(threads), {
+    needs = {'Cluster', 'Counter', 'Block'}, redis = true,
+    full = CLUSTER_N, quick = CLUSTER_QUICK,
+    setup = cluster_setup(threads > 1 and threads or nil),
+    run = function(s, n)
+      local c = s.cluster:Counter(fresh(s, 'counter'), 0)
+      local per = floor(n / threads)
+      local secs, why
+      if threads == 1 then
+        c:get()
+        local t0 = tunnel.clock()
+        for _ = 1, per do c:increase() end
+        secs = tunnel.clock() - t0
+      else
+        secs, why = run_block_job(s.block, function()
+          local clock = tunnel.clock
+          c:get() -- this thread's connection, made before the clock starts
+          local t0 = clock()
+          for _ = 1, per do c:increase() end
+          return t0, clock(), 0
+        end)
+        if not secs then return nil, why end
+      end
+      local got = c:get()
+      if got ~= threads * per then
+        return secs, ('counter is %s, expected %d'):format(got, threads * per),
+          threads * per
+      end
+      return secs, nil, threads * per
+    end,
+    teardown = cluster_teardown,
+  })
+end
+
 -- ---- main ---------------------------------------------------------------------
 
 local name = arg[1]
@@ -483,6 +625,9 @@ if c.needs[1] ~= nil then
 end
 for _, cls in ipairs(c.needs) do
   if tunnel[cls] == nil then skip(('tunnel.%s not built yet'):format(cls)) end
+end
+if c.redis and REDIS_URL == '' then
+  skip('TUNNEL_REDIS_URL is not set (scripts/with-redis.sh make bench)')
 end
 
 local n = QUICK and c.quick or c.full

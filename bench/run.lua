@@ -6,7 +6,9 @@
 --                                             for docs/performance.md)
 --
 -- Runs every case of DIR/bench/core_bench and DIR/bench/naive_queue (the C
--- baselines, flavour "c") and of bench/lua_bench.lua on each Lua flavour,
+-- baselines, flavour "c"), of bench/redis_bench.lua (redis-benchmark against
+-- the server of TUNNEL_REDIS_URL, flavour "redis": the baselines of the
+-- cluster cases) and of bench/lua_bench.lua on each Lua flavour,
 -- one process per case and repetition (so a crash costs one case, not the
 -- run), in rounds (see below), then prints a table, the targets of issue 4
 -- with "meets"/"misses", and writes the JSON records. Environment: BENCH_REPEAT (repetitions, default 5;
@@ -15,7 +17,7 @@
 --
 -- A case never fails on a time. The exit status is 1 when a case computed
 -- a wrong result, raised an error, crashed or hung; skipped cases (a class
--- not built yet) do not count.
+-- not built yet, no TUNNEL_REDIS_URL for the cluster cases) do not count.
 
 local build, luas, json_path, only, md_path = 'build', {'lua5.4', 'luajit'},
   'bench/results.json', nil, nil
@@ -75,6 +77,15 @@ local lua_names = {}
 do
   local out = capture('lua5.4 bench/lua_bench.lua list')
   for name in out:gmatch('[^\n]+') do lua_names[#lua_names + 1] = name end
+end
+-- The raw Redis baselines of the cluster cases (flavour "redis"): they and
+-- the cluster cases skip themselves unless TUNNEL_REDIS_URL is set.
+do
+  local out = capture('lua5.4 bench/redis_bench.lua list')
+  for name in out:gmatch('[^\n]+') do
+    runs[#runs + 1] = {name = name, lua = 'redis',
+                       cmd = 'lua5.4 bench/redis_bench.lua ' .. sh_quote(name)}
+  end
 end
 for _, lua in ipairs(luas) do
   local env = ('env LUA_PATH=%s LUA_CPATH=%s '):format(
@@ -210,6 +221,18 @@ local function baseline_of(name, lua)
   if ctopo and chint ~= 'unbounded' then
     return 'naive.' .. ctopo .. '.' .. chint, 'c'
   end
+  -- Cluster cases against redis-benchmark on the same server: one
+  -- connection against one client, the threaded cases against 4 clients;
+  -- a 2P/2C item is a push and a pop, so its baseline is the rate of
+  -- LPUSH+RPOP pairs (1 / (1/lpush + 1/rpop)).
+  local cmap = {
+    ['cluster.vector.push.1t'] = 'redis-benchmark lpush c1',
+    ['cluster.vector.pop.1t'] = 'redis-benchmark rpop c1',
+    ['cluster.vector.2p2c'] = 'redis-benchmark lpush+rpop c4',
+    ['cluster.counter.1t'] = 'redis-benchmark incr c1',
+    ['cluster.counter.2t'] = 'redis-benchmark incr c4',
+  }
+  if cmap[name] then return cmap[name], 'redis' end
   local map = {
     ['vector.pingpong'] = 'core.pingpong',
     ['core.pingpong'] = 'naive.pingpong',
@@ -233,10 +256,24 @@ end
 for _, rec in ipairs(records) do
   local b, blua = baseline_of(rec.name, rec.lua)
   if b then
-    rec.baseline = b .. (blua == 'c' and '' or '@' .. blua)
-    local base = by_key[b .. '@' .. blua]
-    if base and base.items_per_s and rec.items_per_s then
-      rec.ratio = rec.items_per_s / base.items_per_s
+    rec.baseline = b .. ((blua == 'c' or blua == 'redis') and '' or '@' .. blua)
+    -- "A+B cN": the rate of A then B, from the records "A cN" and "B cN".
+    local cmd, parts, clients = b:match('^(%S+ )(%S+%+%S+)( c%d+)$')
+    local rate
+    if parts then
+      local inv = 0
+      for part in parts:gmatch('[^+]+') do
+        local base = by_key[cmd .. part .. clients .. '@' .. blua]
+        if not (base and base.items_per_s) then inv = nil break end
+        inv = inv + 1 / base.items_per_s
+      end
+      rate = inv and 1 / inv
+    else
+      local base = by_key[b .. '@' .. blua]
+      rate = base and base.items_per_s
+    end
+    if rate and rec.items_per_s then
+      rec.ratio = rec.items_per_s / rate
     end
   end
 end
@@ -285,10 +322,10 @@ if load_start and load_start > 0.7 then
   print('  threaded figures (small size hints, ping-pong, 2P/2C) suffer most')
 end
 print()
-local fmt = '%-27s %-6s %8s %9s %11s %9s %10s  %-26s %7s  %s'
+local fmt = '%-27s %-6s %8s %9s %11s %9s %10s  %-29s %7s  %s'
 print(fmt:format('case', 'lua', 'items', 'median s', 'items/s', 'per item',
                  'spread', 'baseline', 'ratio', 'note'))
-print(('-'):rep(130))
+print(('-'):rep(133))
 local last_lua
 for _, rec in ipairs(records) do
   if last_lua and rec.lua ~= last_lua then print() end
