@@ -121,7 +121,9 @@ check-tsan:
 
 # ---- valgrind ------------------------------------------------------------
 
-VG_MAKE := $(MAKE) --no-print-directory B=build-vg OPT="-O1 -g"
+# Without the blob pool, so that memcheck sees every blob's malloc and free.
+VG_MAKE := $(MAKE) --no-print-directory B=build-vg OPT="-O1 -g" \
+           CFLAGS=-DTN_NO_BLOB_POOL
 
 check-valgrind:
 	$(VG_MAKE) build-vg/test/run module build-vg/examples/producer_consumer

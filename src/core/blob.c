@@ -2,11 +2,34 @@
 ** blob.c - immutable, reference-counted byte strings with the shared
 ** objects they refer to. One allocation holds the header, the reference
 ** array and the bytes.
+**
+** Small blobs (most values: numbers, short strings, small tables) come from
+** a pool of fixed-size chunks. A queue's blobs are made in the producer's
+** thread and freed in the consumer's, and malloc pays dearly for that
+** pattern (the chunk goes back to the producer's arena, under its lock).
+** The pool keeps a short free list per thread, touched without atomics, and
+** moves whole batches between threads through one mutex-protected list, so
+** the mutex is taken once per POOL_BATCH blobs. A thread's list joins the
+** shared one when the thread exits; the shared list is never handed back to
+** malloc (it is as large as the most small values ever in flight).
+**
+** Builds with AddressSanitizer, or with -DTN_NO_BLOB_POOL (the valgrind
+** build), use malloc for every blob, so that a use after free of a blob is
+** caught instead of landing in a recycled chunk.
 */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define TN_NO_BLOB_POOL 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TN_NO_BLOB_POOL 1
+#endif
+#endif
 
 struct tn_blob {
   atomic_long refs;
@@ -14,7 +37,98 @@ struct tn_blob {
   size_t nrefs;
   tn_object_t **objects;   /* points into this allocation */
   unsigned char *bytes;    /* points into this allocation */
+  bool pooled;             /* a chunk of the pool, not a malloc */
 };
+
+/* ---- the pool of small chunks ------------------------------------------- */
+
+#define POOL_CHUNK 128 /* bytes: the header, a few references, the bytes */
+
+#ifndef TN_NO_BLOB_POOL
+#define POOL_BATCH 32  /* chunks moved between threads at a time */
+
+typedef struct chunk {
+  struct chunk *next;  /* the next free chunk of the same list */
+  struct chunk *batch; /* in the shared list: the next batch */
+  int count;           /* in the shared list: chunks in this batch */
+} chunk_t;
+
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static chunk_t *pool_batches; /* batches of free chunks, from any thread */
+
+static _Thread_local chunk_t *local_chunks; /* this thread's free chunks */
+static _Thread_local int local_count;       /* exactly how many */
+static _Thread_local bool local_registered; /* handed over at thread exit */
+
+static pthread_key_t pool_key;
+static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
+
+/* Add the `count` chunks linked from `first` to the shared list. */
+static void pool_give(chunk_t *first, int count) {
+  first->count = count;
+  pthread_mutex_lock(&pool_lock);
+  first->batch = pool_batches;
+  pool_batches = first;
+  pthread_mutex_unlock(&pool_lock);
+}
+
+/* Thread exit: the thread's chunks join the shared list, whole. */
+static void pool_thread_exit(void *unused) {
+  (void)unused;
+  if (local_chunks != NULL) pool_give(local_chunks, local_count);
+  local_chunks = NULL;
+  local_count = 0;
+}
+
+static void pool_init(void) {
+  if (pthread_key_create(&pool_key, pool_thread_exit) != 0) abort();
+}
+
+/* Before a thread first keeps chunks: make sure its exit gives them back. */
+static void pool_register(void) {
+  local_registered = true;
+  pthread_once(&pool_once, pool_init);
+  pthread_setspecific(pool_key, &pool_key); /* any non-NULL value */
+}
+
+static void *chunk_get(void) {
+  if (local_chunks == NULL) {
+    pthread_mutex_lock(&pool_lock);
+    chunk_t *batch = pool_batches;
+    if (batch != NULL) pool_batches = batch->batch;
+    pthread_mutex_unlock(&pool_lock);
+    if (batch == NULL) return tn_malloc(POOL_CHUNK);
+    if (!local_registered) pool_register();
+    local_chunks = batch;
+    local_count = batch->count;
+  }
+  chunk_t *c = local_chunks;
+  local_chunks = c->next;
+  local_count--;
+  return c;
+}
+
+static void chunk_put(void *p) {
+  if (!local_registered) pool_register();
+  chunk_t *c = p;
+  c->next = local_chunks;
+  local_chunks = c;
+  if (++local_count < 2 * POOL_BATCH) return;
+  /* Keep one batch, give the other to whichever thread runs short. */
+  chunk_t *last = local_chunks;
+  for (int i = 1; i < POOL_BATCH; i++) last = last->next;
+  chunk_t *give = local_chunks;
+  local_chunks = last->next;
+  last->next = NULL;
+  local_count -= POOL_BATCH;
+  pool_give(give, POOL_BATCH);
+}
+#else
+static void *chunk_get(void) { return tn_malloc(POOL_CHUNK); }
+static void chunk_put(void *p) { tn_free(p); }
+#endif
+
+/* ---- blobs --------------------------------------------------------------- */
 
 tn_blob_t *tn_blob_new(const void *data, size_t len, tn_object_t *const *refs,
                        size_t nrefs) {
@@ -22,9 +136,15 @@ tn_blob_t *tn_blob_new(const void *data, size_t len, tn_object_t *const *refs,
   if (nrefs > (SIZE_MAX - sizeof(tn_blob_t)) / sizeof(tn_object_t *) ||
       len > SIZE_MAX - head)
     return NULL;
-  tn_blob_t *b = tn_malloc(head + len);
+  bool pooled = head + len <= POOL_CHUNK;
+  tn_blob_t *b;
+  if (pooled)
+    b = tn_fault_check() ? NULL : chunk_get();
+  else
+    b = tn_malloc(head + len);
   if (b == NULL) return NULL;
   atomic_init(&b->refs, 1);
+  b->pooled = pooled;
   b->size = len;
   b->nrefs = nrefs;
   b->objects = (tn_object_t **)(b + 1);
@@ -48,7 +168,10 @@ void tn_blob_release(tn_blob_t *b) {
   if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) != 1)
     return;
   for (size_t i = 0; i < b->nrefs; i++) tn_object_release(b->objects[i]);
-  tn_free(b);
+  if (b->pooled)
+    chunk_put(b);
+  else
+    tn_free(b);
 }
 
 const void *tn_blob_data(const tn_blob_t *b) { return b->bytes; }

@@ -18,6 +18,10 @@ void *tn_malloc(size_t size);
 void *tn_realloc(void *p, size_t size);
 void tn_free(void *p);
 
+/* True when tn_fault_alloc says this allocation must fail (for allocators
+** that do not go through tn_malloc, like the blob pool). */
+bool tn_fault_check(void);
+
 /* ---- locks and deadlines ------------------------------------------------ */
 
 /* A point in time on CLOCK_MONOTONIC; `forever` for TN_FOREVER. */
