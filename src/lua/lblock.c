@@ -92,7 +92,12 @@ static int l_thread_setup(lua_State *T) {
     lua_pushstring(T, s->cpath);
     lua_setfield(T, -2, "cpath");
   }
-  lua_pop(T, 1);
+  /* The C module is this very library: no need to search cpath for it
+  ** and dlopen it again in every thread. */
+  lua_getfield(T, -1, "preload");
+  lua_pushcfunction(T, luaopen_tunnel_core);
+  lua_setfield(T, -2, "tunnel.core");
+  lua_pop(T, 2); /* preload, package */
   lua_getglobal(T, "require");
   lua_pushliteral(T, "tunnel");
   lua_call(T, 1, 1);

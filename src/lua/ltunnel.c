@@ -232,7 +232,9 @@ void tn_l_newclass(lua_State *L, tn_type_t type, const char *name,
                    const luaL_Reg *methods, const luaL_Reg *meta) {
   luaL_newmetatable(L, name);
   int mt = lua_gettop(L);
-  lua_newtable(L);
+  int n = 0; /* sized once: every block thread builds every class */
+  while (methods != NULL && methods[n].name != NULL) n++;
+  lua_createtable(L, 0, n);
   int mtab = lua_gettop(L);
   lua_pushvalue(L, mtab); /* fill the methods table */
   set_closures(L, methods, mt, mtab);
@@ -285,8 +287,6 @@ static int l_clock(lua_State *L) {
   lua_pushnumber(L, (lua_Number)tn_clock());
   return 1;
 }
-
-int luaopen_tunnel_core(lua_State *L);
 
 int luaopen_tunnel_core(lua_State *L) {
   /* A state may load the module again (busted's insulation drops it from

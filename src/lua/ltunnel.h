@@ -165,6 +165,9 @@ tn_blob_t *tn_l_encode(lua_State *L, int first, int count,
 */
 int tn_l_decode(lua_State *L, const tn_blob_t *b, const char *method);
 
+/* The module's entry point (ltunnel.c); block threads preload it. */
+int luaopen_tunnel_core(lua_State *L);
+
 /*
 ** Classes: one open function per file, called by luaopen_tunnel_core with
 ** the module table on top of the stack; each sets its constructors there
