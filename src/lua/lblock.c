@@ -410,9 +410,13 @@ static int l_block_getresult(lua_State *L) {
   return push_result(L, b, id);
 }
 
+/* synchronize([timeout]): the last run's vectors once every queued job has
+** finished, or when the timeout runs out (then some status[i] are nil). */
 static int l_block_synchronize(lua_State *L) {
-  l_block_t *b = check_block(L, "tunnel.Block:synchronize");
-  if (b->block != NULL) tn_block_synchronize(b->block, TN_FOREVER);
+  const char *method = "tunnel.Block:synchronize";
+  l_block_t *b = check_block(L, method);
+  double timeout = tn_l_opttimeout(L, 2, method);
+  if (b->block != NULL) tn_block_synchronize(b->block, timeout);
   return push_result(L, b, b->nruns);
 }
 
