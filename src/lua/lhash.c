@@ -127,6 +127,15 @@ static int l_hash_sizeasync(lua_State *L) {
 
 /* ---- callbacks ------------------------------------------------------------ */
 
+static int hash_slot_get(const tn_l_slot_t *s, tn_blob_t **out,
+                         double timeout) {
+  return tn_map_get(s->self, s->key, s->len, out, timeout);
+}
+
+static int hash_slot_set(const tn_l_slot_t *s, tn_blob_t *b) {
+  return tn_map_set(s->self, s->key, s->len, b, NULL, TN_FOREVER);
+}
+
 /*
 ** read(key, callback) -> callback(value)'s results, as a reader of the
 ** callback lock; write(key, callback) -> true, new value, as its writer,
@@ -137,39 +146,16 @@ static int l_hash_sizeasync(lua_State *L) {
 static int hash_callback(lua_State *L, const char *method, int write,
                          double timeout) {
   tn_map_t *m = check_hash(L, method);
-  tn_object_t *o = TN_OBJECT(m);
   tn_l_key_t k;
   tn_l_checkkey(L, 2, &k, method, 1);
   tn_l_checkcallback(L, 3, method);
   lua_settop(L, 3);
-  int rc = write ? tn_object_write_lock(o, timeout)
-                 : tn_object_read_lock(o, timeout);
+  tn_l_slot_t slot = {hash_slot_get, hash_slot_set, m, k.data, k.len};
+  int n;
+  int rc = tn_l_callback(L, TN_OBJECT(m), &slot, write, timeout, method, &n);
   if (tn_l_waited(rc)) return tn_l_pushnils(L, 1);
   if (rc != TN_OK) return tn_l_coreerror(L, method, rc);
-  tn_l_callback_t ctx = {method, NULL, NULL, write};
-  rc = tn_map_get(m, k.data, k.len, &ctx.in, timeout);
-  int status = 0;
-  if (rc == TN_OK) {
-    lua_pushcfunction(L, tn_l_callback_body);
-    lua_pushlightuserdata(L, &ctx);
-    lua_pushvalue(L, 3);
-    status = lua_pcall(L, 2, write ? 1 : LUA_MULTRET, 0);
-    tn_blob_release(ctx.in);
-    if (status == 0 && write) {
-      /* The callback has run and its result must be stored: wait for the
-      ** shard (held only briefly by anyone), even for writeAsync. */
-      rc = tn_map_set(m, k.data, k.len, ctx.out, NULL, TN_FOREVER);
-      if (rc != TN_OK) tn_blob_release(ctx.out);
-    }
-  }
-  if (write)
-    tn_object_write_unlock(o);
-  else
-    tn_object_read_unlock(o);
-  if (status != 0) return lua_error(L); /* the callback's own error */
-  if (tn_l_waited(rc)) return tn_l_pushnils(L, 1);
-  if (rc != TN_OK) return tn_l_coreerror(L, method, rc);
-  if (!write) return lua_gettop(L) - 3;
+  if (!write) return n;
   lua_pushboolean(L, 1);
   lua_insert(L, -2); /* true, new value */
   return 2;

@@ -94,17 +94,61 @@ int tn_l_pushnils(lua_State *L, int count) {
   return count;
 }
 
-int tn_l_callback_body(lua_State *L) {
-  tn_l_callback_t *ctx = lua_touserdata(L, 1);
+/* What the protected body of a callback works on. */
+typedef struct callback_ctx {
+  const char *method;
+  tn_blob_t *in;  /* the value handed to the callback (borrowed) */
+  tn_blob_t *out; /* write: the callback's first result, encoded */
+  int write;
+} callback_ctx_t;
+
+/* Protected: (ctx, callback) -> callback(value)'s results. Decoding and
+** encoding may raise too, so they happen in here, under the pcall. */
+static int callback_body(lua_State *L) {
+  callback_ctx_t *ctx = lua_touserdata(L, 1);
   lua_remove(L, 1); /* the callback is on 1 now */
   int n = tn_l_decode(L, ctx->in, ctx->method);
-  if (!ctx->store) {
+  if (!ctx->write) {
     lua_call(L, n, LUA_MULTRET);
     return lua_gettop(L);
   }
   lua_call(L, n, 1);
   ctx->out = tn_l_encode(L, 1, 1, ctx->method);
   return 1;
+}
+
+int tn_l_callback(lua_State *L, tn_object_t *o, const tn_l_slot_t *slot,
+                  int write, double timeout, const char *method, int *nres) {
+  int top = lua_gettop(L);
+  int rc = write ? tn_object_write_lock(o, timeout)
+                 : tn_object_read_lock(o, timeout);
+  if (rc != TN_OK) return rc;
+  callback_ctx_t ctx = {method, NULL, NULL, write};
+  int status = 0;
+  rc = slot->get(slot, &ctx.in, timeout);
+  if (rc == TN_OK) {
+    lua_pushcfunction(L, callback_body);
+    lua_pushlightuserdata(L, &ctx);
+    lua_pushvalue(L, top);
+    status = lua_pcall(L, 2, write ? 1 : LUA_MULTRET, 0);
+    tn_blob_release(ctx.in);
+    if (status == 0 && write) {
+      /* The callback has run: its result is stored even by an Async twin
+      ** (`set` waits for the structure's mutex, which is held briefly). */
+      rc = slot->set(slot, ctx.out);
+      if (rc != TN_OK) {
+        tn_blob_release(ctx.out);
+        lua_settop(L, top);
+      }
+    }
+  }
+  if (write)
+    tn_object_write_unlock(o);
+  else
+    tn_object_read_unlock(o);
+  if (status != 0) return lua_error(L); /* the callback's own error */
+  *nres = rc == TN_OK ? lua_gettop(L) - top : 0;
+  return rc;
 }
 
 void tn_l_addquoted(luaL_Buffer *buf, const char *s, size_t len) {

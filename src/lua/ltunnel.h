@@ -91,20 +91,32 @@ static inline int tn_l_waited(int rc) {
 }
 
 /*
-** A read/write callback on one value, run under lua_pcall by
-** tn_l_callback_body with (lightuserdata ctx, callback) on the stack: it
-** decodes `in` (borrowed), calls the callback and returns its results; with
-** `store` it keeps only the first result and encodes it into `out`.
-** Decoding and encoding may raise too, so they happen under the pcall.
+** One value of a structure, as the read/write callbacks see it: `get`
+** gives a new reference to it (NULL: nil), `set` stores a blob there
+** (taking it on TN_OK). `self` and `key`/`len` are the callee's.
 */
-typedef struct tn_l_callback {
-  const char *method;
-  tn_blob_t *in;
-  tn_blob_t *out;
-  int store;
-} tn_l_callback_t;
+typedef struct tn_l_slot {
+  int (*get)(const struct tn_l_slot *s, tn_blob_t **out, double timeout);
+  int (*set)(const struct tn_l_slot *s, tn_blob_t *b);
+  void *self;
+  const void *key;
+  size_t len;
+} tn_l_slot_t;
 
-int tn_l_callback_body(lua_State *L);
+/*
+** The read/write protocol of Vector and Hash: with the callback at stack
+** index 3 (the top), take `o`'s callback lock (writer if `write`; TN_TRY
+** for an Async twin), get the slot's value, call callback(value) under
+** lua_pcall, and for a write store its first result in the slot; then
+** unlock. The callback runs outside every structure mutex, so it may use
+** any tunnel object. An error in it (or in decoding and encoding) releases
+** the lock and is raised again with the same value. Returns the core's
+** code: TN_OK with the callback's results pushed (a write: its first
+** result, `*nres` = 1), or a failure with nothing pushed and the callback
+** not run.
+*/
+int tn_l_callback(lua_State *L, tn_object_t *o, const tn_l_slot_t *slot,
+                  int write, double timeout, const char *method, int *nres);
 
 /* Add `s` to `buf` quoted like Lua 5.4's %q, the same on every version
 ** (for toString renderings). */

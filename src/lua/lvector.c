@@ -342,6 +342,21 @@ static int l_vector_isclosedasync(lua_State *L) {
 
 /* ---- callbacks ------------------------------------------------------------ */
 
+/* An index past the end holds nil, for a read and for a write's callback. */
+static int vector_slot_get(const tn_l_slot_t *s, tn_blob_t **out,
+                           double timeout) {
+  int rc = tn_deque_get(s->self, s->len, out, timeout);
+  if (rc == TN_ERANGE) {
+    *out = NULL;
+    rc = TN_OK;
+  }
+  return rc;
+}
+
+static int vector_slot_set(const tn_l_slot_t *s, tn_blob_t *b) {
+  return tn_deque_set(s->self, s->len, b, NULL, TN_FOREVER);
+}
+
 /*
 ** read(index, callback) -> callback(value)'s results, as a reader of the
 ** callback lock; write(index, callback) -> true, new value, as the writer,
@@ -352,44 +367,17 @@ static int l_vector_isclosedasync(lua_State *L) {
 static int vector_callback(lua_State *L, const char *method, int write,
                            double timeout) {
   tn_deque_t *d = check_vector(L, method);
-  tn_object_t *o = TN_OBJECT(d);
   size_t index = check_index(L, 2, method);
   tn_l_checkcallback(L, 3, method);
   lua_settop(L, 3);
-  int rc = write ? tn_object_write_lock(o, timeout)
-                 : tn_object_read_lock(o, timeout);
-  if (tn_l_waited(rc)) return tn_l_pushnils(L, 1);
-  if (rc != TN_OK) return tn_l_coreerror(L, method, rc);
-
-  tn_l_callback_t ctx = {method, NULL, NULL, write};
-  rc = tn_deque_get(d, index, &ctx.in, timeout);
-  if (rc == TN_ERANGE) { /* past the end: the callback sees nil */
-    ctx.in = NULL;
-    rc = TN_OK;
-  }
-  int status = 0;
-  if (rc == TN_OK) {
-    lua_pushcfunction(L, tn_l_callback_body);
-    lua_pushlightuserdata(L, &ctx);
-    lua_pushvalue(L, 3);
-    status = lua_pcall(L, 2, write ? 1 : LUA_MULTRET, 0);
-    tn_blob_release(ctx.in);
-    if (status == 0 && write) {
-      /* Under the callback lock the mutex wait is brief: no TN_TRY here,
-      ** the callback has run and its result must be stored. */
-      rc = tn_deque_set(d, index, ctx.out, NULL, TN_FOREVER);
-      if (rc != TN_OK) tn_blob_release(ctx.out);
-    }
-  }
-  if (write)
-    tn_object_write_unlock(o);
-  else
-    tn_object_read_unlock(o);
-  if (status != 0) return lua_error(L); /* the callback's own error */
+  /* The slot's key is unused; its `len` carries the 0-based index. */
+  tn_l_slot_t slot = {vector_slot_get, vector_slot_set, d, NULL, index};
+  int n;
+  int rc = tn_l_callback(L, TN_OBJECT(d), &slot, write, timeout, method, &n);
   if (tn_l_waited(rc)) return tn_l_pushnils(L, 1);
   if (rc == TN_ECLOSED) return closed_error(L, method);
   if (rc != TN_OK) return tn_l_coreerror(L, method, rc);
-  if (!write) return lua_gettop(L) - 3;
+  if (!write) return n;
   lua_pushboolean(L, 1);
   lua_insert(L, -2); /* true, new value */
   return 2;
