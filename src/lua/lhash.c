@@ -179,8 +179,9 @@ static int l_hash_writeasync(lua_State *L) {
 
 /* ---- snapshots: iterator, toString ---------------------------------------- */
 
-/* A snapshot being turned into Lua values; freed by the caller of the
-** protected body, whether it returned or raised. */
+/* A snapshot being turned into Lua values for toString, which needs the
+** entries in its own order; freed by the caller of the protected body,
+** whether it returned or raised. */
 typedef struct snapshot_ctx {
   const char *method;
   tn_map_entry_t *entries;
@@ -225,30 +226,12 @@ static void run_snapshot_body(lua_State *L, lua_CFunction body,
   if (status != 0) lua_error(L);
 }
 
-/* The iterator: upvalues are the {k, v, ...} table, its pair count and the
-** last pair given. */
-static int hash_next(lua_State *L) {
-  lua_Integer i = lua_tointeger(L, lua_upvalueindex(3)) + 1;
-  if (i > lua_tointeger(L, lua_upvalueindex(2))) return 0;
-  lua_pushinteger(L, i);
-  lua_replace(L, lua_upvalueindex(3));
-  lua_rawgeti(L, lua_upvalueindex(1), (int)(2 * i - 1));
-  lua_rawgeti(L, lua_upvalueindex(1), (int)(2 * i));
-  return 2;
-}
-
 /* iterator() -> a function yielding key, value over a snapshot (in no
 ** particular order); nil when Async would wait. */
 static int hash_iterator(lua_State *L, const char *method, double timeout) {
   tn_map_t *m = check_hash(L, method);
-  snapshot_ctx_t ctx = {method, NULL, 0};
-  if (take_snapshot(L, m, &ctx, timeout) != TN_OK)
-    return tn_l_pushnils(L, 1);
-  lua_Integer n = (lua_Integer)ctx.n;
-  run_snapshot_body(L, pairs_body, &ctx);
-  lua_pushinteger(L, n);
-  lua_pushinteger(L, 0);
-  lua_pushcclosure(L, hash_next, 3);
+  if (tn_l_pushmap(L, m, timeout, method) != TN_OK) return tn_l_pushnils(L, 1);
+  tn_l_pushmapiterator(L);
   return 1;
 }
 

@@ -1,6 +1,7 @@
 /*
-** lkey.c - map keys: the canonical bytes under which tunnel.Hash and shared
-** tables store a Lua key.
+** lkey.c - what tunnel.Hash and shared tables share: the canonical bytes
+** under which a map stores a Lua key, and snapshots of a map as plain Lua
+** tables.
 **
 ** Keys are strings, numbers or booleans, turned into byte strings that
 ** compare equal exactly when Lua's table keys do:
@@ -114,4 +115,54 @@ void tn_l_pushkey(lua_State *L, const void *data, size_t len) {
     return;
   }
   }
+}
+
+/* A snapshot being turned into a Lua table; freed by tn_l_pushmap whether
+** the protected body returned or raised. */
+typedef struct map_snapshot {
+  const char *method;
+  tn_map_entry_t *entries;
+  size_t n;
+} map_snapshot_t;
+
+/* Protected: (snapshot) -> a plain table of its keys and values. */
+static int map_snapshot_body(lua_State *L) {
+  map_snapshot_t *ms = lua_touserdata(L, 1);
+  lua_createtable(L, 0, ms->n > (size_t)INT32_MAX ? 0 : (int)ms->n);
+  for (size_t i = 0; i < ms->n; i++) {
+    tn_l_pushkey(L, ms->entries[i].key, ms->entries[i].len);
+    tn_l_pushblob(L, tn_blob_retain(ms->entries[i].value), ms->method);
+    lua_rawset(L, -3);
+  }
+  return 1;
+}
+
+int tn_l_pushmap(lua_State *L, tn_map_t *m, double timeout,
+                 const char *method) {
+  map_snapshot_t ms = {method, NULL, 0};
+  int rc = tn_map_snapshot(m, &ms.entries, &ms.n, timeout);
+  if (tn_l_waited(rc)) return rc;
+  if (rc != TN_OK) return tn_l_coreerror(L, method, rc);
+  lua_pushcfunction(L, map_snapshot_body);
+  lua_pushlightuserdata(L, &ms);
+  int status = lua_pcall(L, 1, 1, 0);
+  tn_map_entries_free(ms.entries, ms.n);
+  if (status != 0) lua_error(L);
+  return TN_OK;
+}
+
+/* The iterator over a tn_l_pushmap table: upvalue 1 the table, 2 the last
+** key given. Uses lua_next, not the global `next` (which a program may
+** have replaced). */
+static int map_next(lua_State *L) {
+  lua_pushvalue(L, lua_upvalueindex(2));
+  if (!lua_next(L, lua_upvalueindex(1))) return 0;
+  lua_pushvalue(L, -2);
+  lua_replace(L, lua_upvalueindex(2));
+  return 2;
+}
+
+void tn_l_pushmapiterator(lua_State *L) {
+  lua_pushnil(L);
+  lua_pushcclosure(L, map_next, 2);
 }

@@ -216,56 +216,12 @@ static int l_table_len(lua_State *L) {
   return 1;
 }
 
-/* A map snapshot being turned into a Lua table (freed by the caller). */
-typedef struct snapshot_ctx {
-  const char *method;
-  tn_map_entry_t *entries;
-  size_t n;
-} snapshot_ctx_t;
-
-/* Protected: (ctx) -> a plain table of the snapshot's keys and values. */
-static int snapshot_body(lua_State *L) {
-  snapshot_ctx_t *ctx = lua_touserdata(L, 1);
-  lua_createtable(L, 0, ctx->n > (size_t)INT32_MAX ? 0 : (int)ctx->n);
-  for (size_t i = 0; i < ctx->n; i++) {
-    tn_l_pushkey(L, ctx->entries[i].key, ctx->entries[i].len);
-    int k = tn_l_decode(L, ctx->entries[i].value, ctx->method);
-    if (k != 1) lua_settop(L, lua_gettop(L) - k + 1);
-    lua_rawset(L, -3);
-  }
-  return 1;
-}
-
-/* Push a plain table copy of the shared table `m` (shallow: nested shared
-** tables stay shared). The copy is built under pcall so that a decoding
-** error still frees the snapshot. */
-static void push_snapshot(lua_State *L, tn_map_t *m, const char *method) {
-  snapshot_ctx_t ctx = {method, NULL, 0};
-  int rc = tn_map_snapshot(m, &ctx.entries, &ctx.n, TN_FOREVER);
-  if (rc != TN_OK) tn_l_coreerror(L, method, rc);
-  lua_pushcfunction(L, snapshot_body);
-  lua_pushlightuserdata(L, &ctx);
-  int status = lua_pcall(L, 1, 1, 0);
-  tn_map_entries_free(ctx.entries, ctx.n);
-  if (status != 0) lua_error(L);
-}
-
-/* `next` over the snapshot copy, without trusting the global `next`. */
-static int snapshot_next(lua_State *L) {
-  lua_settop(L, 2);
-  if (lua_next(L, 1)) return 2;
-  lua_pushnil(L);
-  return 1;
-}
-
-/* pairs(t) on 5.2+: next, copy, nil. */
+/* pairs(t) on 5.2+: an iterator over a snapshot. */
 static int l_table_pairs(lua_State *L) {
   const char *method = TABLE ":__pairs";
-  tn_map_t *m = check_table(L, method);
-  lua_pushcfunction(L, snapshot_next);
-  push_snapshot(L, m, method);
-  lua_pushnil(L);
-  return 3;
+  tn_l_pushmap(L, check_table(L, method), TN_FOREVER, method);
+  tn_l_pushmapiterator(L);
+  return 1;
 }
 
 /* tunnel.snapshot(t) -> a plain table with t's keys and values at one
@@ -276,7 +232,7 @@ static int l_snapshot(lua_State *L) {
   if (o == NULL || tn_object_type(o) != TN_TYPE_TABLE)
     return tn_l_error(L, method, "argument must be a shared table (got %s)",
                       luaL_typename(L, 1));
-  push_snapshot(L, (tn_map_t *)o, method);
+  tn_l_pushmap(L, (tn_map_t *)o, TN_FOREVER, method);
   return 1;
 }
 

@@ -122,7 +122,7 @@ int tn_l_callback(lua_State *L, tn_object_t *o, const tn_l_slot_t *slot,
 ** (for toString renderings). */
 void tn_l_addquoted(luaL_Buffer *buf, const char *s, size_t len);
 
-/* ---- map keys (lkey.c): Hash and shared tables ------------------------- */
+/* ---- maps (lkey.c): keys and snapshots of Hash and shared tables ------- */
 
 /* The first byte of a key that is not a plain string (see lkey.c). */
 enum {
@@ -159,6 +159,19 @@ void tn_l_intkey(tn_l_key_t *k, int64_t i);
 
 /* Push the Lua value of an encoded key. */
 void tn_l_pushkey(lua_State *L, const void *data, size_t len);
+
+/*
+** Push a plain table with the keys and values of a snapshot of `m`
+** (shallow: shared objects inside stay shared) and return TN_OK; for an
+** Async that would wait (tn_l_waited), return the code with nothing
+** pushed. Other failures raise.
+*/
+int tn_l_pushmap(lua_State *L, tn_map_t *m, double timeout,
+                 const char *method);
+
+/* Replace the table on top with an iterator over it, yielding key, value
+** (for `for k, v in it do`). */
+void tn_l_pushmapiterator(lua_State *L);
 
 /* ---- the value codec (codec.c) ------------------------------------------ */
 
