@@ -5,7 +5,9 @@ local core = require('tunnel.core')
 
 local tunnel = {}
 for name, value in pairs(core) do
-  tunnel[name] = value
+  if name:sub(1, 1) ~= '_' then -- _names are test hooks, not the API
+    tunnel[name] = value
+  end
 end
 
 return tunnel

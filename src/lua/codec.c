@@ -214,7 +214,7 @@ static void grow(enc_t *e, size_t n) {
     cap *= 2;
   }
   unsigned char *p = realloc(t->bytes, cap);
-  if (p == NULL) enc_fail(e, "not enough memory");
+  if (p == NULL) enc_fail(e, tn_strerror(TN_ENOMEM));
   t->bytes = p;
   t->cap = cap;
 }
@@ -509,7 +509,7 @@ static void seen_add(enc_t *e, const void *p, size_t item, uint32_t up,
   if ((t->used + 1) * 2 > t->nslots) {
     size_t n = t->nslots < 64 ? 64 : t->nslots * 2;
     seen_slot_t *a = calloc(n, sizeof *a);
-    if (a == NULL) enc_fail(e, "not enough memory");
+    if (a == NULL) enc_fail(e, tn_strerror(TN_ENOMEM));
     for (size_t i = 0; i < t->nslots; i++) {
       seen_slot_t *s = &t->slots[i];
       if (s->gen != t->gen) continue;
@@ -678,7 +678,8 @@ static void encode_function(enc_t *e, int idx) {
   e->t->len += 7; /* p[2..6]: the length, a 5-byte varint, patched below */
   size_t start = e->t->len;
   lua_pushvalue(L, idx);
-  if (tn_dump(L, dump_writer, e->t) != 0) enc_fail(e, "not enough memory");
+  if (tn_dump(L, dump_writer, e->t) != 0)
+    enc_fail(e, tn_strerror(TN_ENOMEM));
   lua_pop(L, 1);
   size_t len = e->t->len - start;
   if (len >= ((size_t)1 << 35)) enc_fail(e, "function too large");
@@ -751,7 +752,7 @@ static void encode_value(enc_t *e, int idx) {
       if (t->nobjs == t->objcap) {
         size_t cap = t->objcap < 8 ? 8 : t->objcap * 2;
         tn_object_t **a = realloc(t->objs, cap * sizeof *a);
-        if (a == NULL) enc_fail(e, "not enough memory");
+        if (a == NULL) enc_fail(e, tn_strerror(TN_ENOMEM));
         t->objs = a;
         t->objcap = cap;
       }
@@ -771,7 +772,7 @@ static tn_blob_t *new_blob(lua_State *L, const void *p, size_t len,
                            tn_object_t *const *objs, size_t nobjs,
                            const char *method) {
   tn_blob_t *b = tn_blob_new(p, len, objs, nobjs);
-  if (b == NULL) tn_l_error(L, method, "not enough memory");
+  if (b == NULL) tn_l_coreerror(L, method, TN_ENOMEM);
   return b;
 }
 
@@ -837,7 +838,7 @@ tn_blob_t *tn_l_encode(lua_State *L, int first, int count, const char *method) {
     t->nslots = 0;
   }
   lua_settop(L, top); /* pop the name cache (and a scratch buffer) */
-  if (b == NULL) tn_l_error(L, method, "not enough memory");
+  if (b == NULL) tn_l_coreerror(L, method, TN_ENOMEM);
   return b;
 }
 

@@ -250,7 +250,7 @@ static int l_serializer_save(lua_State *L) {
   lua_pushlstring(L, (const char *)payload, len);
   lua_concat(L, 2);
   if (nrefs > 0) {
-    if (!park(token, h->blob)) tn_l_error(L, method, "not enough memory");
+    if (!park(token, h->blob)) tn_l_coreerror(L, method, TN_ENOMEM);
   } else {
     tn_blob_release(h->blob);
   }

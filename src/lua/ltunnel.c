@@ -332,6 +332,18 @@ static int l_clock(lua_State *L) {
   return 1;
 }
 
+/* tunnel.core._fault_alloc(n [, sticky]) -> allocations since the last
+** call: make the core's n-th allocation from now fail (0: off). For the
+** fault-injection specs only; not part of the API. */
+static int l_fault_alloc(lua_State *L) {
+  const char *method = "tunnel.core._fault_alloc";
+  lua_Integer n = tn_l_checkinteger(L, 1, method, "n");
+  if (n < 0) return tn_l_error(L, method, "n must be >= 0");
+  unsigned long made = tn_fault_alloc((unsigned long)n, lua_toboolean(L, 2));
+  lua_pushinteger(L, (lua_Integer)made);
+  return 1;
+}
+
 int luaopen_tunnel_core(lua_State *L) {
   /* A state may load the module again (busted's insulation drops it from
   ** package.loaded): keep the registry tables, so boxes made before stay
@@ -355,6 +367,8 @@ int luaopen_tunnel_core(lua_State *L) {
   lua_setfield(L, -2, "sleep");
   lua_pushcfunction(L, l_clock);
   lua_setfield(L, -2, "clock");
+  lua_pushcfunction(L, l_fault_alloc);
+  lua_setfield(L, -2, "_fault_alloc");
   lua_pushliteral(L, TN_VERSION);
   lua_setfield(L, -2, "version");
   tn_l_open_vector(L);
