@@ -13,9 +13,9 @@
 ** shared one when the thread exits; the shared list is never handed back to
 ** malloc (it is as large as the most small values ever in flight).
 **
-** Builds with AddressSanitizer, or with -DTN_NO_BLOB_POOL (the valgrind
-** build), use malloc for every blob, so that a use after free of a blob is
-** caught instead of landing in a recycled chunk.
+** Builds with AddressSanitizer, or with TN_MEMCHECK (the valgrind build),
+** use malloc for every blob, so that a use after free of a blob is caught
+** instead of landing in a recycled chunk.
 */
 #include <pthread.h>
 #include <stdlib.h>
@@ -23,7 +23,7 @@
 
 #include "internal.h"
 
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(TN_MEMCHECK) || defined(__SANITIZE_ADDRESS__)
 #define TN_NO_BLOB_POOL 1
 #elif defined(__has_feature)
 #if __has_feature(address_sanitizer)

@@ -131,9 +131,14 @@ bool tn_deadline_passed(const tn_deadline_t *d) {
 ** wait is usually shorter than a futex round trip (measured: a 1P/1C
 ** hand-off 15-20% faster). */
 void tn_mutex_init(pthread_mutex_t *m) {
+#ifdef TN_MEMCHECK
+  int kind = PTHREAD_MUTEX_NORMAL;
+#else
+  int kind = PTHREAD_MUTEX_ADAPTIVE_NP;
+#endif
   pthread_mutexattr_t attr;
   if (pthread_mutexattr_init(&attr) != 0 ||
-      pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ADAPTIVE_NP) != 0 ||
+      pthread_mutexattr_settype(&attr, kind) != 0 ||
       pthread_mutex_init(m, &attr) != 0)
     abort();
   pthread_mutexattr_destroy(&attr);
@@ -174,6 +179,9 @@ int tn_cond_wait_until(pthread_cond_t *c, pthread_mutex_t *m,
 static long cpus_online = -1;
 
 bool tn_spin_worthwhile(void) {
+#ifdef TN_MEMCHECK
+  return false;
+#endif
   /* A benign race: every thread computes the same value. */
   long n = __atomic_load_n(&cpus_online, __ATOMIC_RELAXED);
   if (n < 0) {
