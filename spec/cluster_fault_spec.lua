@@ -48,9 +48,10 @@ end
 
 describe_faults('tunnel.Cluster faults', function()
   local c, serial = nil, 0
+  local run = dofile('spec/support/unique.lua')()
   local function name(what)
     serial = serial + 1
-    return ('%s-%d-%d'):format(what, os.time(), serial)
+    return ('%s-%s-%d'):format(what, run, serial)
   end
 
   setup(function()

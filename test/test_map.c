@@ -182,7 +182,7 @@ TEST(map_snapshot,
   CHECK_INT(n, 0);
   tn_map_entries_free(e, n);
 
-  char k[16];
+  char k[32];
   for (long i = 0; i < 100; i++) {
     snprintf(k, sizeof k, "%03ld", i);
     set_long(m, k, i * 7);
@@ -390,7 +390,7 @@ TEST(map_fault_leaves_map,
   tn_fault_alloc(0, 0);
 
   m = new_map();
-  char k[16];
+  char k[32];
   for (long i = 0; i < 40; i++) {
     snprintf(k, sizeof k, "k%ld", i);
     set_long(m, k, i);

@@ -27,7 +27,7 @@ local url = os.getenv('TUNNEL_REDIS_URL')
 if url and url ~= '' then
   local cluster = tunnel.Cluster(url, {prefix = 'tunnel-spec:', timeout = 5})
   local serial = 0
-  local run = tostring(os.time()) .. '-' .. tostring(math.random(1e9))
+  local run = dofile('spec/support/unique.lua')()
   local function fresh(what)
     serial = serial + 1
     return what .. '-' .. run .. '-' .. serial
