@@ -362,8 +362,7 @@ static int l_block_run(lua_State *L) {
   lua_createtable(L, 2, 0);
   for (int i = 1; i <= 2; i++) {
     tn_deque_t *d = new_result_vector(L, b->size, job);
-    tn_l_pushobject(L, TN_OBJECT(d));
-    tn_object_release(TN_OBJECT(d));
+    tn_l_pushnew(L, TN_OBJECT(d));
     lua_rawseti(L, -2, i);
   }
   block_run_t *run = malloc(sizeof *run);

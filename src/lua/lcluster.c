@@ -52,8 +52,7 @@ static const char *check_name(lua_State *L, const char *method) {
 
 /* Push the new object's box and drop the constructor's reference. */
 static int push_new(lua_State *L, tn_object_t *o) {
-  tn_l_pushobject(L, o);
-  tn_object_release(o);
+  tn_l_pushnew(L, o);
   return 1;
 }
 

@@ -31,8 +31,7 @@ static int l_counter_new(lua_State *L) {
   tn_counter_t *c;
   int rc = tn_counter_new(value, &c);
   if (rc != TN_OK) return tn_l_coreerror(L, COUNTER, rc);
-  tn_l_pushobject(L, TN_OBJECT(c)); /* the box takes its own reference */
-  tn_object_release(TN_OBJECT(c));
+  tn_l_pushnew(L, TN_OBJECT(c));
   return 1;
 }
 

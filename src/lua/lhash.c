@@ -48,8 +48,7 @@ static int l_hash_new(lua_State *L) {
   tn_map_t *m;
   int rc = tn_map_new(TN_TYPE_HASH, &m);
   if (rc != TN_OK) return tn_l_coreerror(L, HASH, rc);
-  tn_l_pushobject(L, TN_OBJECT(m)); /* the box takes its own reference */
-  tn_object_release(TN_OBJECT(m));
+  tn_l_pushnew(L, TN_OBJECT(m));
   return 1;
 }
 

@@ -99,8 +99,7 @@ static int plural_new(lua_State *L, const char *method) {
   tn_deque_t *d;
   int rc = tn_deque_new_as(TN_TYPE_PLURAL, TN_UNBOUNDED, &d);
   if (rc != TN_OK) return tn_l_coreerror(L, method, rc);
-  tn_l_pushobject(L, TN_OBJECT(d)); /* the box takes its own reference */
-  tn_object_release(TN_OBJECT(d));
+  tn_l_pushnew(L, TN_OBJECT(d));
   int box = lua_gettop(L);
   luaL_checkstack(L, nargs + 2, "too many constructor arguments");
   for (lua_Integer i = 1; i <= size; i++) {

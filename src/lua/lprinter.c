@@ -26,8 +26,7 @@ static int l_printer_new(lua_State *L) {
   tn_printer_t *p;
   int rc = tn_printer_new(NULL, &p);
   if (rc != TN_OK) return tn_l_coreerror(L, PRINTER, rc);
-  tn_l_pushobject(L, TN_OBJECT(p)); /* the box takes its own reference */
-  tn_object_release(TN_OBJECT(p));
+  tn_l_pushnew(L, TN_OBJECT(p));
   return 1;
 }
 

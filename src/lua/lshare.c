@@ -82,8 +82,7 @@ static void push_converted(lua_State *L, int idx, int seen, const char *method,
   tn_map_t *m;
   int rc = tn_map_new(TN_TYPE_TABLE, &m);
   if (rc != TN_OK) tn_l_coreerror(L, method, rc);
-  tn_l_pushobject(L, TN_OBJECT(m)); /* the box takes its own reference */
-  tn_object_release(TN_OBJECT(m));
+  tn_l_pushnew(L, TN_OBJECT(m));
   int box = lua_gettop(L);
   lua_pushvalue(L, idx);
   lua_pushvalue(L, box);
@@ -255,8 +254,7 @@ static int cell_new(lua_State *L, tn_type_t type, const char *method) {
     tn_blob_release(b);
     return tn_l_coreerror(L, method, rc);
   }
-  tn_l_pushobject(L, TN_OBJECT(c)); /* the box takes its own reference */
-  tn_object_release(TN_OBJECT(c));
+  tn_l_pushnew(L, TN_OBJECT(c));
   return 1;
 }
 

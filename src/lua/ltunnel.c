@@ -226,6 +226,11 @@ void tn_l_pushobject(lua_State *L, tn_object_t *o) {
   lua_remove(L, -2); /* pop cache */
 }
 
+void tn_l_pushnew(lua_State *L, tn_object_t *o) {
+  tn_l_pushobject(L, o); /* the box takes its own reference */
+  tn_object_release(o);
+}
+
 tn_object_t *tn_l_toobject(lua_State *L, int idx) {
   tn_box_t *box = lua_touserdata(L, idx);
   if (box == NULL || lua_islightuserdata(L, idx) || !lua_getmetatable(L, idx))

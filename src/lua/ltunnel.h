@@ -36,6 +36,10 @@ void tn_l_newclass(lua_State *L, tn_type_t type, const char *name,
 ** none). */
 void tn_l_pushobject(lua_State *L, tn_object_t *o);
 
+/* Push the box of a new object, handing it the creator's reference (a
+** constructor's last step). */
+void tn_l_pushnew(lua_State *L, tn_object_t *o);
+
 /* The object boxed at `idx`, or NULL if that is not a tunnel object. */
 tn_object_t *tn_l_toobject(lua_State *L, int idx);
 

@@ -94,8 +94,7 @@ static int l_vector_new(lua_State *L) {
   tn_deque_t *d;
   int rc = tn_deque_new(hint, &d);
   if (rc != TN_OK) return tn_l_coreerror(L, VECTOR, rc);
-  tn_l_pushobject(L, TN_OBJECT(d)); /* the box takes its own reference */
-  tn_object_release(TN_OBJECT(d));
+  tn_l_pushnew(L, TN_OBJECT(d));
   return 1;
 }
 
