@@ -7,6 +7,7 @@
 **   registry["tunnel.boxes"]  weak-valued: lightuserdata(object) -> box
 **   registry["tunnel.types"]  type number -> metatable
 */
+#include <dlfcn.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -349,7 +350,20 @@ static int l_fault_alloc(lua_State *L) {
   return 1;
 }
 
+/*
+** lua_close unloads C modules (dlclose), but threads of ours can outlive
+** the state that loaded the module: the cluster's lease-renewal thread,
+** and block threads of other states. Pin the library so its code is never
+** unmapped under them (the handle is kept on purpose).
+*/
+static void pin_library(void) {
+  Dl_info info;
+  if (dladdr((void *)pin_library, &info) != 0 && info.dli_fname != NULL)
+    (void)dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+}
+
 int luaopen_tunnel_core(lua_State *L) {
+  pin_library();
   /* A state may load the module again (busted's insulation drops it from
   ** package.loaded): keep the registry tables, so boxes made before stay
   ** valid, and let the codec see the new module tables. */
