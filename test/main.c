@@ -42,6 +42,15 @@ void test_fail(const char *file, int line, const char *fmt, ...) {
   atomic_fetch_add(&failures, 1);
 }
 
+void *test_hold_mutex(void *holder) {
+  test_holder_t *h = holder;
+  pthread_mutex_lock(h->mutex);
+  atomic_store(&h->held, 1);
+  while (!atomic_load(&h->release)) tn_sleep(0.001);
+  pthread_mutex_unlock(h->mutex);
+  return NULL;
+}
+
 double test_now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);

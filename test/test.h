@@ -14,6 +14,8 @@
 #define TN_TEST_H
 
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -70,8 +72,15 @@ static inline long long_of(const tn_blob_t *b) {
   return v;
 }
 
+/* A thread that holds `mutex` until told to let go: set `release`; `held`
+** says it has it. For tests of TN_TRY on a busy lock. */
+typedef struct test_holder {
+  pthread_mutex_t *mutex;
+  atomic_int held, release;
+} test_holder_t;
+void *test_hold_mutex(void *holder);
+
 /* Run fn(arg) on a new thread / join it (abort on failure: not a test). */
-#include <pthread.h>
 #include <stdlib.h>
 static inline pthread_t test_spawn(void *(*fn)(void *), void *arg) {
   pthread_t t;

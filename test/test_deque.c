@@ -368,26 +368,12 @@ struct deque_prefix {
   pthread_mutex_t mutex;
 };
 
-typedef struct holder {
-  pthread_mutex_t *mutex;
-  atomic_int held, release;
-} holder_t;
-
-static void *hold_mutex(void *p) {
-  holder_t *h = p;
-  pthread_mutex_lock(h->mutex);
-  atomic_store(&h->held, 1);
-  while (!atomic_load(&h->release)) tn_sleep(0.001);
-  pthread_mutex_unlock(h->mutex);
-  return NULL;
-}
-
 TEST(deque_try_never_waits_for_lock,
      "TN_TRY returns TN_EAGAIN while another thread holds the deque's lock") {
   tn_deque_t *d = new_deque(TN_UNBOUNDED);
   tn_deque_push_back(d, blob_long(1), 0);
-  holder_t h = {&((struct deque_prefix *)d)->mutex, 0, 0};
-  pthread_t t = test_spawn(hold_mutex, &h);
+  test_holder_t h = {&((struct deque_prefix *)d)->mutex, 0, 0};
+  pthread_t t = test_spawn(test_hold_mutex, &h);
   while (!atomic_load(&h.held)) tn_sleep(0.001);
   tn_blob_t *x = blob_long(2), *b = NULL, **items = NULL;
   size_t n;

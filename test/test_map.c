@@ -211,20 +211,6 @@ TEST(map_snapshot,
 }
 
 /* A thread that holds a mutex until told to let go. */
-typedef struct holder {
-  pthread_mutex_t *mutex;
-  atomic_int held, release;
-} holder_t;
-
-static void *hold_mutex(void *p) {
-  holder_t *h = p;
-  pthread_mutex_lock(h->mutex);
-  atomic_store(&h->held, 1);
-  while (!atomic_load(&h->release)) tn_sleep(0.001);
-  pthread_mutex_unlock(h->mutex);
-  return NULL;
-}
-
 TEST(map_try_on_held_shard,
      "with a key's shard held by another thread, TN_TRY gets, sets and "
      "snapshots return TN_EAGAIN and change nothing; other shards still "
@@ -240,8 +226,8 @@ TEST(map_try_on_held_shard,
   }
   set_long(m, other, 2);
 
-  holder_t h = {busy, 0, 0};
-  pthread_t t = test_spawn(hold_mutex, &h);
+  test_holder_t h = {busy, 0, 0};
+  pthread_t t = test_spawn(test_hold_mutex, &h);
   while (!atomic_load(&h.held)) tn_sleep(0.001);
 
   tn_blob_t *b = (tn_blob_t *)1;
