@@ -241,8 +241,10 @@ static void set_shortcut(lua_State *L, const char *name, const char *cls) {
   lua_setfield(L, -2, name);
 }
 
+static const tn_l_class_t plural_class = {TN_TYPE_PLURAL, PLURAL, plural_methods, plural_meta};
+
 void tn_l_open_plural(lua_State *L) {
-  tn_l_newclass(L, TN_TYPE_PLURAL, PLURAL, plural_methods, plural_meta);
+  tn_l_newclass(L, &plural_class);
   lua_pushcfunction(L, l_plural_new);
   lua_setfield(L, -2, "Plural");
   set_shortcut(L, "Vectors", "Vector");

@@ -146,8 +146,10 @@ static const luaL_Reg printer_methods[] = {
 static const luaL_Reg printer_meta[] = {{"__call", l_printer_print},
                                         {NULL, NULL}};
 
+static const tn_l_class_t printer_class = {TN_TYPE_PRINTER, PRINTER, printer_methods, printer_meta};
+
 void tn_l_open_printer(lua_State *L) {
-  tn_l_newclass(L, TN_TYPE_PRINTER, PRINTER, printer_methods, printer_meta);
+  tn_l_newclass(L, &printer_class);
   lua_pushcfunction(L, l_printer_new);
   lua_setfield(L, -2, "Printer");
 }

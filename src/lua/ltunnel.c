@@ -8,6 +8,7 @@
 **   registry["tunnel.types"]  type number -> metatable
 */
 #include <dlfcn.h>
+#include <pthread.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -202,6 +203,8 @@ static int l_box_tostring(lua_State *L) {
   return 1;
 }
 
+static void push_class(lua_State *L, tn_type_t type);
+
 void tn_l_pushobject(lua_State *L, tn_object_t *o) {
   lua_getfield(L, LUA_REGISTRYINDEX, BOXES_KEY); /* push cache */
   lua_pushlightuserdata(L, o);
@@ -214,12 +217,10 @@ void tn_l_pushobject(lua_State *L, tn_object_t *o) {
   lua_pop(L, 1);
   box = tn_newuserdata(L, sizeof(tn_box_t));
   box->object = NULL;
-  lua_getfield(L, LUA_REGISTRYINDEX, TYPES_KEY);
-  lua_rawgeti(L, -1, (int)tn_object_type(o));
+  push_class(L, tn_object_type(o));
   if (lua_isnil(L, -1))
     luaL_error(L, "tunnel: object of unknown type %d", (int)tn_object_type(o));
-  lua_setmetatable(L, -3);
-  lua_pop(L, 1); /* pop types */
+  lua_setmetatable(L, -2);
   box->object = tn_object_retain(o);
   lua_pushlightuserdata(L, o);
   lua_pushvalue(L, -2);
@@ -278,8 +279,11 @@ static void set_closures(lua_State *L, const luaL_Reg *l, int mt, int methods) {
   }
 }
 
-void tn_l_newclass(lua_State *L, tn_type_t type, const char *name,
-                   const luaL_Reg *methods, const luaL_Reg *meta) {
+/* Build the metatable of class `c` and file it in the types table. */
+static void build_class(lua_State *L, const tn_l_class_t *c) {
+  tn_type_t type = c->type;
+  const char *name = c->name;
+  const luaL_Reg *methods = c->methods, *meta = c->meta;
   luaL_newmetatable(L, name);
   int mt = lua_gettop(L);
   int n = 0; /* sized once: every block thread builds every class */
@@ -323,6 +327,35 @@ void tn_l_newclass(lua_State *L, tn_type_t type, const char *name,
   lua_pop(L, 3); /* types, methods, metatable */
 }
 
+/*
+** Classes are built lazily: every block thread loads the module, and
+** building all of them (a few hundred closures) cost a third of a thread's
+** start-up, for classes most jobs never see. Until then the types table
+** holds the class description, as a light userdata.
+*/
+void tn_l_newclass(lua_State *L, const tn_l_class_t *c) {
+  lua_getfield(L, LUA_REGISTRYINDEX, TYPES_KEY);
+  lua_rawgeti(L, -1, (int)c->type);
+  if (lua_isnil(L, -1)) { /* a module loaded again keeps what it built */
+    lua_pushlightuserdata(L, (void *)c);
+    lua_rawseti(L, -3, (int)c->type);
+  }
+  lua_pop(L, 2);
+}
+
+/* Push the metatable of `type` (nil if unknown), building it on first use. */
+static void push_class(lua_State *L, tn_type_t type) {
+  lua_getfield(L, LUA_REGISTRYINDEX, TYPES_KEY);
+  lua_rawgeti(L, -1, (int)type);
+  if (lua_islightuserdata(L, -1)) {
+    const tn_l_class_t *c = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    build_class(L, c);
+    lua_rawgeti(L, -1, (int)type);
+  }
+  lua_remove(L, -2); /* types */
+}
+
 /* ---- the module ---------------------------------------------------------- */
 
 static int l_sleep(lua_State *L) {
@@ -356,10 +389,17 @@ static int l_fault_alloc(lua_State *L) {
 ** and block threads of other states. Pin the library so its code is never
 ** unmapped under them (the handle is kept on purpose).
 */
-static void pin_library(void) {
+static void pin_library_once(void) {
   Dl_info info;
-  if (dladdr((void *)pin_library, &info) != 0 && info.dli_fname != NULL)
+  if (dladdr((void *)pin_library_once, &info) != 0 && info.dli_fname != NULL)
     (void)dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+}
+
+/* Once per process: every block thread opens the module, and dlopen takes
+** the loader's lock. */
+static void pin_library(void) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, pin_library_once);
 }
 
 int luaopen_tunnel_core(lua_State *L) {

@@ -21,16 +21,24 @@ typedef struct tn_box {
 } tn_box_t;
 
 /*
-** Create the metatable `name` ("tunnel.Vector") for objects of `type`:
-** `meta` holds metamethods, `methods` the methods. Every one of those
-** functions gets two upvalues: 1 the metatable (what tn_l_checkobject
-** compares with), 2 the methods table (for a custom __index). __index is the
-** methods table unless `meta` has its own. __gc, __eq and a __tostring
-** ("tunnel.Vector: 0x...") are added where `meta` has none. The metatable's
-** __name is `name`. Leaves the stack as it was.
+** A class of boxed objects: the metatable `name` ("tunnel.Vector") for
+** objects of `type`, with the metamethods `meta` and the methods `methods`.
+** Every one of those functions gets two upvalues: 1 the metatable (what
+** tn_l_checkobject compares with), 2 the methods table (for a custom
+** __index). __index is the methods table unless `meta` has its own. __gc,
+** __eq and a __tostring ("tunnel.Vector: 0x...") are added where `meta` has
+** none. The metatable's __name is `name`.
 */
-void tn_l_newclass(lua_State *L, tn_type_t type, const char *name,
-                   const luaL_Reg *methods, const luaL_Reg *meta);
+typedef struct tn_l_class {
+  tn_type_t type;
+  const char *name;
+  const luaL_Reg *methods;
+  const luaL_Reg *meta;
+} tn_l_class_t;
+
+/* Register class `c` (static: the state keeps the pointer). Its metatable
+** is built the first time an object of its type is pushed. */
+void tn_l_newclass(lua_State *L, const tn_l_class_t *c);
 
 /* Push the box of `o` (creating it, with a new reference, if the state has
 ** none). */

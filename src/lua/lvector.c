@@ -707,8 +707,10 @@ static const luaL_Reg vector_meta[] = {{"__len", l_vector_len},
                                        {"__ipairs", l_vector_pairs},
                                        {NULL, NULL}};
 
+static const tn_l_class_t vector_class = {TN_TYPE_DEQUE, VECTOR, vector_methods, vector_meta};
+
 void tn_l_open_vector(lua_State *L) {
-  tn_l_newclass(L, TN_TYPE_DEQUE, VECTOR, vector_methods, vector_meta);
+  tn_l_newclass(L, &vector_class);
   /* table.sort as the state has it now: users may shadow `table` later. */
   lua_getglobal(L, "table");
   if (lua_istable(L, -1))
