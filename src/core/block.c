@@ -12,12 +12,24 @@
 ** only when it sleeps. A block-wide count of unfinished jobs, with its own
 ** condition variable, serves tn_block_synchronize.
 **
+** Waiting. A wake-up from sleep costs ~20 us in a VM, as much as a short
+** job, so every wait first spins briefly (tn_spin_until) on an atomic copy
+** of what it waits for: a thread that finished a job, for the next one or
+** terminate; synchronize, for the last job to finish; tn_block_new, for the
+** threads' start when they and the caller have a CPU each. The condition
+** is then re-checked under the mutex, and the thread sleeps if it must.
+**
 ** Caveats: a job must not call tn_block_terminate, tn_block_free or
 ** tn_block_synchronize on its own block (it would wait for itself).
 */
 #include <stdlib.h>
 
 #include "internal.h"
+
+/* Spins before sleeping (nanoseconds): a job or synchronize, about one
+** wake-up; a start, the time to build a Lua state in a new thread. */
+#define BLOCK_SPIN_NS 20000L
+#define BLOCK_START_SPIN_NS 200000L
 
 typedef struct block_run block_run_t;
 
@@ -41,6 +53,8 @@ typedef struct block_worker {
   pthread_t thread;
   pthread_cond_t wake;   /* a job arrived, or terminate */
   block_job_t *head, *tail;
+  atomic_long posted;    /* bumped (under the mutex) by a run and by
+                            terminate: what an idle thread spins on */
   bool sleeping;         /* waiting on `wake` (under the block mutex) */
   bool started;          /* its start hook succeeded */
   void *ctx;
@@ -54,9 +68,11 @@ struct tn_block {
   pthread_cond_t ready;   /* a thread reported its start */
   pthread_cond_t idle;    /* pending dropped to 0 */
   pthread_cond_t joined;  /* a terminate finished joining */
-  int reported;           /* threads that ran their start hook */
+  atomic_int reported;    /* threads that ran their start hook (changed
+                             under the mutex, spun on without it) */
   int start_failures;     /* ... and how many of them failed */
-  long pending;           /* jobs queued or running, all threads */
+  atomic_long pending;    /* jobs queued or running, all threads (changed
+                             under the mutex, spun on without it) */
   int sync_waiters;       /* threads asleep on `idle` */
   bool terminating;       /* no more runs; threads drain and stop */
   bool joining;           /* a terminate is joining the threads */
@@ -73,6 +89,33 @@ static void job_finish(block_run_t *run) {
   }
 }
 
+/* Spin predicates. */
+typedef struct posted_since {
+  block_worker_t *w;
+  long seen;
+} posted_since_t;
+
+static bool posted_changed(void *p) {
+  posted_since_t *s = p;
+  return atomic_load_explicit(&s->w->posted, memory_order_relaxed) != s->seen;
+}
+
+static bool no_pending(void *p) {
+  tn_block_t *b = p;
+  return atomic_load_explicit(&b->pending, memory_order_relaxed) == 0;
+}
+
+typedef struct reported_all {
+  tn_block_t *b;
+  int want;
+} reported_all_t;
+
+static bool all_reported(void *p) {
+  reported_all_t *r = p;
+  return atomic_load_explicit(&r->b->reported, memory_order_relaxed) >=
+         r->want;
+}
+
 static void *worker_main(void *p) {
   block_worker_t *w = p;
   tn_block_t *b = w->block;
@@ -84,7 +127,7 @@ static void *worker_main(void *p) {
   pthread_mutex_lock(&b->mutex);
   w->ctx = ctx;
   w->started = rc == 0;
-  b->reported++;
+  atomic_fetch_add_explicit(&b->reported, 1, memory_order_relaxed);
   if (rc != 0) b->start_failures++;
   pthread_cond_signal(&b->ready);
   if (rc != 0) {
@@ -92,6 +135,13 @@ static void *worker_main(void *p) {
     return NULL;
   }
   for (;;) {
+    if (w->head == NULL && !b->terminating) {
+      posted_since_t since = {w, atomic_load_explicit(&w->posted,
+                                                      memory_order_relaxed)};
+      pthread_mutex_unlock(&b->mutex);
+      tn_spin_until(posted_changed, &since, BLOCK_SPIN_NS);
+      pthread_mutex_lock(&b->mutex);
+    }
     /* Re-check under the mutex: wake-ups may be spurious, and terminate
     ** wakes us with jobs possibly still queued (they run first). */
     while (w->head == NULL && !b->terminating) {
@@ -111,7 +161,8 @@ static void *worker_main(void *p) {
 
     pthread_mutex_lock(&b->mutex);
     /* Counted down after release ran, so synchronize covers it too. */
-    if (--b->pending == 0 && b->sync_waiters > 0)
+    if (atomic_fetch_sub_explicit(&b->pending, 1, memory_order_relaxed) == 1 &&
+        b->sync_waiters > 0)
       pthread_cond_broadcast(&b->idle);
   }
   pthread_mutex_unlock(&b->mutex);
@@ -122,8 +173,10 @@ static void *worker_main(void *p) {
 
 /* Tell every sleeping thread to look at its queue and the flags. Mutex held. */
 static void wake_all(tn_block_t *b) {
-  for (int i = 0; i < b->size; i++)
+  for (int i = 0; i < b->size; i++) {
+    atomic_fetch_add_explicit(&b->workers[i].posted, 1, memory_order_relaxed);
     if (b->workers[i].sleeping) pthread_cond_signal(&b->workers[i].wake);
+  }
 }
 
 static void block_destroy(tn_block_t *b) {
@@ -163,9 +216,9 @@ int tn_block_new(int size, const tn_block_hooks_t *hooks, void *userdata,
   tn_cond_init(&b->ready);
   tn_cond_init(&b->idle);
   tn_cond_init(&b->joined);
-  b->reported = 0;
+  atomic_init(&b->reported, 0);
   b->start_failures = 0;
-  b->pending = 0;
+  atomic_init(&b->pending, 0);
   b->sync_waiters = 0;
   b->terminating = false;
   b->joining = false;
@@ -176,6 +229,7 @@ int tn_block_new(int size, const tn_block_hooks_t *hooks, void *userdata,
     w->index = i + 1;
     tn_cond_init(&w->wake);
     w->head = w->tail = NULL;
+    atomic_init(&w->posted, 0);
     w->sleeping = false;
     w->started = false;
     w->ctx = NULL;
@@ -189,9 +243,16 @@ int tn_block_new(int size, const tn_block_hooks_t *hooks, void *userdata,
       break;
     }
   }
+  /* Spin only if the threads and this one have a CPU each: otherwise the
+  ** spin takes the CPU a thread needs to start. */
+  if (created < tn_cpu_count()) {
+    reported_all_t all = {b, created};
+    tn_spin_until(all_reported, &all, BLOCK_START_SPIN_NS);
+  }
   pthread_mutex_lock(&b->mutex);
   /* Re-check under the mutex: several threads may report per wake-up. */
-  while (b->reported < created) pthread_cond_wait(&b->ready, &b->mutex);
+  while (atomic_load_explicit(&b->reported, memory_order_relaxed) < created)
+    pthread_cond_wait(&b->ready, &b->mutex);
   if (rc == TN_OK && b->start_failures > 0) rc = TN_EINIT;
   if (rc != TN_OK) {
     b->terminating = true;
@@ -247,18 +308,20 @@ int tn_block_run(tn_block_t *b, tn_job_fn fn, void *arg,
     else
       w->head = job;
     w->tail = job;
+    atomic_fetch_add_explicit(&w->posted, 1, memory_order_relaxed);
     if (w->sleeping) pthread_cond_signal(&w->wake);
   }
-  b->pending += b->size;
+  atomic_fetch_add_explicit(&b->pending, b->size, memory_order_relaxed);
   pthread_mutex_unlock(&b->mutex);
   return TN_OK;
 }
 
 /* Wait until no job is queued or running. TN_OK, TN_ETIMEDOUT, TN_EAGAIN. */
 int tn_block_synchronize(tn_block_t *b, double timeout) {
+  if (timeout > 0 && !no_pending(b)) tn_spin_until(no_pending, b, BLOCK_SPIN_NS);
   int rc = tn_mutex_acquire(&b->mutex, timeout);
   if (rc != TN_OK) return rc;
-  if (b->pending > 0) {
+  if (atomic_load_explicit(&b->pending, memory_order_relaxed) > 0) {
     if (timeout <= 0) {
       pthread_mutex_unlock(&b->mutex);
       return timeout < 0 ? TN_EAGAIN : TN_ETIMEDOUT;
@@ -267,9 +330,9 @@ int tn_block_synchronize(tn_block_t *b, double timeout) {
     b->sync_waiters++;
     /* Re-check under the mutex: new runs may have been queued since the
     ** broadcast, and wake-ups may be spurious. */
-    while (b->pending > 0) {
+    while (atomic_load_explicit(&b->pending, memory_order_relaxed) > 0) {
       if (tn_cond_wait_until(&b->idle, &b->mutex, &dl) == TN_ETIMEDOUT &&
-          b->pending > 0) {
+          atomic_load_explicit(&b->pending, memory_order_relaxed) > 0) {
         rc = TN_ETIMEDOUT;
         break;
       }

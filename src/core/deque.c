@@ -18,16 +18,14 @@
 */
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "internal.h"
 
 /* The first buffer; a power of two, enough for the common small hints. */
 #define DEQUE_INITIAL_CAPACITY 8
 
-/* The bounded spin before sleeping: at most this long, this many turns. */
+/* The bounded spin before sleeping (nanoseconds). */
 #define DEQUE_SPIN_NS 6000L
-#define DEQUE_SPIN_MAX 2000
 
 struct tn_deque {
   tn_object_t object;
@@ -205,67 +203,17 @@ int tn_deque_is_closed(tn_deque_t *d) {
 
 /* ---- waiting ------------------------------------------------------------ */
 
-/* Nanoseconds on the monotonic clock, for bounding spins. */
-static long long now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+/* Spin predicates: a push (room) or a pop (items) may proceed, or closed. */
+static bool has_room(void *p) {
+  tn_deque_t *d = p;
+  return atomic_load_explicit(&d->size, memory_order_relaxed) < d->hint ||
+         atomic_load_explicit(&d->closed, memory_order_relaxed);
 }
 
-/*
-** Threads spinning right now, process-wide. With more waiting threads than
-** CPUs, a spinner beyond one per CPU can only delay the thread it waits
-** for, so those sleep at once. (One per *other* CPU was tried: then the
-** two sides of a ping-pong often find the slot taken by each other for an
-** instant, and sleep; round trips got several times slower.)
-*/
-static atomic_int spinners;
-static long spin_slots = -1; /* online CPUs, computed once (a benign race) */
-
-static bool spin_begin(void) {
-  if (!tn_spin_worthwhile()) return false;
-  long slots = __atomic_load_n(&spin_slots, __ATOMIC_RELAXED);
-  if (slots < 0) {
-    slots = sysconf(_SC_NPROCESSORS_ONLN);
-    __atomic_store_n(&spin_slots, slots, __ATOMIC_RELAXED);
-  }
-  if (atomic_load_explicit(&spinners, memory_order_relaxed) >= slots)
-    return false; /* the cheap test first: no write to a shared line */
-  if (atomic_fetch_add_explicit(&spinners, 1, memory_order_relaxed) >= slots) {
-    atomic_fetch_sub_explicit(&spinners, 1, memory_order_relaxed);
-    return false;
-  }
-  return true;
-}
-
-static void spin_end(void) {
-  atomic_fetch_sub_explicit(&spinners, 1, memory_order_relaxed);
-}
-
-/*
-** Spin briefly, without the lock, while a push (full) or a pop (!full)
-** would have to wait. Only a hint: the caller re-checks under the mutex.
-** The clock is read every 64 turns, so the spin stays within about
-** DEQUE_SPIN_NS whatever PAUSE costs on this CPU.
-*/
-static void spin_while(tn_deque_t *d, bool full) {
-  if (!spin_begin()) return;
-  long long until = 0;
-  for (int i = 0; i < DEQUE_SPIN_MAX; i++) {
-    size_t n = atomic_load_explicit(&d->size, memory_order_relaxed);
-    if ((full ? n < d->hint : n > 0) ||
-        atomic_load_explicit(&d->closed, memory_order_relaxed))
-      break;
-    if ((i & 63) == 0) {
-      long long now = now_ns();
-      if (until == 0)
-        until = now + DEQUE_SPIN_NS;
-      else if (now >= until)
-        break;
-    }
-    tn_cpu_relax();
-  }
-  spin_end();
+static bool has_items(void *p) {
+  tn_deque_t *d = p;
+  return atomic_load_explicit(&d->size, memory_order_relaxed) > 0 ||
+         atomic_load_explicit(&d->closed, memory_order_relaxed);
 }
 
 /*
@@ -276,7 +224,7 @@ static int push_acquire(tn_deque_t *d, double timeout) {
   /* Spin only for a wait that may sleep: TN_TRY and 0 never wait. */
   if (!(timeout <= 0) &&
       atomic_load_explicit(&d->size, memory_order_relaxed) >= d->hint)
-    spin_while(d, true);
+    tn_spin_until(has_room, d, DEQUE_SPIN_NS);
   int rc = tn_mutex_acquire(&d->mutex, timeout);
   if (rc != TN_OK) return rc;
   if (!d->closed_locked && d->count >= d->hint) {
@@ -314,7 +262,7 @@ static int push_acquire(tn_deque_t *d, double timeout) {
 static int pop_acquire(tn_deque_t *d, double timeout) {
   if (!(timeout <= 0) &&
       atomic_load_explicit(&d->size, memory_order_relaxed) == 0)
-    spin_while(d, false);
+    tn_spin_until(has_items, d, DEQUE_SPIN_NS);
   int rc = tn_mutex_acquire(&d->mutex, timeout);
   if (rc != TN_OK) return rc;
   if (d->count == 0 && !d->closed_locked) {

@@ -183,7 +183,16 @@ static inline void tn_cpu_relax(void) {
 #endif
 }
 
-/* True when spinning can help: more than one CPU is online. */
-bool tn_spin_worthwhile(void);
+/* CPUs online (computed once). */
+long tn_cpu_count(void);
+
+/*
+** Spin for at most `ns` nanoseconds, holding no lock, until done(arg) is
+** true: a wait shorter than a wake-up from sleep (~20 us in a VM) is then
+** cheaper. Only a hint: the caller re-checks its condition under its mutex
+** and sleeps if it still must. Returns at once on one CPU, when as many
+** threads as CPUs spin already, and in the TN_MEMCHECK build.
+*/
+void tn_spin_until(bool (*done)(void *arg), void *arg, long ns);
 
 #endif

@@ -176,19 +176,67 @@ int tn_cond_wait_until(pthread_cond_t *c, pthread_mutex_t *m,
   return TN_OK;
 }
 
+/* ---- bounded spinning ---------------------------------------------------- */
+
 static long cpus_online = -1;
 
-bool tn_spin_worthwhile(void) {
-#ifdef TN_MEMCHECK
-  return false;
-#endif
+long tn_cpu_count(void) {
   /* A benign race: every thread computes the same value. */
   long n = __atomic_load_n(&cpus_online, __ATOMIC_RELAXED);
   if (n < 0) {
     n = sysconf(_SC_NPROCESSORS_ONLN);
+    if (n < 1) n = 1;
     __atomic_store_n(&cpus_online, n, __ATOMIC_RELAXED);
   }
-  return n > 1;
+  return n;
+}
+
+/*
+** Threads spinning right now, process-wide. With more waiting threads than
+** CPUs, a spinner beyond one per CPU can only delay the thread it waits
+** for, so those sleep at once. (One per *other* CPU was tried: then the
+** two sides of a ping-pong often find the slot taken by each other for an
+** instant, and sleep; round trips got several times slower.)
+*/
+static atomic_int spinners;
+
+static bool spin_begin(void) {
+#ifdef TN_MEMCHECK
+  return false; /* valgrind runs one thread at a time */
+#endif
+  long slots = tn_cpu_count();
+  if (slots < 2) return false;
+  if (atomic_load_explicit(&spinners, memory_order_relaxed) >= slots)
+    return false; /* the cheap test first: no write to a shared line */
+  if (atomic_fetch_add_explicit(&spinners, 1, memory_order_relaxed) >= slots) {
+    atomic_fetch_sub_explicit(&spinners, 1, memory_order_relaxed);
+    return false;
+  }
+  return true;
+}
+
+static long long now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* The clock is read every 64 turns, so the spin stays within about `ns`
+** whatever PAUSE costs on this CPU. */
+void tn_spin_until(bool (*done)(void *arg), void *arg, long ns) {
+  if (!spin_begin()) return;
+  long long until = 0;
+  for (unsigned i = 0; !done(arg); i++) {
+    if ((i & 63) == 0) {
+      long long now = now_ns();
+      if (until == 0)
+        until = now + ns;
+      else if (now >= until)
+        break;
+    }
+    tn_cpu_relax();
+  }
+  atomic_fetch_sub_explicit(&spinners, 1, memory_order_relaxed);
 }
 
 /* ---- reader-writer lock ------------------------------------------------- */
