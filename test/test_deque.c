@@ -360,42 +360,57 @@ TEST(deque_try_full_empty,
   free_deque(d);
 }
 
-/* The deque's layout begins with the header and then its mutex (deque.c
-** keeps it so); holding that mutex is how a test plays "another thread is
-** inside the deque". */
-struct deque_prefix {
-  tn_object_t object;
-  pthread_mutex_t mutex;
-};
-
-TEST(deque_try_never_waits_for_lock,
-     "TN_TRY returns TN_EAGAIN while another thread holds the deque's lock") {
+/* Holding one of the deque's locks from another thread plays "another
+** thread is inside the deque": every operation that needs that lock must
+** give up at once under TN_TRY, and the others must not notice. */
+static void try_while_held(bool front) {
   tn_deque_t *d = new_deque(TN_UNBOUNDED);
   tn_deque_push_back(d, blob_long(1), 0);
-  test_holder_t h = {&((struct deque_prefix *)d)->mutex, 0, 0};
+  tn_deque_push_back(d, blob_long(2), 0);
+  test_holder_t h = {tn_deque_test_mutex(d, front), 0, 0};
   pthread_t t = test_spawn(test_hold_mutex, &h);
   while (!atomic_load(&h.held)) tn_sleep(0.001);
-  tn_blob_t *x = blob_long(2), *b = NULL, **items = NULL;
+  tn_blob_t *x = blob_long(3), *b = NULL, **items = NULL;
   size_t n;
   uint64_t v;
   double t0 = test_now();
-  CHECK_RC(tn_deque_push_back(d, x, TN_TRY), TN_EAGAIN);
+  /* Both locks: */
   CHECK_RC(tn_deque_push_front(d, x, TN_TRY), TN_EAGAIN);
-  CHECK_RC(tn_deque_pop_front(d, &b, TN_TRY), TN_EAGAIN);
-  CHECK_RC(tn_deque_pop_back(d, &b, TN_TRY), TN_EAGAIN);
   CHECK_RC(tn_deque_insert(d, 0, x, TN_TRY), TN_EAGAIN);
   CHECK_RC(tn_deque_remove(d, 0, &b, TN_TRY), TN_EAGAIN);
   CHECK_RC(tn_deque_get(d, 0, &b, TN_TRY), TN_EAGAIN);
   CHECK_RC(tn_deque_set(d, 0, x, NULL, TN_TRY), TN_EAGAIN);
   CHECK_RC(tn_deque_snapshot(d, &items, &n, &v, TN_TRY), TN_EAGAIN);
   CHECK_RC(tn_deque_replace(d, &x, 1, 0, TN_TRY), TN_EAGAIN);
-  CHECK_INT(tn_deque_size(d), 1); /* never locks */
+  CHECK_INT(tn_deque_size(d), 2); /* never locks */
+  if (front) {
+    /* The back alone: push_back and pop_back go on; pop_front waits. */
+    CHECK_RC(tn_deque_pop_front(d, &b, TN_TRY), TN_EAGAIN);
+    CHECK_RC(tn_deque_push_back(d, x, TN_TRY), TN_OK);
+    CHECK_RC(tn_deque_pop_back(d, &b, TN_TRY), TN_OK);
+    CHECK(b == x);
+  } else {
+    /* The front alone: pop_front goes on. */
+    CHECK_RC(tn_deque_push_back(d, x, TN_TRY), TN_EAGAIN);
+    CHECK_RC(tn_deque_pop_back(d, &b, TN_TRY), TN_EAGAIN);
+    CHECK_RC(tn_deque_pop_front(d, &b, TN_TRY), TN_OK);
+    CHECK_INT(long_of(b), 1);
+    tn_blob_release(b);
+  }
   CHECK(test_now() - t0 < 0.05);
   atomic_store(&h.release, 1);
   test_join(t);
   CHECK_RC(tn_deque_push_back(d, x, TN_TRY), TN_OK);
-  CHECK_INT(tn_deque_size(d), 2);
+  CHECK_INT(tn_deque_size(d), front ? 3 : 2);
   free_deque(d);
+}
+
+TEST(deque_try_never_waits_for_lock,
+     "TN_TRY returns TN_EAGAIN while another thread holds a lock the "
+     "operation needs: push_back and pop_back need only the back lock, "
+     "pop_front only the front lock, everything else both") {
+  try_while_held(true);
+  try_while_held(false);
 }
 
 TEST(deque_pop_deadline,

@@ -283,7 +283,7 @@ TEST(fault_growth_leaves_deque,
     n++;
     if (n > 1000) break;
   }
-  CHECK(n >= 8 && n < 1000);
+  CHECK(n >= 4 && n < 1000);
   check_sequence(d, n);
   uint64_t v0;
   tn_blob_t **items;

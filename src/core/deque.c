@@ -1,13 +1,40 @@
 /*
 ** deque.c - the deque behind tunnel.Vector: a ring buffer of blob
-** pointers under one mutex, usable as a queue, a stack and an array.
+** pointers, usable as a queue, a stack and an array.
 **
-** Waiting. A blocking push or pop first spins for a few microseconds on a
-** relaxed read of the size (never on the mutex), then sleeps on a condition
-** variable. In a VM a futex wake-up costs tens of microseconds, so the spin
-** is what makes small size hints fast (PERF.md point 1); it is skipped on a
-** single CPU, where it would only burn the time the other thread needs.
-** Signals are sent only when a waiter is counted (PERF.md point 2).
+** Two locks. `front` is taken by pop_front alone; `back` by push_back and
+** pop_back; every other operation (push_front, insert, remove, get, set,
+** snapshot, replace, close, growing the buffer) takes both, front first.
+** A producer pushing at the back and a consumer popping at the front then
+** never contend for a lock, and each keeps its lock's cache line: with one
+** lock the line moved between the cores twice per item, and the 1P/1C
+** hand-off took 2x longer (the two-lock queue of Michael and Scott, 1996).
+**
+** What the ends share is `size`, the number of values published:
+** - a push writes its slot, then increments size (publishing it);
+** - a pop claims a value by decrementing size (a CAS: never below 0), then
+**   reads its slot. A pop at the front and one at the back can both claim
+**   only when two values are there, so they never read the same slot.
+** - pushes all hold `back`, so the size a push reads cannot grow under it:
+**   the size hint is exact.
+** - the ring always keeps a free slot: a push at the back alone then has
+**   room even while a pop at the front has claimed a value (size counts
+**   it gone) and not read it yet. Operations holding both locks see the
+**   size exactly. The buffer itself (buf, cap) changes only under both.
+**
+** Waiting. A push or pop that must wait first spins for a few microseconds
+** on a relaxed read of the size (never on a lock), then drops its locks
+** and sleeps on a condition variable under a third mutex, `wait`. In a VM a
+** futex wake-up costs tens of microseconds, so the spin is what makes small
+** size hints fast (PERF.md point 1). No wake-up is lost: a sleeper counts
+** itself in pop_waiters (push_waiters), then checks the size under `wait`;
+** a pusher changes the size, then reads pop_waiters, and if it is not zero
+** signals under `wait`. Both sides use sequentially consistent atomics, so
+** at least one sees the other (the store-buffering pattern): the sleeper
+** sees the value, or the pusher sees the sleeper, and the sleeper holds
+** `wait` from its check until it sleeps. Signals are sent only when a
+** waiter is counted (PERF.md point 2); woken threads re-take their locks
+** and re-check.
 **
 ** Caveats:
 ** - The size hint bounds pushes only: insert and set never wait for room,
@@ -27,98 +54,118 @@
 /* The bounded spin before sleeping (nanoseconds). */
 #define DEQUE_SPIN_NS 6000L
 
+/* The line size the hot fields are spread over. */
+#define LINE 64
+
 struct tn_deque {
   tn_object_t object;
-  pthread_mutex_t mutex;    /* right after the header: test_deque.c holds it */
+  tn_blob_t **buf;          /* ring of `cap` slots, cap a power of two */
+  size_t cap;               /* buf and cap change under both locks */
+  size_t hint;              /* pushes wait while size >= hint */
+
+  _Alignas(LINE) pthread_mutex_t front;
+  size_t head;              /* index in buf of the front value (front) */
+  uint64_t front_version;   /* modifications under front alone */
+
+  _Alignas(LINE) pthread_mutex_t back;
+  size_t tail;              /* index in buf after the back value (back) */
+  uint64_t back_version;    /* modifications under back (or both) */
+
+  /* Changed by every push and pop, and read right after by the same
+  ** thread: one line. */
+  _Alignas(LINE) atomic_size_t size; /* values published */
+  atomic_int pop_waiters;   /* threads asleep (or about to) on not_empty */
+  atomic_int push_waiters;  /* threads asleep (or about to) on not_full */
+  atomic_bool closed;       /* set under both locks */
+
+  _Alignas(LINE) pthread_mutex_t wait; /* guards sleeping only */
   pthread_cond_t not_empty; /* poppers wait here */
   pthread_cond_t not_full;  /* pushers wait here */
-  tn_blob_t **buf;          /* ring of `cap` slots, cap a power of two */
-  size_t cap;
-  size_t head;              /* index in buf of the front value */
-  size_t count;             /* values held (under the mutex) */
-  size_t hint;              /* pushes wait while count >= hint */
-  int pop_waiters;          /* threads asleep on not_empty */
-  int push_waiters;         /* threads asleep on not_full */
-  uint64_t version;         /* bumped on every modification */
-  bool closed_locked;       /* the closed flag, read under the mutex */
-  atomic_size_t size;       /* = count, for lock-free readers and spinners */
-  atomic_bool closed;       /* = closed_locked, for lock-free readers */
 };
 
-/* ---- the ring ----------------------------------------------------------- */
+/* ---- locks -------------------------------------------------------------- */
+
+/* Take both locks, front first (the one order). TN_TRY tries each once. */
+static int lock_both(tn_deque_t *d, double timeout) {
+  int rc = tn_mutex_acquire(&d->front, timeout);
+  if (rc != TN_OK) return rc;
+  rc = tn_mutex_acquire(&d->back, timeout);
+  if (rc != TN_OK) pthread_mutex_unlock(&d->front);
+  return rc;
+}
+
+static void unlock_both(tn_deque_t *d) {
+  pthread_mutex_unlock(&d->back);
+  pthread_mutex_unlock(&d->front);
+}
+
+pthread_mutex_t *tn_deque_test_mutex(tn_deque_t *d, bool front) {
+  return front ? &d->front : &d->back;
+}
+
+/* The size, exact when both locks are held. */
+static inline size_t size_of(tn_deque_t *d) { return atomic_load(&d->size); }
+
+/* ---- the ring (both locks held unless said) ----------------------------- */
 
 static inline tn_blob_t **slot(tn_deque_t *d, size_t i) {
   return &d->buf[(d->head + i) & (d->cap - 1)];
 }
 
+/* After a change of the content under both locks: `n` values now. */
+static void ring_changed(tn_deque_t *d, size_t n) {
+  d->tail = (d->head + n) & (d->cap - 1);
+  d->back_version++;
+  atomic_store(&d->size, n); /* seq_cst: then the waiter counts are read */
+}
+
+/* Whether `n` values fit, with the free slot the ring keeps. */
+static inline bool fits(size_t n, size_t cap) { return n < cap; }
+
 /*
-** Make room for at least `n` values, doubling the buffer. On failure
-** (TN_ENOMEM) the deque is unchanged. Mutex held.
+** Make room for `n` values, doubling the buffer. On failure (TN_ENOMEM)
+** the deque is unchanged.
 */
 static int deque_reserve(tn_deque_t *d, size_t n) {
-  if (n <= d->cap) return TN_OK;
-  size_t cap = d->cap;
-  while (cap < n) {
+  if (fits(n, d->cap)) return TN_OK;
+  if (n == SIZE_MAX) return TN_ENOMEM;
+  size_t count = size_of(d), cap = d->cap;
+  while (!fits(n, cap)) {
     if (cap > SIZE_MAX / 2 / sizeof(tn_blob_t *)) return TN_ENOMEM;
     cap *= 2;
   }
   tn_blob_t **buf = tn_realloc(d->buf, cap * sizeof(tn_blob_t *));
   if (buf == NULL) return TN_ENOMEM;
   /* Unwrap: values that wrapped past the old end move after it, in order. */
-  size_t wrapped = d->head + d->count > d->cap ? d->head + d->count - d->cap : 0;
+  size_t wrapped = d->head + count > d->cap ? d->head + count - d->cap : 0;
   if (wrapped > 0) memcpy(buf + d->cap, buf, wrapped * sizeof(tn_blob_t *));
   d->buf = buf;
   d->cap = cap;
+  d->tail = (d->head + count) & (cap - 1);
   return TN_OK;
 }
 
-/* Publish a change of content. Mutex held. */
-static inline void deque_changed(tn_deque_t *d) {
-  d->version++;
-  atomic_store_explicit(&d->size, d->count, memory_order_relaxed);
-}
-
-/* Wake a popper if one sleeps (items were added). Mutex held. */
-static inline void wake_poppers(tn_deque_t *d, bool all) {
-  if (d->pop_waiters == 0) return;
-  if (all)
-    pthread_cond_broadcast(&d->not_empty);
-  else
-    pthread_cond_signal(&d->not_empty);
-}
-
-/* Wake a pusher if one sleeps and there is room now. Mutex held. */
-static inline void wake_pushers(tn_deque_t *d, bool all) {
-  if (d->push_waiters == 0 || d->count >= d->hint) return;
-  if (all)
-    pthread_cond_broadcast(&d->not_full);
-  else
-    pthread_cond_signal(&d->not_full);
-}
-
-/* Insert `b` at `index` (<= count), room reserved. Mutex held. */
-static void ring_insert(tn_deque_t *d, size_t index, tn_blob_t *b) {
-  if (index < d->count / 2) {
+/* Insert `b` at `index` (<= n, the count), room reserved. */
+static void ring_insert(tn_deque_t *d, size_t n, size_t index, tn_blob_t *b) {
+  if (index < n / 2) {
     /* Nearer the front: move the front part one slot towards it. */
     d->head = (d->head - 1) & (d->cap - 1);
     for (size_t i = 0; i < index; i++) *slot(d, i) = *slot(d, i + 1);
   } else {
-    for (size_t i = d->count; i > index; i--) *slot(d, i) = *slot(d, i - 1);
+    for (size_t i = n; i > index; i--) *slot(d, i) = *slot(d, i - 1);
   }
   *slot(d, index) = b;
-  d->count++;
 }
 
-/* Remove and return the value at `index` (< count). Mutex held. */
-static tn_blob_t *ring_remove(tn_deque_t *d, size_t index) {
+/* Remove and return the value at `index` (< n, the count). */
+static tn_blob_t *ring_remove(tn_deque_t *d, size_t n, size_t index) {
   tn_blob_t *b = *slot(d, index);
-  if (index < d->count / 2) {
+  if (index < n / 2) {
     for (size_t i = index; i > 0; i--) *slot(d, i) = *slot(d, i - 1);
     d->head = (d->head + 1) & (d->cap - 1);
   } else {
-    for (size_t i = index; i + 1 < d->count; i++) *slot(d, i) = *slot(d, i + 1);
+    for (size_t i = index; i + 1 < n; i++) *slot(d, i) = *slot(d, i + 1);
   }
-  d->count--;
   return b;
 }
 
@@ -126,11 +173,14 @@ static tn_blob_t *ring_remove(tn_deque_t *d, size_t index) {
 
 static void deque_destroy(tn_object_t *o) {
   tn_deque_t *d = (tn_deque_t *)o;
-  for (size_t i = 0; i < d->count; i++) tn_blob_release(*slot(d, i));
+  size_t n = size_of(d);
+  for (size_t i = 0; i < n; i++) tn_blob_release(*slot(d, i));
   tn_free(d->buf);
   pthread_cond_destroy(&d->not_empty);
   pthread_cond_destroy(&d->not_full);
-  pthread_mutex_destroy(&d->mutex);
+  pthread_mutex_destroy(&d->wait);
+  pthread_mutex_destroy(&d->back);
+  pthread_mutex_destroy(&d->front);
   tn_object_fini(&d->object);
   tn_free(d);
 }
@@ -146,7 +196,7 @@ int tn_deque_new(size_t size_hint, tn_deque_t **out) {
 int tn_deque_new_as(tn_type_t type, size_t size_hint, tn_deque_t **out) {
   if (size_hint == 0 || (type != TN_TYPE_DEQUE && type != TN_TYPE_PLURAL))
     return TN_EINVAL;
-  tn_deque_t *d = tn_malloc(sizeof *d);
+  tn_deque_t *d = tn_malloc_aligned(LINE, sizeof *d);
   if (d == NULL) return TN_ENOMEM;
   d->buf = tn_malloc(DEQUE_INITIAL_CAPACITY * sizeof(tn_blob_t *));
   if (d->buf == NULL) {
@@ -154,19 +204,21 @@ int tn_deque_new_as(tn_type_t type, size_t size_hint, tn_deque_t **out) {
     return TN_ENOMEM;
   }
   tn_object_init(&d->object, type, deque_destroy);
-  tn_mutex_init(&d->mutex);
+  d->cap = DEQUE_INITIAL_CAPACITY;
+  d->hint = size_hint;
+  tn_mutex_init(&d->front);
+  d->head = 0;
+  d->front_version = 0;
+  tn_mutex_init(&d->back);
+  d->tail = 0;
+  d->back_version = 0;
+  atomic_init(&d->size, 0);
+  atomic_init(&d->pop_waiters, 0);
+  atomic_init(&d->push_waiters, 0);
+  atomic_init(&d->closed, false);
+  tn_mutex_init(&d->wait);
   tn_cond_init(&d->not_empty);
   tn_cond_init(&d->not_full);
-  d->cap = DEQUE_INITIAL_CAPACITY;
-  d->head = 0;
-  d->count = 0;
-  d->hint = size_hint;
-  d->pop_waiters = 0;
-  d->push_waiters = 0;
-  d->version = 0;
-  d->closed_locked = false;
-  atomic_init(&d->size, 0);
-  atomic_init(&d->closed, false);
   *out = d;
   return TN_OK;
 }
@@ -181,19 +233,20 @@ size_t tn_deque_size_hint(const tn_deque_t *d) {
   return d->hint;
 }
 
-/* Close under the mutex, so that no waiter can miss it between its check
-** and its sleep; then wake everyone: pushers to fail, poppers to drain. */
+/* Close under both locks, so that every operation sees it or finished
+** before; then wake every sleeper: pushers to fail, poppers to drain. */
 void tn_deque_close(tn_deque_t *d) {
   if (TN_REMOTE(d)) {
     TN_BACKEND(d)->deque_close(d);
     return;
   }
-  pthread_mutex_lock(&d->mutex);
-  d->closed_locked = true;
-  atomic_store_explicit(&d->closed, true, memory_order_relaxed);
+  lock_both(d, TN_FOREVER);
+  atomic_store(&d->closed, true);
+  unlock_both(d);
+  pthread_mutex_lock(&d->wait);
   pthread_cond_broadcast(&d->not_empty);
   pthread_cond_broadcast(&d->not_full);
-  pthread_mutex_unlock(&d->mutex);
+  pthread_mutex_unlock(&d->wait);
 }
 
 int tn_deque_is_closed(tn_deque_t *d) {
@@ -203,92 +256,154 @@ int tn_deque_is_closed(tn_deque_t *d) {
 
 /* ---- waiting ------------------------------------------------------------ */
 
-/* Spin predicates: a push (room) or a pop (items) may proceed, or closed. */
+/* What a pusher and a popper wait for (closed ends every wait). Sequentially
+** consistent loads: sleep_until relies on them (see the top). */
 static bool has_room(void *p) {
   tn_deque_t *d = p;
-  return atomic_load_explicit(&d->size, memory_order_relaxed) < d->hint ||
-         atomic_load_explicit(&d->closed, memory_order_relaxed);
+  return atomic_load(&d->size) < d->hint || atomic_load(&d->closed);
 }
 
 static bool has_items(void *p) {
   tn_deque_t *d = p;
-  return atomic_load_explicit(&d->size, memory_order_relaxed) > 0 ||
-         atomic_load_explicit(&d->closed, memory_order_relaxed);
+  return atomic_load(&d->size) > 0 || atomic_load(&d->closed);
 }
 
 /*
-** Lock the deque and wait until a push may proceed: returns TN_OK with the
-** mutex held and room for one value (or an error with the mutex released).
+** Sleep, holding none of the deque's locks, until ready(d) or the deadline
+** passes. TN_OK: ready was true under `wait` (the caller re-takes its
+** locks and re-checks: another thread may be first); TN_ETIMEDOUT.
 */
-static int push_acquire(tn_deque_t *d, double timeout) {
-  /* Spin only for a wait that may sleep: TN_TRY and 0 never wait. */
-  if (!(timeout <= 0) &&
-      atomic_load_explicit(&d->size, memory_order_relaxed) >= d->hint)
-    tn_spin_until(has_room, d, DEQUE_SPIN_NS);
-  int rc = tn_mutex_acquire(&d->mutex, timeout);
-  if (rc != TN_OK) return rc;
-  if (!d->closed_locked && d->count >= d->hint) {
-    if (timeout <= 0) { /* TN_TRY or 0: never wait for room or items */
-      pthread_mutex_unlock(&d->mutex);
-      return timeout < 0 ? TN_EAGAIN : TN_ETIMEDOUT;
+static int sleep_until(tn_deque_t *d, pthread_cond_t *cond,
+                       atomic_int *waiters, bool (*ready)(void *),
+                       const tn_deadline_t *dl) {
+  int rc = TN_OK;
+  pthread_mutex_lock(&d->wait);
+  atomic_fetch_add(waiters, 1); /* before the check: see the top */
+  while (!ready(d)) {
+    if (tn_cond_wait_until(cond, &d->wait, dl) == TN_ETIMEDOUT && !ready(d)) {
+      rc = TN_ETIMEDOUT;
+      break;
     }
-    tn_deadline_t dl = tn_deadline_in(timeout);
-    d->push_waiters++;
-    /* Re-check under the mutex: another pusher may have taken the room a
-    ** pop made, close may have come, and wake-ups may be spurious. */
-    while (!d->closed_locked && d->count >= d->hint) {
-      if (tn_cond_wait_until(&d->not_full, &d->mutex, &dl) == TN_ETIMEDOUT &&
-          !d->closed_locked && d->count >= d->hint) {
-        d->push_waiters--;
-        pthread_mutex_unlock(&d->mutex);
-        return TN_ETIMEDOUT;
-      }
-    }
-    d->push_waiters--;
   }
-  if (d->closed_locked) {
-    pthread_mutex_unlock(&d->mutex);
-    return TN_ECLOSED;
-  }
-  rc = deque_reserve(d, d->count + 1);
-  if (rc != TN_OK) pthread_mutex_unlock(&d->mutex);
+  atomic_fetch_sub(waiters, 1);
+  pthread_mutex_unlock(&d->wait);
   return rc;
 }
 
+/* After the size grew: wake poppers if any sleep. No lock of ours held. */
+static void wake_poppers(tn_deque_t *d, bool all) {
+  if (atomic_load(&d->pop_waiters) == 0) return;
+  pthread_mutex_lock(&d->wait);
+  if (all)
+    pthread_cond_broadcast(&d->not_empty);
+  else
+    pthread_cond_signal(&d->not_empty);
+  pthread_mutex_unlock(&d->wait);
+}
+
+/* After the size shrank: wake pushers if any sleep and there is room. */
+static void wake_pushers(tn_deque_t *d, bool all) {
+  if (atomic_load(&d->push_waiters) == 0 || !has_room(d)) return;
+  pthread_mutex_lock(&d->wait);
+  if (all)
+    pthread_cond_broadcast(&d->not_full);
+  else
+    pthread_cond_signal(&d->not_full);
+  pthread_mutex_unlock(&d->wait);
+}
+
+/* Give up a wait that found no room or no value: TN_TRY and 0 never wait. */
+static int no_wait(double timeout) {
+  return timeout < 0 ? TN_EAGAIN : TN_ETIMEDOUT;
+}
+
 /*
-** Lock the deque and wait until a pop may proceed: TN_OK with the mutex
-** held and at least one value, or an error with the mutex released.
+** Lock for a push and wait until it may proceed: TN_OK with the push's
+** locks held (back; both for the front) and room for one value, or an
+** error with no lock held.
 */
-static int pop_acquire(tn_deque_t *d, double timeout) {
-  if (!(timeout <= 0) &&
-      atomic_load_explicit(&d->size, memory_order_relaxed) == 0)
-    tn_spin_until(has_items, d, DEQUE_SPIN_NS);
-  int rc = tn_mutex_acquire(&d->mutex, timeout);
-  if (rc != TN_OK) return rc;
-  if (d->count == 0 && !d->closed_locked) {
-    if (timeout <= 0) { /* TN_TRY or 0: never wait for room or items */
-      pthread_mutex_unlock(&d->mutex);
-      return timeout < 0 ? TN_EAGAIN : TN_ETIMEDOUT;
-    }
-    tn_deadline_t dl = tn_deadline_in(timeout);
-    d->pop_waiters++;
-    /* Re-check under the mutex: another popper may have taken the value
-    ** that woke us, close may have come, and wake-ups may be spurious. */
-    while (d->count == 0 && !d->closed_locked) {
-      if (tn_cond_wait_until(&d->not_empty, &d->mutex, &dl) == TN_ETIMEDOUT &&
-          d->count == 0 && !d->closed_locked) {
-        d->pop_waiters--;
-        pthread_mutex_unlock(&d->mutex);
-        return TN_ETIMEDOUT;
+static int push_acquire(tn_deque_t *d, double timeout, bool front) {
+  tn_deadline_t dl = {.forever = true};
+  bool deadline_set = false;
+  for (;;) {
+    /* Spin only for a wait that may sleep. */
+    if (timeout > 0 &&
+        atomic_load_explicit(&d->size, memory_order_relaxed) >= d->hint)
+      tn_spin_until(has_room, d, DEQUE_SPIN_NS);
+    int rc = front ? lock_both(d, timeout)
+                   : tn_mutex_acquire(&d->back, timeout);
+    if (rc != TN_OK) return rc;
+    if (atomic_load_explicit(&d->closed, memory_order_relaxed)) {
+      rc = TN_ECLOSED;
+    } else {
+      /* Pushes hold `back`: this size can only shrink until we unlock. */
+      size_t n = size_of(d);
+      if (n < d->hint) {
+        if (front) {
+          rc = deque_reserve(d, n + 1);
+          if (rc == TN_OK) return TN_OK;
+        } else if (fits(n + 1, d->cap)) {
+          return TN_OK;
+        } else {
+          /* Growing needs both locks, taken in order: start again. */
+          pthread_mutex_unlock(&d->back);
+          rc = lock_both(d, timeout);
+          if (rc != TN_OK) return rc;
+          rc = deque_reserve(d, size_of(d) + 1);
+          unlock_both(d);
+          if (rc != TN_OK) return rc;
+          continue;
+        }
+      } else {
+        rc = TN_EAGAIN; /* full: wait below */
       }
     }
-    d->pop_waiters--;
+    if (front)
+      unlock_both(d);
+    else
+      pthread_mutex_unlock(&d->back);
+    if (rc != TN_EAGAIN) return rc;
+    if (timeout <= 0) return no_wait(timeout);
+    if (!deadline_set) {
+      dl = tn_deadline_in(timeout);
+      deadline_set = true;
+    }
+    rc = sleep_until(d, &d->not_full, &d->push_waiters, has_room, &dl);
+    if (rc != TN_OK) return rc;
   }
-  if (d->count == 0) { /* closed and drained */
-    pthread_mutex_unlock(&d->mutex);
-    return TN_ECLOSED;
+}
+
+/*
+** Lock for a pop and claim a value: TN_OK with the end's lock held and one
+** value claimed (size already counts it gone), or an error with no lock
+** held. A closed deque still gives its values; then TN_ECLOSED.
+*/
+static int pop_acquire(tn_deque_t *d, double timeout, bool front) {
+  pthread_mutex_t *m = front ? &d->front : &d->back;
+  tn_deadline_t dl = {.forever = true};
+  bool deadline_set = false;
+  for (;;) {
+    if (timeout > 0 &&
+        atomic_load_explicit(&d->size, memory_order_relaxed) == 0)
+      tn_spin_until(has_items, d, DEQUE_SPIN_NS);
+    int rc = tn_mutex_acquire(m, timeout);
+    if (rc != TN_OK) return rc;
+    /* The other end's pop may claim too: never below zero. */
+    size_t n = atomic_load(&d->size);
+    while (n > 0 && !atomic_compare_exchange_weak(&d->size, &n, n - 1)) {
+    }
+    if (n > 0) return TN_OK;
+    bool closed = atomic_load(&d->closed);
+    pthread_mutex_unlock(m);
+    if (closed) return TN_ECLOSED;
+    if (timeout <= 0) return no_wait(timeout);
+    if (!deadline_set) {
+      dl = tn_deadline_in(timeout);
+      deadline_set = true;
+    }
+    rc = sleep_until(d, &d->not_empty, &d->pop_waiters, has_items, &dl);
+    if (rc != TN_OK) return rc;
   }
-  return TN_OK;
 }
 
 /* ---- queue and stack ---------------------------------------------------- */
@@ -299,18 +414,22 @@ static int pop_acquire(tn_deque_t *d, double timeout) {
 */
 static int deque_push(tn_deque_t *d, tn_blob_t *b, double timeout,
                       bool front) {
-  int rc = push_acquire(d, timeout);
+  int rc = push_acquire(d, timeout, front);
   if (rc != TN_OK) return rc;
   if (front) {
     d->head = (d->head - 1) & (d->cap - 1);
     d->buf[d->head] = b;
+    d->back_version++;
+    atomic_fetch_add(&d->size, 1); /* publish */
+    unlock_both(d);
   } else {
-    *slot(d, d->count) = b;
+    d->buf[d->tail] = b;
+    d->tail = (d->tail + 1) & (d->cap - 1);
+    d->back_version++;
+    atomic_fetch_add(&d->size, 1); /* publish */
+    pthread_mutex_unlock(&d->back);
   }
-  d->count++;
-  deque_changed(d);
   wake_poppers(d, false); /* one new value: one popper */
-  pthread_mutex_unlock(&d->mutex);
   return TN_OK;
 }
 
@@ -326,18 +445,20 @@ int tn_deque_push_front(tn_deque_t *d, tn_blob_t *b, double timeout) {
 
 static int deque_pop(tn_deque_t *d, tn_blob_t **out, double timeout,
                      bool front) {
-  int rc = pop_acquire(d, timeout);
+  int rc = pop_acquire(d, timeout, front);
   if (rc != TN_OK) return rc;
   if (front) {
     *out = d->buf[d->head];
     d->head = (d->head + 1) & (d->cap - 1);
+    d->front_version++;
+    pthread_mutex_unlock(&d->front);
   } else {
-    *out = *slot(d, d->count - 1);
+    d->tail = (d->tail - 1) & (d->cap - 1);
+    *out = d->buf[d->tail];
+    d->back_version++;
+    pthread_mutex_unlock(&d->back);
   }
-  d->count--;
-  deque_changed(d);
   wake_pushers(d, false); /* one slot freed: one pusher */
-  pthread_mutex_unlock(&d->mutex);
   return TN_OK;
 }
 
@@ -351,85 +472,90 @@ int tn_deque_pop_back(tn_deque_t *d, tn_blob_t **out, double timeout) {
   return deque_pop(d, out, timeout, false);
 }
 
-/* ---- array -------------------------------------------------------------- */
+/* ---- array (both locks) ------------------------------------------------- */
 
 int tn_deque_insert(tn_deque_t *d, size_t index, tn_blob_t *b,
                     double timeout) {
   if (TN_REMOTE(d)) return TN_BACKEND(d)->deque_insert(d, index, b, timeout);
-  int rc = tn_mutex_acquire(&d->mutex, timeout);
+  int rc = lock_both(d, timeout);
   if (rc != TN_OK) return rc;
-  if (index == TN_END) index = d->count;
-  if (d->closed_locked)
+  size_t n = size_of(d);
+  if (index == TN_END) index = n;
+  if (atomic_load(&d->closed))
     rc = TN_ECLOSED;
-  else if (index > d->count)
+  else if (index > n)
     rc = TN_ERANGE;
   else
-    rc = deque_reserve(d, d->count + 1);
+    rc = deque_reserve(d, n + 1);
   if (rc == TN_OK) {
-    ring_insert(d, index, b);
-    deque_changed(d);
-    wake_poppers(d, false);
+    ring_insert(d, n, index, b);
+    ring_changed(d, n + 1);
   }
-  pthread_mutex_unlock(&d->mutex);
+  unlock_both(d);
+  if (rc == TN_OK) wake_poppers(d, false);
   return rc;
 }
 
 int tn_deque_remove(tn_deque_t *d, size_t index, tn_blob_t **out,
                     double timeout) {
   if (TN_REMOTE(d)) return TN_BACKEND(d)->deque_remove(d, index, out, timeout);
-  int rc = tn_mutex_acquire(&d->mutex, timeout);
+  int rc = lock_both(d, timeout);
   if (rc != TN_OK) return rc;
-  if (index >= d->count) {
+  size_t n = size_of(d);
+  if (index >= n) {
     rc = TN_ERANGE;
   } else {
-    *out = ring_remove(d, index);
-    deque_changed(d);
-    wake_pushers(d, false);
+    *out = ring_remove(d, n, index);
+    ring_changed(d, n - 1);
   }
-  pthread_mutex_unlock(&d->mutex);
+  unlock_both(d);
+  if (rc == TN_OK) wake_pushers(d, false);
   return rc;
 }
 
 int tn_deque_get(tn_deque_t *d, size_t index, tn_blob_t **out,
                  double timeout) {
   if (TN_REMOTE(d)) return TN_BACKEND(d)->deque_get(d, index, out, timeout);
-  int rc = tn_mutex_acquire(&d->mutex, timeout);
+  int rc = lock_both(d, timeout);
   if (rc != TN_OK) return rc;
-  if (index >= d->count)
+  if (index >= size_of(d))
     rc = TN_ERANGE;
   else
     *out = tn_blob_retain(*slot(d, index));
-  pthread_mutex_unlock(&d->mutex);
+  unlock_both(d);
   return rc;
 }
 
 /*
 ** Store `b` at `index`, growing with NULLs past the end. The previous
-** value goes to `*old`, or is released after the mutex is dropped (its
+** value goes to `*old`, or is released after the locks are dropped (its
 ** release may free other structures; no reason to do that under our lock).
 */
 int tn_deque_set(tn_deque_t *d, size_t index, tn_blob_t *b, tn_blob_t **old,
                  double timeout) {
   if (TN_REMOTE(d))
     return TN_BACKEND(d)->deque_set(d, index, b, old, timeout);
-  int rc = tn_mutex_acquire(&d->mutex, timeout);
+  int rc = lock_both(d, timeout);
   if (rc != TN_OK) return rc;
+  size_t n = size_of(d);
   tn_blob_t *prev = NULL;
-  if (index < d->count) {
+  bool grew = false;
+  if (index < n) {
     prev = *slot(d, index);
     *slot(d, index) = b;
-    deque_changed(d);
-  } else if (d->closed_locked) {
+    d->back_version++;
+  } else if (atomic_load(&d->closed)) {
     rc = TN_ECLOSED;
   } else if (index == SIZE_MAX) {
     rc = TN_ENOMEM; /* index + 1 values cannot exist */
   } else if ((rc = deque_reserve(d, index + 1)) == TN_OK) {
-    while (d->count < index) *slot(d, d->count++) = NULL;
-    *slot(d, d->count++) = b;
-    deque_changed(d);
-    wake_poppers(d, true); /* several values may have appeared */
+    while (n < index) *slot(d, n++) = NULL;
+    *slot(d, n++) = b;
+    ring_changed(d, n);
+    grew = true;
   }
-  pthread_mutex_unlock(&d->mutex);
+  unlock_both(d);
+  if (grew) wake_poppers(d, true); /* several values may have appeared */
   if (rc == TN_OK) {
     if (old != NULL)
       *old = prev;
@@ -449,28 +575,29 @@ int tn_deque_snapshot(tn_deque_t *d, tn_blob_t ***items, size_t *n,
                       uint64_t *version, double timeout) {
   if (TN_REMOTE(d))
     return TN_BACKEND(d)->deque_snapshot(d, items, n, version, timeout);
-  int rc = tn_mutex_acquire(&d->mutex, timeout);
+  int rc = lock_both(d, timeout);
   if (rc != TN_OK) return rc;
+  size_t count = size_of(d);
   tn_blob_t **copy = NULL;
-  if (d->count > 0) {
-    copy = tn_malloc(d->count * sizeof *copy);
+  if (count > 0) {
+    copy = tn_malloc(count * sizeof *copy);
     if (copy == NULL) {
-      pthread_mutex_unlock(&d->mutex);
+      unlock_both(d);
       return TN_ENOMEM;
     }
-    for (size_t i = 0; i < d->count; i++)
-      copy[i] = tn_blob_retain(*slot(d, i));
+    for (size_t i = 0; i < count; i++) copy[i] = tn_blob_retain(*slot(d, i));
   }
   *items = copy;
-  *n = d->count;
-  *version = d->version;
-  pthread_mutex_unlock(&d->mutex);
+  *n = count;
+  /* Both counters only grow, so their sum changes with any modification. */
+  *version = d->front_version + d->back_version;
+  unlock_both(d);
   return TN_OK;
 }
 
 /*
-** The new buffer is built before taking the mutex, so the lock is held
-** only to compare versions and swap; the old values are released after.
+** The new buffer is built before taking the locks, so they are held only
+** to compare versions and swap; the old values are released after.
 ** A closed deque accepts a replacement that does not grow it (as set does).
 */
 int tn_deque_replace(tn_deque_t *d, tn_blob_t **items, size_t n,
@@ -478,7 +605,7 @@ int tn_deque_replace(tn_deque_t *d, tn_blob_t **items, size_t n,
   if (TN_REMOTE(d))
     return TN_BACKEND(d)->deque_replace(d, items, n, version, timeout);
   size_t cap = DEQUE_INITIAL_CAPACITY;
-  while (cap < n) {
+  while (!fits(n, cap)) {
     if (cap > SIZE_MAX / 2 / sizeof(tn_blob_t *)) return TN_ENOMEM;
     cap *= 2;
   }
@@ -486,31 +613,31 @@ int tn_deque_replace(tn_deque_t *d, tn_blob_t **items, size_t n,
   if (buf == NULL) return TN_ENOMEM;
   if (n > 0) memcpy(buf, items, n * sizeof *buf);
 
-  int rc = tn_mutex_acquire(&d->mutex, timeout);
+  int rc = lock_both(d, timeout);
   if (rc != TN_OK) {
     tn_free(buf);
     return rc;
   }
-  if (d->version != version) {
+  size_t old_count = size_of(d);
+  if (d->front_version + d->back_version != version) {
     rc = TN_ECONFLICT;
-  } else if (d->closed_locked && n > d->count) {
+  } else if (atomic_load(&d->closed) && n > old_count) {
     rc = TN_ECLOSED;
   }
   if (rc != TN_OK) {
-    pthread_mutex_unlock(&d->mutex);
+    unlock_both(d);
     tn_free(buf);
     return rc;
   }
   tn_blob_t **old = d->buf;
-  size_t old_cap = d->cap, old_head = d->head, old_count = d->count;
+  size_t old_cap = d->cap, old_head = d->head;
   d->buf = buf;
   d->cap = cap;
   d->head = 0;
-  d->count = n;
-  deque_changed(d);
+  ring_changed(d, n);
+  unlock_both(d);
   wake_poppers(d, true);
   wake_pushers(d, true);
-  pthread_mutex_unlock(&d->mutex);
 
   for (size_t i = 0; i < old_count; i++)
     tn_blob_release(old[(old_head + i) & (old_cap - 1)]);

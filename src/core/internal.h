@@ -23,6 +23,9 @@
 /* Every core allocation goes through these, so tn_fault_alloc can fail one. */
 void *tn_malloc(size_t size);
 void *tn_realloc(void *p, size_t size);
+/* Aligned to `align` (a power of two, a multiple of sizeof(void *)); freed
+** with tn_free. */
+void *tn_malloc_aligned(size_t align, size_t size);
 void tn_free(void *p);
 
 /* True when tn_fault_alloc says this allocation must fail (for allocators
@@ -171,6 +174,10 @@ void tn_object_fini(tn_object_t *o);
 /* The mutex of the shard that holds `key` (test_map.c holds it from another
 ** thread to watch TN_TRY give up). */
 pthread_mutex_t *tn_map_shard_mutex(tn_map_t *m, const void *key, size_t len);
+
+/* The deque's front or back lock (test_deque.c holds one from another
+** thread to watch TN_TRY give up). */
+pthread_mutex_t *tn_deque_test_mutex(tn_deque_t *d, bool front);
 
 /* ---- spinning ----------------------------------------------------------- */
 

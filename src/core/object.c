@@ -98,6 +98,12 @@ void *tn_realloc(void *p, size_t size) {
   return tn_fault_check() ? NULL : realloc(p, size);
 }
 
+void *tn_malloc_aligned(size_t align, size_t size) {
+  void *p = NULL;
+  if (tn_fault_check() || posix_memalign(&p, align, size) != 0) return NULL;
+  return p;
+}
+
 void tn_free(void *p) { free(p); }
 
 /* ---- locks and deadlines ------------------------------------------------ */
