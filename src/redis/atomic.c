@@ -185,10 +185,16 @@ static void start_renewer(void) {
 }
 
 static void new_token(char *buf, size_t size) {
-  static unsigned long nonce;
-  if (nonce == 0)
-    nonce = (unsigned long)(tn_clock() * 1e9) ^ (unsigned long)&nonce;
-  snprintf(buf, size, "%d-%lx-%lu", (int)getpid(), nonce,
+  /* Made once, by whichever thread comes first (threads take leases
+  ** concurrently). */
+  static atomic_ulong nonce;
+  unsigned long n = atomic_load(&nonce);
+  if (n == 0) {
+    unsigned long fresh =
+        ((unsigned long)(tn_clock() * 1e9) ^ (unsigned long)&nonce) | 1;
+    n = atomic_compare_exchange_strong(&nonce, &n, fresh) ? fresh : n;
+  }
+  snprintf(buf, size, "%d-%lx-%lu", (int)getpid(), n,
            atomic_fetch_add(&token_counter, 1) + 1);
 }
 
