@@ -15,7 +15,7 @@ make -s WERROR=1 all
 scripts/with-redis.sh make WERROR=1 test
 [ "${QUICK:-0}" = 1 ] && { echo "quick tests passed"; exit 0; }
 scripts/with-redis.sh make check-asan
-make check-tsan
+scripts/with-redis.sh make check-tsan
 make check-valgrind
 make fuzz FUZZ_SECONDS="${FUZZ_SECONDS:-60}"
 echo "all tests passed"
