@@ -24,6 +24,28 @@ describe('tunnel.Block', function()
     b:terminate()
   end)
 
+  it('loads tunnel in each thread: the global, require, and the API', function()
+    local b = tunnel.Block(2)
+    b:run(function()
+      local names = {}
+      for name in pairs(tunnel) do names[#names + 1] = name end
+      table.sort(names)
+      return require('tunnel') == tunnel, require('tunnel.core') == tunnel,
+             table.concat(names, ' ')
+    end)
+    local result, status = b:synchronize()
+    local here = {}
+    for name in pairs(tunnel) do here[#here + 1] = name end
+    table.sort(here)
+    for i = 1, 2 do
+      assert.is_true(status[i], tostring(result[i][1]))
+      assert.is_true(result[i][1])
+      assert.is_true(result[i][2])
+      assert.are.equal(table.concat(here, ' '), result[i][3])
+    end
+    b:terminate()
+  end)
+
   it('gives each thread its own __threadid from 1 to size', function()
     local b = tunnel.Block(4)
     b:run(function() return __threadid end)

@@ -17,6 +17,13 @@ end
 describe('out of memory in the core', function()
   after_each(function() fault(0) end)
 
+  it('has its hook outside the API: reachable by name, not listed', function()
+    assert.are.equal('function', type(fault))
+    for name in pairs(tunnel) do
+      assert.are_not.equal('_', name:sub(1, 1), name)
+    end
+  end)
+
   it('makes constructors raise a clear error', function()
     for _, case in ipairs({
       {'tunnel.Vector', tunnel.Vector},

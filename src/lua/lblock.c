@@ -94,14 +94,20 @@ static int l_thread_setup(lua_State *T) {
     lua_setfield(T, -2, "cpath");
   }
   /* The C module is this very library: no need to search cpath for it
-  ** and dlopen it again in every thread. */
+  ** and dlopen it again in every thread. And it is the whole of `tunnel`
+  ** (lua/tunnel/init.lua only returns it): bind that name too, rather
+  ** than search package.path and parse the file in every thread. */
   lua_getfield(T, -1, "preload");
   lua_pushcfunction(T, luaopen_tunnel_core);
   lua_setfield(T, -2, "tunnel.core");
   lua_pop(T, 2); /* preload, package */
   lua_getglobal(T, "require");
-  lua_pushliteral(T, "tunnel");
+  lua_pushliteral(T, "tunnel.core");
   lua_call(T, 1, 1);
+  lua_getfield(T, LUA_REGISTRYINDEX, "_LOADED");
+  lua_pushvalue(T, -2);
+  lua_setfield(T, -2, "tunnel"); /* package.loaded.tunnel */
+  lua_pop(T, 1);
   lua_setglobal(T, "tunnel");
   lua_pushinteger(T, index);
   lua_setglobal(T, "__threadid");

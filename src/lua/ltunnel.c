@@ -422,12 +422,18 @@ int luaopen_tunnel_core(lua_State *L) {
   tn_l_codec_reset(L);
 
   lua_newtable(L); /* the module */
+  /* Test hooks answer through the metatable: reachable by name,
+  ** invisible to pairs (they are not the API). */
+  lua_createtable(L, 0, 1);
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, l_fault_alloc);
+  lua_setfield(L, -2, "_fault_alloc");
+  lua_setfield(L, -2, "__index");
+  lua_setmetatable(L, -2);
   lua_pushcfunction(L, l_sleep);
   lua_setfield(L, -2, "sleep");
   lua_pushcfunction(L, l_clock);
   lua_setfield(L, -2, "clock");
-  lua_pushcfunction(L, l_fault_alloc);
-  lua_setfield(L, -2, "_fault_alloc");
   lua_pushliteral(L, TN_VERSION);
   lua_setfield(L, -2, "version");
   tn_l_open_vector(L);
