@@ -318,7 +318,8 @@ int tn_block_run(tn_block_t *b, tn_job_fn fn, void *arg,
 
 /* Wait until no job is queued or running. TN_OK, TN_ETIMEDOUT, TN_EAGAIN. */
 int tn_block_synchronize(tn_block_t *b, double timeout) {
-  if (timeout > 0 && !no_pending(b)) tn_spin_until(no_pending, b, BLOCK_SPIN_NS);
+  if (timeout > 0 && !no_pending(b))
+    tn_spin_until(no_pending, b, BLOCK_SPIN_NS);
   int rc = tn_mutex_acquire(&b->mutex, timeout);
   if (rc != TN_OK) return rc;
   if (atomic_load_explicit(&b->pending, memory_order_relaxed) > 0) {

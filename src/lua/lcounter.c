@@ -213,7 +213,8 @@ static const luaL_Reg counter_methods[] = {
     {"writeAsync", l_counter_writeasync},
     {NULL, NULL}};
 
-static const tn_l_class_t counter_class = {TN_TYPE_COUNTER, COUNTER, counter_methods, NULL};
+static const tn_l_class_t counter_class = {
+    TN_TYPE_COUNTER, COUNTER, counter_methods, NULL};
 
 void tn_l_open_counter(lua_State *L) {
   tn_l_newclass(L, &counter_class);

@@ -468,7 +468,8 @@ static const luaL_Reg hash_meta[] = {{"__len", l_hash_len},
                                      {"__pairs", l_hash_pairs},
                                      {NULL, NULL}};
 
-static const tn_l_class_t hash_class = {TN_TYPE_HASH, HASH, hash_methods, hash_meta};
+static const tn_l_class_t hash_class = {
+    TN_TYPE_HASH, HASH, hash_methods, hash_meta};
 
 void tn_l_open_hash(lua_State *L) {
   tn_l_newclass(L, &hash_class);

@@ -241,7 +241,8 @@ static void set_shortcut(lua_State *L, const char *name, const char *cls) {
   lua_setfield(L, -2, name);
 }
 
-static const tn_l_class_t plural_class = {TN_TYPE_PLURAL, PLURAL, plural_methods, plural_meta};
+static const tn_l_class_t plural_class = {
+    TN_TYPE_PLURAL, PLURAL, plural_methods, plural_meta};
 
 void tn_l_open_plural(lua_State *L) {
   tn_l_newclass(L, &plural_class);

@@ -146,7 +146,8 @@ static const luaL_Reg printer_methods[] = {
 static const luaL_Reg printer_meta[] = {{"__call", l_printer_print},
                                         {NULL, NULL}};
 
-static const tn_l_class_t printer_class = {TN_TYPE_PRINTER, PRINTER, printer_methods, printer_meta};
+static const tn_l_class_t printer_class = {
+    TN_TYPE_PRINTER, PRINTER, printer_methods, printer_meta};
 
 void tn_l_open_printer(lua_State *L) {
   tn_l_newclass(L, &printer_class);

@@ -434,9 +434,12 @@ static const luaL_Reg atomic_meta[] = {{"__index", l_atomic_index},
 
 /* ---- registration ---------------------------------------------------------- */
 
-static const tn_l_class_t table_class = {TN_TYPE_TABLE, TABLE, NULL, table_meta};
-static const tn_l_class_t share_class = {TN_TYPE_SHARE, SHARE, share_methods, share_meta};
-static const tn_l_class_t atomic_class = {TN_TYPE_ATOMIC, ATOMIC, atomic_methods, atomic_meta};
+static const tn_l_class_t table_class = {
+    TN_TYPE_TABLE, TABLE, NULL, table_meta};
+static const tn_l_class_t share_class = {
+    TN_TYPE_SHARE, SHARE, share_methods, share_meta};
+static const tn_l_class_t atomic_class = {
+    TN_TYPE_ATOMIC, ATOMIC, atomic_methods, atomic_meta};
 
 void tn_l_open_share(lua_State *L) {
   tn_l_newclass(L, &table_class);

@@ -707,7 +707,8 @@ static const luaL_Reg vector_meta[] = {{"__len", l_vector_len},
                                        {"__ipairs", l_vector_pairs},
                                        {NULL, NULL}};
 
-static const tn_l_class_t vector_class = {TN_TYPE_DEQUE, VECTOR, vector_methods, vector_meta};
+static const tn_l_class_t vector_class = {
+    TN_TYPE_DEQUE, VECTOR, vector_methods, vector_meta};
 
 void tn_l_open_vector(lua_State *L) {
   tn_l_newclass(L, &vector_class);
