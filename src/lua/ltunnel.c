@@ -5,7 +5,8 @@
 **
 ** Registry layout (per Lua state):
 **   registry["tunnel.boxes"]  weak-valued: lightuserdata(object) -> box
-**   registry["tunnel.types"]  type number -> metatable
+**   registry["tunnel.types"]  type number -> metatable (until the class is
+**                             first used: its tn_l_class_t, a lightuserdata)
 */
 #include <dlfcn.h>
 #include <pthread.h>
@@ -286,7 +287,7 @@ static void build_class(lua_State *L, const tn_l_class_t *c) {
   const luaL_Reg *methods = c->methods, *meta = c->meta;
   luaL_newmetatable(L, name);
   int mt = lua_gettop(L);
-  int n = 0; /* sized once: every block thread builds every class */
+  int n = 0; /* sized once */
   while (methods != NULL && methods[n].name != NULL) n++;
   lua_createtable(L, 0, n);
   int mtab = lua_gettop(L);
