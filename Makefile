@@ -73,15 +73,29 @@ LUA_ENV := LUA_PATH="lua/?.lua;lua/?/init.lua;;" \
 
 all: lib module $(B)/test/run $(TUNNEL_CMD)
 
+# The flags a build directory was made with. Objects depend on this stamp,
+# which is rewritten only when the flags change: building a directory again
+# with other flags (a sanitizer's, -Werror) then rebuilds it, instead of
+# linking objects compiled both ways (a TSan binary with uninstrumented
+# objects reports races that do not exist).
+FLAGS_STAMP := $(B)/.flags
+FLAGS_NOW := $(CC) $(CFLAGS_ALL) | $(LDFLAGS_ALL)
+$(FLAGS_STAMP): FORCE
+	@mkdir -p $(@D)
+	@echo '$(FLAGS_NOW)' | cmp -s - $@ || echo '$(FLAGS_NOW)' > $@
+FORCE:
+.PHONY: FORCE
+
 lib: $(B)/libtunnel.a
 module: $(MODULE)
 
-$(B)/core/%.o: src/core/%.c include/tunnel.h src/core/internal.h
+$(B)/core/%.o: src/core/%.c include/tunnel.h src/core/internal.h \
+              $(FLAGS_STAMP)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) -c $< -o $@
 
 $(B)/redis/%.o: src/redis/%.c src/redis/redis.h include/tunnel.h \
-                src/core/internal.h
+                src/core/internal.h $(FLAGS_STAMP)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) -c $< -o $@
 
@@ -89,7 +103,8 @@ $(B)/libtunnel.a: $(CORE_OBJ) $(REDIS_OBJ)
 	@mkdir -p $(@D)
 	rm -f $@ && ar rcs $@ $^
 
-$(B)/$(LUA)/obj/%.o: src/lua/%.c $(wildcard src/lua/*.h) include/tunnel.h
+$(B)/$(LUA)/obj/%.o: src/lua/%.c $(wildcard src/lua/*.h) include/tunnel.h \
+                     $(FLAGS_STAMP)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) $(LUA_CFLAGS) -c $< -o $@
 
@@ -98,17 +113,17 @@ $(MODULE): $(LUA_OBJ) $(CORE_OBJ) $(REDIS_OBJ)
 	@mkdir -p $(@D)
 	$(CC) -shared $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
 
-$(B)/test/%.o: test/%.c $(wildcard test/*.h) include/tunnel.h
+$(B)/test/%.o: test/%.c $(wildcard test/*.h) include/tunnel.h $(FLAGS_STAMP)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) -Isrc/core -c $< -o $@
 
 $(B)/test/run: $(TEST_OBJ) $(B)/libtunnel.a
 	$(CC) $(LDFLAGS_ALL) -o $@ $(TEST_OBJ) $(B)/libtunnel.a $(LIBS)
 
-$(TUNNEL_CMD): src/redis/tunnel_cmd.c $(B)/libtunnel.a
+$(TUNNEL_CMD): src/redis/tunnel_cmd.c $(B)/libtunnel.a $(FLAGS_STAMP)
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(B)/libtunnel.a $(LIBS)
 
-$(B)/examples/%: examples/%.c $(B)/libtunnel.a
+$(B)/examples/%: examples/%.c $(B)/libtunnel.a $(FLAGS_STAMP)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(B)/libtunnel.a $(LIBS)
 
