@@ -5,6 +5,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 
+#include "internal.h"
 #include "test.h"
 
 enum { MAX_THREADS = 8, MAX_JOBS = 256 };
@@ -106,6 +107,23 @@ TEST(block_synchronize_waits,
   CHECK_INT(r->nlog[2], 1);
   tn_block_free(b);
   free(r);
+}
+
+TEST(block_synchronize_idle_needs_no_lock,
+     "synchronize with nothing queued returns TN_OK at once, even under "
+     "TN_TRY while another thread holds the block's mutex (idle threads "
+     "take it between spinning and sleeping)") {
+  tn_block_t *b;
+  CHECK_RC(tn_block_new(2, NULL, NULL, &b), TN_OK);
+  test_holder_t h = {tn_block_test_mutex(b), 0, 0};
+  pthread_t t = test_spawn(test_hold_mutex, &h);
+  while (!atomic_load(&h.held)) tn_sleep(0.001);
+  CHECK_RC(tn_block_synchronize(b, TN_TRY), TN_OK);
+  atomic_store(&h.release, 1);
+  test_join(t);
+  CHECK_RC(tn_block_synchronize(b, 0), TN_OK);
+  CHECK_RC(tn_block_synchronize(b, TN_FOREVER), TN_OK);
+  tn_block_free(b);
 }
 
 TEST(block_terminate_drains,

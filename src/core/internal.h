@@ -179,6 +179,10 @@ pthread_mutex_t *tn_map_shard_mutex(tn_map_t *m, const void *key, size_t len);
 ** thread to watch TN_TRY give up). */
 pthread_mutex_t *tn_deque_test_mutex(tn_deque_t *d, bool front);
 
+/* The block's mutex (test_block.c holds it: idle threads take it now and
+** then, and synchronize must not fail on it when nothing is pending). */
+pthread_mutex_t *tn_block_test_mutex(tn_block_t *b);
+
 /* ---- spinning ----------------------------------------------------------- */
 
 /* A CPU hint for busy-wait loops. */
