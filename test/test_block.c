@@ -217,32 +217,30 @@ static void counted_release(void *arg) {
   free(c);
 }
 
+/* Queue one counted run on the 4 threads of `b`. */
+static void queue_counted(tn_block_t *b, atomic_int *early,
+                          atomic_int *releases) {
+  counted_t *c = malloc(sizeof *c);
+  if (c == NULL) abort();
+  atomic_init(&c->ran, 0);
+  c->size = 4;
+  c->early = early;
+  c->releases = releases;
+  CHECK_RC(tn_block_run(b, counted_job, c, counted_release), TN_OK);
+}
+
 TEST(block_release_once_per_run,
      "release runs exactly once per run, after the last thread finished "
      "with it") {
   tn_block_t *b;
   CHECK_RC(tn_block_new(4, NULL, NULL, &b), TN_OK);
   atomic_int early = 0, releases = 0;
-  for (int i = 0; i < 500; i++) {
-    counted_t *c = malloc(sizeof *c);
-    atomic_init(&c->ran, 0);
-    c->size = 4;
-    c->early = &early;
-    c->releases = &releases;
-    CHECK_RC(tn_block_run(b, counted_job, c, counted_release), TN_OK);
-  }
+  for (int i = 0; i < 500; i++) queue_counted(b, &early, &releases);
   CHECK_RC(tn_block_synchronize(b, TN_FOREVER), TN_OK);
   CHECK_INT(atomic_load(&releases), 500); /* synchronize covers releases */
   CHECK_INT(atomic_load(&early), 0);
   /* Runs still queued at free are run, then released. */
-  for (int i = 0; i < 50; i++) {
-    counted_t *c = malloc(sizeof *c);
-    atomic_init(&c->ran, 0);
-    c->size = 4;
-    c->early = &early;
-    c->releases = &releases;
-    CHECK_RC(tn_block_run(b, counted_job, c, counted_release), TN_OK);
-  }
+  for (int i = 0; i < 50; i++) queue_counted(b, &early, &releases);
   tn_block_free(b);
   CHECK_INT(atomic_load(&releases), 550);
   CHECK_INT(atomic_load(&early), 0);
