@@ -71,7 +71,8 @@ describe('tunnel.Serializer', function()
   it('raises clear errors on crafted payloads', function()
     local cases = {
       ['\99'] = 'unknown tag',
-      ['\16'] = 'unknown tag',
+      ['\17'] = 'unknown tag', -- one past the last tag (CLASS, 16)
+      ['\254\2'] = 'unknown tag', -- the data-only mark of blobs is no tag
       ['\5\200\1'] = 'length past the end',
       ['\3\255\255\255\255\255\255\255\255\255\255\1'] = 'bad varint',
       ['\8\1'] = 'bad back%-reference',

@@ -23,13 +23,36 @@
 **   CFIELD                   module name, field name (two strings): a C
 **                            function found in a module, e.g. _G.print
 **   OBJECT                   varint i: tn_blob_ref(blob, i)
+**   CLASS                    varint length, name, then a TABLE or TABLE_R
+**                            (tag and payload): the table, with the
+**                            metatable registered under that name in the
+**                            receiver (tunnel.register)
 ** The _R tags mark the tables and functions that a REF or UPJOIN names
 ** (the encoder patches the tag when it writes the reference), so a decoder
 ** keeps a back-reference table only for those, and only when there are
 ** any. A function's length is a 5-byte varint (patched after lua_dump), so
 ** offsets never move. Varints are LEB128, at most 10 bytes, not always
 ** minimal. Blobs carry no header: they live in one process;
-** tunnel.Serializer adds a version and a flavour.
+** tunnel.Serializer adds a version and a flavour. CLASS was added to
+** format 1 without a new version: every older string still decodes the
+** same; a string holding a class instance reads as "corrupt value
+** (unknown tag)" in a tunnel older than CLASS. A blob may start with
+** TN_CODEC_DATA_ONLY (codec.h), which is not a tag: decode the rest as
+** data only.
+**
+** Classes. tunnel.register(name, mt) records, per Lua state, name -> mt
+** and mt -> name (one table in the registry; names are strings and
+** metatables tables, so the two directions never collide). A table whose
+** metatable is registered is sent as CLASS name + the table's contents
+** (raw: no metamethod runs); the receiver sets the metatable that *it*
+** registered under that name, so the class's methods are the receiver's
+** own code, never sent. Registering is idempotent for the same (name,
+** mt); a name bound to another metatable, or a metatable bound to another
+** name, raises (one name per class and one class per name, so what a
+** receiver gets never depends on the order of registrations). There is
+** no unregistering. A table with an unregistered metatable is refused at
+** the send; a name the receiver has not registered is refused at the
+** receive, naming the class.
 **
 ** Caveats.
 ** - Numbers on 5.1/LuaJIT are doubles and travel as FLOAT.
@@ -49,6 +72,10 @@
 ** - Upvalues shared by two closures of one value stay shared on 5.2+ and
 **   LuaJIT; on plain 5.1 each closure gets its own copy.
 ** - Nesting (tables and functions) is limited to TN_CODEC_MAXDEPTH levels.
+** - The metatable of a class instance is not looked at beyond its identity:
+**   __pairs, __index, __gc, ... are not consulted when encoding, and a
+**   registered metatable that is itself sent as a value (not as the
+**   metatable of a table) is copied like any table.
 **
 ** Speed and errors. Lua errors longjmp out of this code, so nothing is
 ** allocated here outside Lua's reach: the encoder works in a per-state
@@ -87,8 +114,12 @@ enum {
   TAG_GLOBALS,
   TAG_MODULE,
   TAG_CFIELD,
-  TAG_OBJECT
+  TAG_OBJECT,
+  TAG_CLASS
 };
+
+/* Registry key of the per-state class table (tunnel.register). */
+static const char classes_key = 'c';
 
 /* Registry key of the per-state name cache (its address is unique). */
 static const char names_key = 'n';
@@ -552,6 +583,42 @@ static void put_ref(enc_t *e, const seen_slot_t *s) {
 
 static void encode_value(enc_t *e, int idx);
 
+/* Push the state's class table, or nil if nothing was registered. */
+static void push_classes(lua_State *L) {
+  lua_pushlightuserdata(L, (void *)&classes_key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+}
+
+/*
+** The metatable of a table being sent is on top: write CLASS and the name
+** it is registered under (the table follows), and pop it; refuse it if it
+** is not registered.
+*/
+static void put_class(enc_t *e) {
+  lua_State *L = e->L;
+  enc_checkstack(e, 2);
+  push_classes(L);
+  if (lua_istable(L, -1)) {
+    lua_pushvalue(L, -2);
+    lua_rawget(L, -2); /* classes[mt] */
+    if (lua_type(L, -1) == LUA_TSTRING) {
+      size_t len;
+      const char *name = lua_tolstring(L, -1, &len);
+      unsigned char *p = reserve(e, 11 + len);
+      p[0] = TAG_CLASS;
+      size_t n = 1 + write_varint(p + 1, len);
+      memcpy(p + n, name, len);
+      e->t->len += n + len;
+      lua_pop(L, 3);
+      return;
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 2);
+  enc_error(e, "table with an unregistered metatable "
+               "(tunnel.register(name, mt) in both threads)");
+}
+
 static void enter(enc_t *e) {
   if (e->depth >= TN_CODEC_MAXDEPTH)
     enc_error(e, "nesting too deep (more than 200 levels)");
@@ -590,10 +657,7 @@ static void encode_table(enc_t *e, int idx) {
     return;
   }
   if (put_name(e, idx)) return;
-  if (lua_getmetatable(L, idx)) {
-    lua_pop(L, 1);
-    enc_error(e, "table with a metatable");
-  }
+  if (lua_getmetatable(L, idx)) put_class(e);
   enter(e);
   seen_add(e, p, ++e->nitems, 0, e->t->len);
   size_t n = tn_rawlen(L, idx), m = 0;
@@ -848,7 +912,7 @@ typedef struct dec {
   lua_State *L;
   const unsigned char *p, *end;
   const tn_blob_t *refs;
-  int trusted;
+  int trust; /* TN_DECODE_* */
   const char *method;
   int seen;      /* stack slot: REF number -> value (nil until needed) */
   int have_seen;
@@ -858,6 +922,21 @@ typedef struct dec {
 
 static int corrupt(dec_t *d, const char *why) {
   return tn_l_error(d->L, d->method, "corrupt value (%s)", why);
+}
+
+/* Refuse `what` (TN_DECODE_DATA): the bytes may hold data only. */
+static int refuse(dec_t *d, const char *what) {
+  return tn_l_error(d->L, d->method,
+                    "cannot receive %s from untrusted bytes (trusted = false "
+                    "allows data only)", what);
+}
+
+/* Refuse a named thing ("module 'os'") the same way. */
+static int refuse_named(dec_t *d, const char *kind, const char *name,
+                        size_t len) {
+  lua_pushlstring(d->L, name, len > 64 ? 64 : len);
+  lua_pushfstring(d->L, "%s '%s'", kind, lua_tostring(d->L, -1));
+  return refuse(d, lua_tostring(d->L, -1));
 }
 
 static inline int get_byte(dec_t *d) {
@@ -963,9 +1042,10 @@ static const char *chunk_reader(lua_State *L, void *ud, size_t *size) {
 
 static void decode_function(dec_t *d, int tag) {
   lua_State *L = d->L;
+  if (d->trust == TN_DECODE_DATA) refuse(d, "a function");
   if (get_byte(d) != FLAVOUR)
     tn_l_error(L, d->method, "cannot receive a function of another Lua flavour");
-  if (!d->trusted)
+  if (d->trust != TN_DECODE_OWN)
     tn_l_error(L, d->method, "cannot load function bytecode that was not "
                              "saved by this process");
   size_t item = dec_enter(d);
@@ -1001,17 +1081,29 @@ static void decode_function(dec_t *d, int tag) {
   d->depth--;
 }
 
-/* Push package.loaded[name]; require it if absent (trusted bytes only). */
-static void push_module(dec_t *d) {
+/* Push package.loaded[name]; require it if absent (own bytes only). For
+** data only, refuse `kind` (module, C function) named by the module and
+** then (C function) the field. */
+static void push_module(dec_t *d, const char *kind) {
   lua_State *L = d->L;
   size_t len;
   const char *name = get_string(d, &len);
+  if (d->trust == TN_DECODE_DATA) {
+    if (kind[0] == 'm') refuse_named(d, kind, name, len);
+    size_t flen;
+    const char *f = get_string(d, &flen);
+    lua_pushlstring(L, name, len > 64 ? 64 : len);
+    lua_pushliteral(L, ".");
+    lua_pushlstring(L, f, flen > 64 ? 64 : flen);
+    lua_concat(L, 3);
+    refuse_named(d, kind, lua_tostring(L, -1), tn_rawlen(L, -1));
+  }
   lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
   if (!lua_istable(L, -1)) corrupt(d, "no package.loaded");
   lua_pushlstring(L, name, len);
   lua_rawget(L, -2);
   lua_remove(L, -2); /* pop package.loaded */
-  if (lua_isnil(L, -1) && d->trusted) {
+  if (lua_isnil(L, -1) && d->trust == TN_DECODE_OWN) {
     lua_pop(L, 1);
     lua_getglobal(L, "require");
     lua_pushlstring(L, name, len);
@@ -1023,6 +1115,38 @@ static void push_module(dec_t *d) {
     tn_l_error(L, d->method, "cannot receive module '%s': not loaded",
                lua_tostring(L, -1));
   }
+}
+
+/*
+** CLASS: the name, then the table; the table gets the metatable registered
+** here under that name. The name is looked up first, so an unregistered
+** class fails before any of its contents is decoded.
+*/
+static void decode_class(dec_t *d) {
+  lua_State *L = d->L;
+  size_t len;
+  const char *name = get_string(d, &len);
+  if (!lua_checkstack(L, 4)) corrupt(d, "nesting too deep");
+  push_classes(L);
+  if (lua_istable(L, -1)) {
+    lua_pushlstring(L, name, len);
+    lua_rawget(L, -2);
+    lua_remove(L, -2); /* the class table */
+  }
+  if (!lua_istable(L, -1)) {
+    lua_pushlstring(L, name, len > 64 ? 64 : len);
+    const char *n = lua_tostring(L, -1);
+    tn_l_error(L, d->method, "cannot receive a table of class '%s': no "
+               "metatable is registered under that name in this thread "
+               "(tunnel.register('%s', mt))", n, n);
+  }
+  int mt = lua_gettop(L);
+  int tag = get_byte(d);
+  if (tag != TAG_TABLE && tag != TAG_TABLE_R) corrupt(d, "class of a non-table");
+  decode_table(d, tag);
+  lua_pushvalue(L, mt);
+  lua_setmetatable(L, -2);
+  lua_remove(L, mt);
 }
 
 static void decode_value(dec_t *d, int tag) {
@@ -1062,10 +1186,14 @@ static void decode_value(dec_t *d, int tag) {
   case TAG_REF: dec_item(d, get_varint(d), "bad back-reference"); break;
   case TAG_FUNC:
   case TAG_FUNC_R: decode_function(d, tag); break;
-  case TAG_GLOBALS: tn_pushglobals(L); break;
-  case TAG_MODULE: push_module(d); break;
+  case TAG_GLOBALS:
+    if (d->trust == TN_DECODE_DATA) refuse(d, "the globals table");
+    tn_pushglobals(L);
+    break;
+  case TAG_MODULE: push_module(d, "module"); break;
+  case TAG_CLASS: decode_class(d); break;
   case TAG_CFIELD: {
-    push_module(d);
+    push_module(d, "C function");
     size_t len;
     const char *f = get_string(d, &len);
     lua_pushlstring(L, f, len);
@@ -1090,13 +1218,13 @@ static void decode_value(dec_t *d, int tag) {
 }
 
 int tn_l_decode_bytes(lua_State *L, const void *data, size_t len,
-                      const tn_blob_t *refs, int trusted, const char *method) {
+                      const tn_blob_t *refs, int trust, const char *method) {
   dec_t d;
   d.L = L;
   d.p = data;
   d.end = d.p + len;
   d.refs = refs;
-  d.trusted = trusted;
+  d.trust = trust;
   d.method = method;
   d.have_seen = d.depth = 0;
   d.nitems = 0;
@@ -1121,5 +1249,55 @@ int tn_l_decode(lua_State *L, const tn_blob_t *b, const char *method) {
     lua_pushnil(L);
     return 1;
   }
-  return tn_l_decode_bytes(L, tn_blob_data(b), tn_blob_size(b), b, 1, method);
+  const unsigned char *p = tn_blob_data(b);
+  size_t len = tn_blob_size(b);
+  if (len > 0 && p[0] == TN_CODEC_DATA_ONLY)
+    return tn_l_decode_bytes(L, p + 1, len - 1, b, TN_DECODE_DATA, method);
+  return tn_l_decode_bytes(L, p, len, b, TN_DECODE_OWN, method);
+}
+
+/* ---- classes ------------------------------------------------------------ */
+
+#define REGISTER "tunnel.register"
+
+/* tunnel.register(name, mt) -> mt: see "Classes" at the top. */
+int tn_l_register(lua_State *L) {
+  if (lua_type(L, 1) != LUA_TSTRING || tn_rawlen(L, 1) == 0)
+    return tn_l_error(L, REGISTER, "name must be a non-empty string (got %s)",
+                      luaL_typename(L, 1));
+  if (tn_rawlen(L, 1) > 255)
+    return tn_l_error(L, REGISTER, "name must be at most 255 bytes (got %d)",
+                      (int)tn_rawlen(L, 1));
+  if (lua_type(L, 2) != LUA_TTABLE)
+    return tn_l_error(L, REGISTER, "metatable must be a table (got %s)",
+                      luaL_typename(L, 2));
+  lua_settop(L, 2);
+  push_classes(L);
+  if (!lua_istable(L, 3)) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushlightuserdata(L, (void *)&classes_key);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, LUA_REGISTRYINDEX);
+  }
+  lua_pushvalue(L, 1);
+  lua_rawget(L, 3); /* 4: classes[name] */
+  lua_pushvalue(L, 2);
+  lua_rawget(L, 3); /* 5: classes[mt] */
+  if (!lua_isnil(L, 4) && !lua_rawequal(L, 4, 2))
+    return tn_l_error(L, REGISTER, "name '%s' is already registered for "
+                      "another metatable", lua_tostring(L, 1));
+  if (!lua_isnil(L, 5) && !lua_rawequal(L, 5, 1))
+    return tn_l_error(L, REGISTER, "this metatable is already registered "
+                      "as '%s' (one name per class)", lua_tostring(L, 5));
+  if (lua_isnil(L, 4)) {
+    lua_pushvalue(L, 1);
+    lua_pushvalue(L, 2);
+    lua_rawset(L, 3);
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, 1);
+    lua_rawset(L, 3);
+  }
+  lua_settop(L, 2);
+  return 1;
 }

@@ -13,11 +13,18 @@
 **   the server, and write stores it back (plain tables travel by value).
 ** - The Cluster value cannot be sent to other threads; send the objects
 **   (or the URL) instead.
+** - trusted = false makes a distinct cluster (and distinct objects: not ==
+**   to those of a trusted Cluster of the same URL and prefix) whose every
+**   value decodes as data only (src/lua/codec.h, TN_DECODE_DATA); objects
+**   named inside its values are data-only too.
 */
 #include <math.h>
 #include <string.h>
 
 #include "ltunnel.h"
+/* rd_cluster_open and tn_cluster.data_only (trusted = false); not in
+** tunnel.h: the C API has no codec, so "data only" means nothing there. */
+#include "../redis/redis.h"
 
 #define CLUSTER "tunnel.Cluster"
 #define M(name) CLUSTER ":" name
@@ -56,11 +63,13 @@ static int push_new(lua_State *L, tn_object_t *o) {
   return 1;
 }
 
-/* tunnel.Cluster(url [, {prefix = 'tunnel:', timeout = seconds}]) */
+/* tunnel.Cluster(url [, {prefix = 'tunnel:', timeout = seconds,
+** trusted = true}]) */
 static int l_cluster_new(lua_State *L) {
   const char *url = luaL_checkstring(L, 1);
   const char *prefix = NULL;
   double timeout = TN_FOREVER;
+  bool data_only = false;
   if (!lua_isnoneornil(L, 2)) {
     luaL_checktype(L, 2, LUA_TTABLE);
     lua_getfield(L, 2, "prefix");
@@ -72,10 +81,16 @@ static int l_cluster_new(lua_State *L) {
     }
     lua_getfield(L, 2, "timeout");
     timeout = tn_l_opttimeout(L, -1, CLUSTER);
-    lua_pop(L, 2);
+    lua_getfield(L, 2, "trusted"); /* false: values decode as data only */
+    if (lua_type(L, -1) == LUA_TBOOLEAN)
+      data_only = !lua_toboolean(L, -1);
+    else if (!lua_isnil(L, -1))
+      return tn_l_error(L, CLUSTER, "trusted must be a boolean (got %s)",
+                        luaL_typename(L, -1));
+    lua_pop(L, 3);
   }
   tn_cluster_t *c;
-  int rc = tn_cluster_open(url, prefix, timeout, &c);
+  int rc = rd_cluster_open(url, prefix, timeout, data_only, &c);
   if (rc == TN_EINVAL) return tn_l_error(L, CLUSTER, "%s", tn_last_error());
   if (rc != TN_OK) return tn_l_coreerror(L, CLUSTER, rc);
   cluster_box_t *box = tn_newuserdata(L, sizeof *box);
@@ -169,6 +184,8 @@ static int l_cluster_index(lua_State *L) {
     lua_pushstring(L, tn_cluster_prefix(c));
   } else if (k != NULL && strcmp(k, "timeout") == 0) {
     lua_pushnumber(L, (lua_Number)tn_cluster_timeout(c));
+  } else if (k != NULL && strcmp(k, "trusted") == 0) {
+    lua_pushboolean(L, !c->data_only);
   } else {
     lua_pushvalue(L, 2);
     lua_rawget(L, lua_upvalueindex(1));

@@ -29,6 +29,9 @@
 **   looked up in package.loaded without require) loads in any process of
 **   the same Lua flavour. Tokens, too, mean something only in their process.
 ** - The check authenticates; it does not hide anything.
+** - load(s, {trusted = false}) (and retain) decodes data only, whatever
+**   the check says: no function, module or globals (codec.h,
+**   TN_DECODE_DATA), for strings that come from someone you do not trust.
 */
 #include <pthread.h>
 #include <stdint.h>
@@ -258,12 +261,35 @@ static int l_serializer_save(lua_State *L) {
   return 1;
 }
 
-/* load and retain: decode the string at 2; `take` hands the objects over. */
+/* The options table at 3 of load and retain: 0 for {trusted = false}. */
+static int opt_trusted(lua_State *L, const char *method) {
+  if (lua_isnoneornil(L, 3)) return 1;
+  if (lua_type(L, 3) != LUA_TTABLE)
+    return tn_l_error(L, method, "options must be a table (got %s)",
+                      luaL_typename(L, 3));
+  lua_getfield(L, 3, "trusted");
+  int trusted = 1;
+  if (lua_type(L, -1) == LUA_TBOOLEAN)
+    trusted = lua_toboolean(L, -1);
+  else if (!lua_isnil(L, -1))
+    return tn_l_error(L, method, "trusted must be a boolean (got %s)",
+                      luaL_typename(L, -1));
+  lua_pop(L, 1);
+  return trusted;
+}
+
+/*
+** load and retain: decode the string at 2 (options at 3); `take` hands the
+** objects over. The objects are taken out only after the value decoded, so
+** a load that fails (untrusted bytes, a class not registered here, ...)
+** leaves them parked and the string loads again later.
+*/
 static int load(lua_State *L, const char *method, int take) {
   check_self(L, method);
   if (lua_type(L, 2) != LUA_TSTRING)
     return tn_l_error(L, method, "expects a string (got %s)",
                       luaL_typename(L, 2));
+  int data_only = !opt_trusted(L, method);
   size_t len;
   const unsigned char *s = (const unsigned char *)lua_tolstring(L, 2, &len);
   if (len < HEAD || memcmp(s, MAGIC, 4) != 0)
@@ -284,16 +310,28 @@ static int load(lua_State *L, const char *method, int take) {
     if (!trusted)
       return tn_l_error(L, method, "corrupt value (the objects of a string "
                                    "live only in the process that saved it)");
-    h->blob = unpark(token, take);
+    h->blob = unpark(token, 0);
     if (h->blob == NULL)
       return tn_l_error(L, method, "the objects in this string were already "
                                    "loaded (use retain)");
   }
-  int n = tn_l_decode_bytes(L, s + head, len - head, h->blob, trusted, method);
-  tn_blob_release(h->blob); /* the boxes hold their objects now */
-  h->blob = NULL;
+  int trust = data_only ? TN_DECODE_DATA
+              : trusted ? TN_DECODE_OWN : TN_DECODE_FOREIGN;
+  int n = tn_l_decode_bytes(L, s + head, len - head, h->blob, trust, method);
   if (n != 1)
     return tn_l_error(L, method, "corrupt value (%d values, not 1)", n);
+  if (s[6] && take) {
+    /* Decoded: now take the objects out. Another thread's load of the same
+    ** string may have taken them meanwhile; then this one fails as if it
+    ** had come second (its boxes are dropped with the stack). */
+    tn_blob_t *b = unpark(token, 1);
+    if (b == NULL)
+      return tn_l_error(L, method, "the objects in this string were already "
+                                   "loaded (use retain)");
+    tn_blob_release(b);
+  }
+  tn_blob_release(h->blob); /* the boxes hold their objects now */
+  h->blob = NULL;
   return 1;
 }
 

@@ -435,6 +435,8 @@ int luaopen_tunnel_core(lua_State *L) {
   lua_setfield(L, -2, "sleep");
   lua_pushcfunction(L, l_clock);
   lua_setfield(L, -2, "clock");
+  lua_pushcfunction(L, tn_l_register); /* codec.c: classes cross threads */
+  lua_setfield(L, -2, "register");
   lua_pushliteral(L, TN_VERSION);
   lua_setfield(L, -2, "version");
   tn_l_open_vector(L);

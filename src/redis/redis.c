@@ -133,24 +133,27 @@ nomem:
   return TN_ENOMEM;
 }
 
-/* The interned cluster equal to (url, prefix) and, if `match_timeout`, the
-** timeout; NULL if none. Registry mutex held. */
+/* The interned cluster equal to (url, prefix, data_only) and, if
+** `match_timeout`, the timeout; NULL if none. Registry mutex held. */
 static tn_cluster_t *cluster_find(const char *url, const char *prefix,
-                                  double timeout, bool match_timeout) {
+                                  double timeout, bool match_timeout,
+                                  bool data_only) {
   for (tn_cluster_t *c = clusters; c != NULL; c = c->next)
     if (strcmp(c->url, url) == 0 && strcmp(c->prefix, prefix) == 0 &&
-        (!match_timeout || c->timeout == timeout))
+        (!match_timeout || c->timeout == timeout) &&
+        c->data_only == data_only)
       return c;
   return NULL;
 }
 
 /* Intern without checking the server. */
 static int cluster_intern(const char *url, const char *prefix, double timeout,
-                          bool match_timeout, tn_cluster_t **out) {
+                          bool match_timeout, bool data_only,
+                          tn_cluster_t **out) {
   if (prefix == NULL) prefix = "tunnel:";
   double t = timeout > 0 && timeout < 1e9 ? timeout : 0;
   pthread_mutex_lock(&registry_mutex);
-  tn_cluster_t *c = cluster_find(url, prefix, t, match_timeout);
+  tn_cluster_t *c = cluster_find(url, prefix, t, match_timeout, data_only);
   pthread_mutex_unlock(&registry_mutex);
   if (c != NULL) {
     *out = c;
@@ -158,8 +161,9 @@ static int cluster_intern(const char *url, const char *prefix, double timeout,
   }
   int rc = cluster_parse(url, prefix, t, &c);
   if (rc != TN_OK) return rc;
+  c->data_only = data_only;
   pthread_mutex_lock(&registry_mutex);
-  tn_cluster_t *other = cluster_find(url, prefix, t, match_timeout);
+  tn_cluster_t *other = cluster_find(url, prefix, t, match_timeout, data_only);
   if (other == NULL) {
     c->next = clusters;
     clusters = c;
@@ -180,8 +184,13 @@ static int cluster_intern(const char *url, const char *prefix, double timeout,
 */
 int tn_cluster_open(const char *url, const char *prefix, double timeout,
                     tn_cluster_t **out) {
+  return rd_cluster_open(url, prefix, timeout, false, out);
+}
+
+int rd_cluster_open(const char *url, const char *prefix, double timeout,
+                    bool data_only, tn_cluster_t **out) {
   tn_cluster_t *c;
-  int rc = cluster_intern(url, prefix, timeout, true, &c);
+  int rc = cluster_intern(url, prefix, timeout, true, data_only, &c);
   if (rc != TN_OK) return rc;
   const char *argv[] = {"PING"};
   redisReply *r;
@@ -614,7 +623,8 @@ int rd_value_decode(tn_cluster_t *c, const char *what, const char *data,
       free(name);
       break;
     }
-    rc = cluster_intern(url, prefix, c->timeout, false, &rc_cluster);
+    rc = cluster_intern(url, prefix, c->timeout, false, c->data_only,
+                        &rc_cluster);
     if (rc == TN_OK)
       rc = rd_object_get(rc_cluster, (tn_type_t)type, name, &refs[got]);
     free(url);
@@ -623,7 +633,18 @@ int rd_value_decode(tn_cluster_t *c, const char *what, const char *data,
     if (rc != TN_OK) break;
   }
   tn_blob_t *b = NULL;
-  if (rc == TN_OK && got == nrefs) {
+  if (rc == TN_OK && got == nrefs && c->data_only) {
+    /* The mark in front (RD_DATA_ONLY), then the bytes. */
+    size_t n = (size_t)(end - p);
+    unsigned char *m = malloc(n + 1);
+    if (m != NULL) {
+      m[0] = RD_DATA_ONLY;
+      memcpy(m + 1, p, n);
+      b = tn_blob_new(m, n + 1, refs, got);
+      free(m);
+    }
+    if (b == NULL) rc = TN_ENOMEM;
+  } else if (rc == TN_OK && got == nrefs) {
     b = tn_blob_new(p, (size_t)(end - p), refs, got);
     if (b == NULL) rc = TN_ENOMEM;
   } else if (rc == TN_OK) {

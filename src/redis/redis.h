@@ -34,8 +34,26 @@ struct tn_cluster {
   int db;
   char *prefix;
   double timeout; /* <= 0: none */
+  /* trusted = false: every value read gets RD_DATA_ONLY in front. Part of
+  ** the intern key, and inherited by the objects a value names, so bytes
+  ** read through such a cluster never decode into code. */
+  bool data_only;
   struct tn_cluster *next; /* the intern list */
 };
+
+/*
+** The byte put in front of the blob of every value a data-only cluster
+** reads: the Lua codec (src/lua/codec.h, TN_CODEC_DATA_ONLY: the same
+** byte) then decodes it as plain data only. Such a blob never goes back
+** to a server: the binding decodes what it reads and encodes anew what
+** it writes (sort too).
+*/
+#define RD_DATA_ONLY 0xfe
+
+/* tn_cluster_open, and whether its values decode as data only (the Lua
+** option trusted = false; tn_cluster_open is data_only = false). */
+int rd_cluster_open(const char *url, const char *prefix, double timeout,
+                    bool data_only, tn_cluster_t **out);
 
 /* A structure on a server: the core header plus where it lives. */
 typedef struct rd_object {
