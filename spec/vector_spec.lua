@@ -30,6 +30,25 @@ for _, B in ipairs(BACKENDS) do
 
   describe('tunnel.Vector (' .. B.name .. ')', function()
     describe('construction', function()
+      it('reads the size hint back from v.size_hint, math.huge when unbounded', function()
+        assert.are.equal(3, B.Vector(3).size_hint)
+        assert.are.equal(1, B.Vector(1.0).size_hint)
+        assert.are.equal(math.huge, B.Vector().size_hint)
+        assert.are.equal(math.huge, B.Vector(math.huge).size_hint)
+      end)
+
+      it('refuses to set v.size_hint, which is fixed at creation', function()
+        local v = B.Vector(2)
+        local ok, err = pcall(function() v.size_hint = 10 end)
+        assert.is_false(ok)
+        assert.matches('^tunnel%.Vector: cannot set field size_hint: the size hint '
+          .. 'is fixed when the vector is made', err)
+        assert.are.equal(2, v.size_hint)
+        v:pushBack(1)
+        v:pushBack(2)
+        assert.is_nil(v:pushBackAsync(3))
+      end)
+
       it('is unbounded without a size hint or with math.huge', function()
         for _, v in ipairs({B.Vector(), B.Vector(math.huge)}) do
           for i = 1, 100 do assert.is_true(v:pushBackAsync(i)) end
@@ -164,12 +183,14 @@ for _, B in ipairs(BACKENDS) do
         assert.are.same({1, n = 1}, contents(v))
       end)
 
-      it('wants a value to push, even if it is nil', function()
-        local v = B.Vector()
-        local ok, err = pcall(v.pushBack, v)
-        assert.is_false(ok)
-        assert.matches('tunnel%.Vector:pushBack: value expected', err)
-        assert.are.equal(0, #v)
+      it('pushes nil when a push is given no value (as in the original)', function()
+        local v = vector_of('x')
+        assert.is_true(v:pushBack())
+        assert.is_true(v:pushFront())
+        assert.is_true(v:pushBackAsync())
+        assert.is_true(v:pushFrontAsync())
+        assert.are.same({nil, nil, 'x', nil, nil, n = 5}, contents(v))
+        assert.are.same({nil, true}, {v:popFront()})
       end)
     end)
 
@@ -233,12 +254,13 @@ for _, B in ipairs(BACKENDS) do
         assert.are.equal('b', v[2.0])
       end)
 
-      it('returns nil, nil from get past the end', function()
+      it('returns nil, true from get past the end (as in the original)', function()
         local v = vector_of('a')
-        local value, ok = v:get(2)
-        assert.is_nil(value)
-        assert.is_nil(ok)
+        assert.are.same({n = 2, nil, true}, {n = select('#', v:get(2)), v:get(2)})
+        assert.are.same({nil, true}, {v:getAsync(100)})
         assert.is_nil(v[5])
+        assert.are.equal(1, #v)
+        assert.are.same({nil, true}, {B.Vector():get(1)})
       end)
 
       it('sets with set and v[i] = x, returning true and the old value', function()
@@ -247,6 +269,14 @@ for _, B in ipairs(BACKENDS) do
         v[2] = 'B'
         assert.are.same({true, 'B'}, {v:setAsync(2, nil)})
         assert.are.same({'A', nil, n = 2}, contents(v))
+      end)
+
+      it('stores nil when set is given no value (as in the original)', function()
+        local v = vector_of('a', 'b')
+        assert.are.same({true, 'a'}, {v:set(1)})
+        assert.are.same({true, 'b'}, {v:setAsync(2)})
+        assert.are.same({true}, {v:set(4)})
+        assert.are.same({nil, nil, nil, nil, n = 4}, contents(v))
       end)
 
       it('grows with nils when set past the end', function()
@@ -344,7 +374,9 @@ for _, B in ipairs(BACKENDS) do
         assert.is_nil(v.noSuchMethod)
         local ok, err = pcall(function() v.answer = 42 end)
         assert.is_false(ok)
-        assert.matches('tunnel%.Vector: cannot set field answer', err)
+        assert.matches('^tunnel%.Vector: cannot set field answer %(a vector has no '
+          .. 'fields: store values with v%[index%] = value%)$', err)
+        assert.is_nil(v.answer)
       end)
     end)
 
@@ -449,10 +481,51 @@ for _, B in ipairs(BACKENDS) do
         assert.are.same({'c', 'b', 'a', n = 3}, contents(v))
       end)
 
-      it('puts nil values last', function()
-        local v = vector_of(2, nil, 1)
+      it('puts nil values last without a comparator', function()
+        local v = vector_of(2, nil, 1, nil)
         v:sort()
-        assert.are.same({1, 2, nil, n = 3}, contents(v))
+        assert.are.same({1, 2, nil, nil, n = 4}, contents(v))
+      end)
+
+      it('hands nil values to the comparator (as in the original)', function()
+        -- the comparator of the original's unit test: nils first
+        local v = vector_of(3, nil, 1, nil, 2)
+        local saw_nil = false
+        assert.is_true(v:sort(function(a, b)
+          if a == nil or b == nil then saw_nil = true end
+          if a == nil then
+            return b ~= nil
+          elseif b == nil then
+            return false
+          end
+          return a < b
+        end))
+        assert.is_true(saw_nil)
+        assert.are.same({nil, nil, 1, 2, 3, n = 5}, contents(v))
+        -- nils last, through the Async twin
+        assert.is_true(v:sortAsync(function(a, b)
+          if b == nil then return a ~= nil end
+          if a == nil then return false end
+          return a > b
+        end))
+        assert.are.same({3, 2, 1, nil, nil, n = 5}, contents(v))
+      end)
+
+      it('re-raises a comparator that cannot take nil, leaving the vector', function()
+        local v = vector_of(2, nil, 1)
+        local ok, err = pcall(v.sort, v, function(a, b) return a < b end)
+        assert.is_false(ok)
+        assert.matches('attempt to compare', err)
+        assert.are.same({2, nil, 1, n = 3}, contents(v))
+      end)
+
+      it('moves the stored values and does not store what the comparator did to them', function()
+        local v = vector_of({k = 2}, {k = 1})
+        v:sort(function(a, b)
+          a.touched, b.touched = true, true
+          return a.k < b.k
+        end)
+        assert.are.same({{k = 1}, {k = 2}, n = 2}, contents(v))
       end)
 
       it('sorts an empty or one-value vector', function()
@@ -482,6 +555,18 @@ for _, B in ipairs(BACKENDS) do
     end)
 
     describe('iteration and rendering', function()
+      it('returns the iterator and true from iterator and iteratorAsync', function()
+        local v = vector_of('a', nil)
+        for _, name in ipairs({'iterator', 'iteratorAsync'}) do
+          local iter, status = v[name](v)
+          assert.are.equal('function', type(iter), name)
+          assert.is_true(status, name)
+          local seen = {}
+          for i, x in iter do seen[#seen + 1] = {i, x} end
+          assert.are.same({{1, 'a'}, {2, nil}}, seen, name)
+        end
+      end)
+
       it('iterates over a snapshot, yielding index and value', function()
         local v = vector_of('a', nil, 'c')
         local seen = {}
@@ -505,10 +590,13 @@ for _, B in ipairs(BACKENDS) do
           pending(_VERSION .. ' ignores __pairs: use v:iterator()')
           return
         end
-        local v = vector_of(10, 20)
+        local v = vector_of(10, nil, 30)
         local seen = {}
-        for i, x in pairs(v) do seen[i] = x end
-        assert.are.same({10, 20}, seen)
+        for i, x in pairs(v) do seen[#seen + 1] = {i, x} end
+        assert.are.same({{1, 10}, {2, nil}, {3, 30}}, seen)
+        local iter, status = pairs(v) -- the original's `iterator = pairs(vector)`
+        assert.are.equal('function', type(iter))
+        assert.is_true(status)
       end)
 
       it('iterates with ipairs up to the first nil where ipairs uses __index', function()
@@ -555,6 +643,19 @@ for _, B in ipairs(BACKENDS) do
     end)
 
     describe('across threads', function()
+      it('reads the size hint in another thread', function()
+        local b = tunnel.Block(1)
+        b:add(B.Vector(7), B.Vector())
+        b:run(function(bounded, unbounded)
+          return bounded.size_hint, unbounded.size_hint
+        end)
+        local result, status = b:synchronize()
+        b:terminate()
+        assert.is_true(status[1], tostring(result[1][1]))
+        assert.are.equal(7, result[1][1])
+        assert.are.equal(math.huge, result[1][2])
+      end)
+
       it('delivers every item exactly once to 2 consumers from 2 producers', function()
         local N = B.name == 'cluster' and 1000 or 5000
         local q = B.Vector(16)

@@ -20,6 +20,10 @@
 **   `h[key] = value` and h:set/h:get always mean the stored value.
 ** - pairs(h) works where Lua honours __pairs (5.2+); LuaJIT and 5.1
 **   without 5.2 compatibility ignore it: use h:iterator() there.
+** - Results follow the original (tunnel/hash.lua of the Torch prototype):
+**   h:set(key) deletes like h:set(key, nil); iterator() returns the
+**   iterator and `true`, a busy iteratorAsync an iterator that yields
+**   nothing and nil.
 ** - set does not take the callback lock (it stays one core call), so a
 **   set racing a write callback on the same key may be overwritten by the
 **   callback's result; writes among themselves never lose an update.
@@ -85,14 +89,14 @@ static int l_hash_getasync(lua_State *L) {
   return hash_get(L, M("getAsync"), TN_TRY);
 }
 
-/* set(key, value) -> true, old value (nil deletes); nil when Async would
-** wait. The key is checked before the value is encoded: nothing to free if
-** it is bad. */
+/* set(key, value) -> true, old value (nil deletes; so does a missing value,
+** as in the original); nil when Async would wait. The key is checked before
+** the value is encoded: nothing to free if it is bad. */
 static int hash_set(lua_State *L, const char *method, double timeout) {
   tn_map_t *m = check_hash(L, method);
   tn_l_key_t k;
   tn_l_checkkey(L, 2, &k, method, 1);
-  tn_l_checkvalue(L, 3, method);
+  lua_settop(L, 3);
   tn_blob_t *b = tn_l_encode(L, 3, 1, method), *old;
   int rc = tn_map_set(m, k.data, k.len, b, &old, timeout);
   if (rc == TN_OK) {
@@ -225,13 +229,29 @@ static void run_snapshot_body(lua_State *L, lua_CFunction body,
   if (status != 0) lua_error(L);
 }
 
-/* iterator() -> a function yielding key, value over a snapshot (in no
-** particular order); nil when Async would wait. */
+/* The iterator of a busy iteratorAsync: it yields nothing. */
+static int hash_nothing(lua_State *L) {
+  (void)L;
+  return 0;
+}
+
+/*
+** iterator() -> a function yielding key, value over a snapshot (in no
+** particular order), and true. iteratorAsync when a lock is busy -> a
+** function that yields nothing, and nil (the original returned nil in
+** both places; an empty iterator keeps `for k, v in h:iteratorAsync()`
+** from calling nil).
+*/
 static int hash_iterator(lua_State *L, const char *method, double timeout) {
   tn_map_t *m = check_hash(L, method);
-  if (tn_l_pushmap(L, m, timeout, method) != TN_OK) return tn_l_pushnils(L, 1);
+  if (tn_l_pushmap(L, m, timeout, method) != TN_OK) {
+    lua_pushcfunction(L, hash_nothing);
+    lua_pushnil(L);
+    return 2;
+  }
   tn_l_pushmapiterator(L);
-  return 1;
+  lua_pushboolean(L, 1);
+  return 2;
 }
 
 static int l_hash_iterator(lua_State *L) {
@@ -242,12 +262,10 @@ static int l_hash_iteratorasync(lua_State *L) {
   return hash_iterator(L, M("iteratorAsync"), TN_TRY);
 }
 
-/* __pairs: the iterator, with no state and no control value. */
+/* __pairs: iterator()'s results (the iterator ignores the state and
+** control values the generic for passes it). */
 static int l_hash_pairs(lua_State *L) {
-  hash_iterator(L, M("iterator"), TN_FOREVER);
-  lua_pushnil(L);
-  lua_pushnil(L);
-  return 3;
+  return hash_iterator(L, M("iterator"), TN_FOREVER);
 }
 
 /* The order of keys in toString: booleans (false first), then numbers

@@ -17,17 +17,23 @@
 ** - pairs(v) works where the Lua honours __pairs (5.2+); ipairs(v) on 5.4
 **   walks v[1], v[2], ... and stops at the first nil value. LuaJIT and 5.1
 **   (without 5.2 compatibility) honour neither: use v:iterator().
+** - Results follow the original (tunnel/vector.lua of the Torch prototype):
+**   get past the end is `nil, true`; a missing value (v:pushBack(),
+**   v:set(i)) is nil; iterator() returns the iterator and `true`, and a
+**   busy iteratorAsync an iterator that yields nothing and `false`.
 ** - The value a pop/get/remove takes is decoded after the core call,
 **   outside any protected call, to keep the hot path one C call: if the
 **   decoding itself raises (out of memory), that value and its blob are
 **   lost.
-** - sort puts nil values last and sorts the others with `compare` (or <).
+** - sort hands nil values to `compare` as the original did; without a
+**   compare it uses < and puts nils last.
 ** - v[i] needs __index to be a function, so every `v:method()` lookup is a
 **   C call too (about a third of a push+pop pair); a hot loop can cache the
 **   method: `local push = v.pushBack; push(v, x)`.
 */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "ltunnel.h"
 
@@ -100,11 +106,12 @@ static int l_vector_new(lua_State *L) {
 
 /* ---- queue and stack ------------------------------------------------------ */
 
-/* The hot path: check self, encode, one core call. */
+/* The hot path: check self, encode, one core call. A missing value is nil
+** (v:pushBack() pushes nil, as in the original). */
 static int vector_push(lua_State *L, const char *method, int front,
                        double timeout) {
   tn_deque_t *d = check_vector(L, method);
-  tn_l_checkvalue(L, 2, method);
+  if (lua_gettop(L) < 2) lua_settop(L, 2);
   tn_blob_t *b = tn_l_encode(L, 2, 1, method);
   int rc = front ? tn_deque_push_front(d, b, timeout)
                  : tn_deque_push_back(d, b, timeout);
@@ -246,15 +253,18 @@ static int vector_getvalue(lua_State *L, tn_deque_t *d, const char *method,
   return rc;
 }
 
-/* get(index) -> value, true; nil, nil when index > size. */
+/* get(index) -> value, true; nil, true when index > size (the original's
+** result: the get happened and found nothing); nil, nil when Async would
+** wait. */
 static int vector_get(lua_State *L, const char *method, double timeout) {
   tn_deque_t *d = check_vector(L, method);
   int rc = vector_getvalue(L, d, method, timeout);
-  if (rc == TN_OK) {
+  if (rc == TN_OK || rc == TN_ERANGE) {
+    if (rc == TN_ERANGE) lua_pushnil(L);
     lua_pushboolean(L, 1);
     return 2;
   }
-  if (rc == TN_ERANGE || tn_l_waited(rc)) return tn_l_pushnils(L, 2);
+  if (tn_l_waited(rc)) return tn_l_pushnils(L, 2);
   return tn_l_coreerror(L, method, rc);
 }
 
@@ -267,13 +277,15 @@ static int l_vector_getasync(lua_State *L) {
 }
 
 /*
-** set(index, value) -> true, old value; grows with nils past the end. On a
-** closed vector only an in-place set works: growing raises, like a push.
+** set(index, value) -> true, old value; grows with nils past the end; a
+** missing value is nil (v:set(i) stores nil, as in the original). nil, nil
+** when Async would wait. On a closed vector only an in-place set works:
+** growing raises, like a push.
 */
 static int vector_set(lua_State *L, const char *method, double timeout) {
   tn_deque_t *d = check_vector(L, method);
   size_t index = check_index(L, 2, method);
-  tn_l_checkvalue(L, 3, method);
+  lua_settop(L, 3);
   tn_blob_t *b = tn_l_encode(L, 3, 1, method), *old;
   int rc = tn_deque_set(d, index, b, &old, timeout);
   if (rc == TN_OK) {
@@ -282,7 +294,7 @@ static int vector_set(lua_State *L, const char *method, double timeout) {
     return 2;
   }
   tn_blob_release(b);
-  if (tn_l_waited(rc)) return tn_l_pushnils(L, 1);
+  if (tn_l_waited(rc)) return tn_l_pushnils(L, 2);
   if (rc == TN_ECLOSED) return closed_error(L, method);
   return tn_l_coreerror(L, method, rc);
 }
@@ -410,8 +422,8 @@ typedef struct snapshot_ctx {
   tn_blob_t **items; /* the snapshot (owned) */
   size_t n;
   uint64_t version;
-  tn_blob_t **sorted; /* sort: the encoded values (owned) */
-  size_t nsorted;     /* how many of them are encoded so far */
+  tn_blob_t **sorted; /* sort: the values in their new order (owned) */
+  size_t nsorted;     /* how many of them are in it so far */
 } snapshot_ctx_t;
 
 static void snapshot_free(snapshot_ctx_t *ctx) {
@@ -461,9 +473,42 @@ static lua_Integer push_snapshot(lua_State *L, tn_deque_t *d,
 }
 
 /*
-** Protected: (ctx, compare) -> nothing. Snapshot, decode, table.sort,
-** encode, replace if nothing changed since the snapshot, else start over
-** from a new snapshot (a push or pop happened meanwhile).
+** The order function table.sort gets: it sorts positions 1..n of the
+** snapshot, not the values, because values may be nil and table.sort
+** cannot sort a table with holes. Upvalue 1 is the table of decoded values
+** (holes for nils), upvalue 2 the user's compare or nil. With a compare,
+** nils are handed to it, as the original did (its tds.Vec sort decoded
+** every value, nils too); without one, < orders the values and nils go
+** last.
+*/
+static int sort_order(lua_State *L) {
+  lua_rawgeti(L, lua_upvalueindex(1), (int)lua_tointeger(L, 1));
+  lua_rawgeti(L, lua_upvalueindex(1), (int)lua_tointeger(L, 2));
+  if (!lua_isnil(L, lua_upvalueindex(2))) {
+    lua_pushvalue(L, lua_upvalueindex(2));
+    lua_insert(L, -3);
+    lua_call(L, 2, 1);
+    return 1;
+  }
+  if (lua_isnil(L, -1) || lua_isnil(L, -2)) {
+    lua_pushboolean(L, lua_isnil(L, -1) && !lua_isnil(L, -2));
+    return 1;
+  }
+#if LUA_VERSION_NUM >= 502
+  lua_pushboolean(L, lua_compare(L, -2, -1, LUA_OPLT));
+#else
+  lua_pushboolean(L, lua_lessthan(L, -2, -1));
+#endif
+  return 1;
+}
+
+/*
+** Protected: (ctx, compare) -> nothing. Snapshot, decode, table.sort the
+** positions, store the snapshot's own blobs in the sorted order (nothing is
+** encoded again, so what the comparator does to its arguments is not
+** stored, as in the original), replace if nothing changed since the
+** snapshot, else start over from a new snapshot (a push or pop happened
+** meanwhile).
 */
 static int sort_body(lua_State *L) {
   snapshot_ctx_t *ctx = lua_touserdata(L, 1);
@@ -475,38 +520,37 @@ static int sort_body(lua_State *L) {
       ctx->rc = rc;
       return 0;
     }
-    /* Non-nil values go to 1..k, nils after them: nil sorts last. */
-    lua_createtable(L, ctx->n > (size_t)INT32_MAX ? 0 : (int)ctx->n, 0);
-    int t = lua_gettop(L), k = 0;
-    for (size_t i = 0; i < ctx->n; i++) {
-      int c = tn_l_decode(L, ctx->items[i], ctx->method);
-      if (c != 1) lua_settop(L, lua_gettop(L) - c + 1);
-      if (lua_isnil(L, -1))
-        lua_pop(L, 1);
-      else
-        lua_rawseti(L, t, ++k);
+    if (ctx->n > (size_t)INT32_MAX)
+      return tn_l_coreerror(L, ctx->method, TN_ENOMEM);
+    int n = (int)ctx->n;
+    push_items(L, ctx); /* the values, holes for nils */
+    int vals = lua_gettop(L);
+    lua_createtable(L, n, 0); /* the positions 1..n, to be sorted */
+    int pos = lua_gettop(L);
+    for (int i = 1; i <= n; i++) {
+      lua_pushinteger(L, i);
+      lua_rawseti(L, pos, i);
     }
-    if (k > 1) {
+    if (n > 1) {
       lua_getfield(L, LUA_REGISTRYINDEX, SORT_KEY);
       if (lua_type(L, -1) != LUA_TFUNCTION)
         return tn_l_error(L, ctx->method, "table.sort is not available");
-      lua_pushvalue(L, t);
+      lua_pushvalue(L, pos);
+      lua_pushvalue(L, vals);
       lua_pushvalue(L, cmp);
+      lua_pushcclosure(L, sort_order, 2);
       lua_call(L, 2, 0);
     }
-    if (ctx->n > 0) {
+    if (n > 0) {
       ctx->sorted = malloc(ctx->n * sizeof *ctx->sorted);
       if (ctx->sorted == NULL) return tn_l_coreerror(L, ctx->method, TN_ENOMEM);
     }
-    for (size_t i = 0; i < ctx->n; i++) {
-      if ((int)i < k) {
-        lua_rawgeti(L, t, (int)i + 1);
-        ctx->sorted[i] = tn_l_encode(L, -1, 1, ctx->method);
-        lua_pop(L, 1);
-      } else {
-        ctx->sorted[i] = NULL;
-      }
-      ctx->nsorted = i + 1;
+    for (int i = 1; i <= n; i++) {
+      lua_rawgeti(L, pos, i);
+      lua_Integer from = lua_tointeger(L, -1);
+      lua_pop(L, 1);
+      ctx->sorted[i - 1] = tn_blob_retain(ctx->items[from - 1]);
+      ctx->nsorted = (size_t)i;
     }
     lua_settop(L, cmp);
     rc = tn_deque_replace(ctx->d, ctx->sorted, ctx->n, ctx->version,
@@ -563,15 +607,31 @@ static int vector_next(lua_State *L) {
   return 2;
 }
 
-/* iterator() -> a function yielding index, value over a snapshot. */
+/* The iterator of a busy iteratorAsync: it yields nothing. */
+static int vector_nothing(lua_State *L) {
+  (void)L;
+  return 0;
+}
+
+/*
+** iterator() -> a function yielding index, value over a snapshot, and
+** true. iteratorAsync on a busy vector -> a function that yields nothing,
+** and false: the original's results, so `for i, x in v:iteratorAsync()`
+** never calls nil, and its `if status == true` idiom works.
+*/
 static int vector_iterator(lua_State *L, const char *method, double timeout) {
   tn_deque_t *d = check_vector(L, method);
   lua_Integer n = push_snapshot(L, d, method, timeout);
-  if (n < 0) return tn_l_pushnils(L, 1);
+  if (n < 0) {
+    lua_pushcfunction(L, vector_nothing);
+    lua_pushboolean(L, 0);
+    return 2;
+  }
   lua_pushinteger(L, n);
   lua_pushinteger(L, 0);
   lua_pushcclosure(L, vector_next, 3);
-  return 1;
+  lua_pushboolean(L, 1);
+  return 2;
 }
 
 static int l_vector_iterator(lua_State *L) {
@@ -582,12 +642,10 @@ static int l_vector_iteratorasync(lua_State *L) {
   return vector_iterator(L, M("iteratorAsync"), TN_TRY);
 }
 
-/* __pairs / __ipairs: the iterator, with no state and no control value. */
+/* __pairs / __ipairs: iterator()'s results (the iterator ignores the
+** state and control values the generic for passes it). */
 static int l_vector_pairs(lua_State *L) {
-  vector_iterator(L, M("iterator"), TN_FOREVER);
-  lua_pushnil(L);
-  lua_pushnil(L);
-  return 3;
+  return vector_iterator(L, M("iterator"), TN_FOREVER);
 }
 
 /* toString() -> 'tunnel.Vector{1, "a", nil, true}' (a snapshot). */
@@ -637,7 +695,19 @@ static int l_vector_len(lua_State *L) {
   return 1;
 }
 
-/* v.name: a method (upvalue 2 is the methods table); v[i]: get(i). */
+/* True when the key at `idx` is the string "size_hint". */
+static int is_size_hint(lua_State *L, int idx) {
+  size_t len;
+  const char *k = lua_type(L, idx) == LUA_TSTRING ? lua_tolstring(L, idx, &len)
+                                                   : NULL;
+  return k != NULL && len == 9 && memcmp(k, "size_hint", 9) == 0;
+}
+
+/*
+** v.name: a method (upvalue 2 is the methods table); v[i]: get(i);
+** v.size_hint: the hint, math.huge when unbounded (the original's field).
+** Other names give nil.
+*/
 static int l_vector_index(lua_State *L) {
   if (lua_type(L, 2) == LUA_TNUMBER) {
     tn_deque_t *d = check_vector(L, M("get"));
@@ -648,18 +718,35 @@ static int l_vector_index(lua_State *L) {
   }
   lua_pushvalue(L, 2);
   lua_rawget(L, lua_upvalueindex(2));
+  if (lua_isnil(L, -1) && is_size_hint(L, 2)) {
+    tn_deque_t *d = check_vector(L, VECTOR ".size_hint");
+    size_t hint = tn_deque_size_hint(d);
+    tn_l_checkpending(L, VECTOR ".size_hint"); /* a cluster vector's */
+    if (hint == TN_UNBOUNDED)
+      lua_pushnumber(L, HUGE_VAL);
+    else
+      lua_pushinteger(L, (lua_Integer)hint);
+  }
   return 1;
 }
 
-/* v[i] = value: set(i, value); no other field can be set. */
+/* v[i] = value: set(i, value); no other field can be set (the original let
+** a program add Lua fields to its vector table; ours is shared by every
+** thread, so a field would be a per-thread illusion). */
 static int l_vector_newindex(lua_State *L) {
   if (lua_type(L, 2) == LUA_TNUMBER) {
     vector_set(L, M("set"), TN_FOREVER);
     return 0;
   }
   check_vector(L, VECTOR);
+  if (is_size_hint(L, 2))
+    return tn_l_error(L, VECTOR, "cannot set field size_hint: the size hint "
+                                 "is fixed when the vector is made "
+                                 "(tunnel.Vector(size_hint))");
   tn_tolstring(L, 2, NULL);
-  return tn_l_error(L, VECTOR, "cannot set field %s", lua_tostring(L, -1));
+  return tn_l_error(L, VECTOR, "cannot set field %s (a vector has no "
+                               "fields: store values with v[index] = value)",
+                    lua_tostring(L, -1));
 }
 
 /* ---- registration --------------------------------------------------------- */
