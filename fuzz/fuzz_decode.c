@@ -5,16 +5,19 @@
 ** Input: a raw payload, i.e. what follows the Serializer header (the codec
 ** bytes of one or more values). The header ends in a SipHash check keyed
 ** with a random per-process key, which no fuzzer can forge; a string whose
-** check fails is decoded untrusted (trusted = 0: bytecode refused, modules
-** looked up in package.loaded only), which is exactly what this target
-** does with every input. fuzz/corpus holds such payloads, made by
-** fuzz/make_corpus.lua from Serializer:save with the 15-byte header cut off.
+** check fails is decoded as foreign bytes (TN_DECODE_FOREIGN: bytecode
+** refused, modules looked up in package.loaded only), which this target
+** does with every input; it decodes each input as data only too
+** (TN_DECODE_DATA, what trusted = false does: no function, module or
+** globals). fuzz/corpus holds such payloads, made by fuzz/make_corpus.lua
+** from Serializer:save with the 15-byte header cut off.
 **
 ** Each input is also handed whole to Serializer:load, which covers the
 ** header checks (magic, version, flavour, flags, token) before decoding.
 **
 ** The state is made once: the standard libraries (so MODULE and CFIELD tags
 ** find string, table, ...), the tunnel module (so OBJECT tags make boxes),
+** a class registered as "P" (so CLASS tags find one; see make_corpus.lua),
 ** and a blob with two object references (a deque and a counter) that the
 ** OBJECT indexes 0 and 1 refer to. After each input the stack is emptied
 ** and, every 64 inputs, the garbage collector runs in full: everything the
@@ -64,12 +67,14 @@ static void *need(void *lib, const char *name) {
   return f;
 }
 
-/* decode(lightuserdata data, integer size): the values, or an error. */
+/* decode(lightuserdata data, integer size, integer trust): the values,
+** or an error. */
 static int l_decode(lua_State *S) {
   const void *p = lua_touserdata(S, 1);
   size_t n = (size_t)lua_tointeger(S, 2);
+  int trust = (int)lua_tointeger(S, 3);
   lua_settop(S, 0);
-  return decode_bytes(S, p, n, refs, 0, "fuzz");
+  return decode_bytes(S, p, n, refs, trust, "fuzz");
 }
 
 static void cleanup(void) {
@@ -128,18 +133,23 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 
   /* load(s): tunnel.Serializer():load(s), errors caught by the caller. */
   if (luaL_dostring(L, "local s = tunnel.Serializer()\n"
-                       "function fuzz_load(b) return s:load(b) end") != 0)
+                       "function fuzz_load(b) return s:load(b) end\n"
+                       "tunnel.register('P', {__index = {}})") != 0)
     abort();
   atexit(cleanup);
   return 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  lua_pushcfunction(L, l_decode);
-  lua_pushlightuserdata(L, (void *)data);
-  lua_pushinteger(L, (lua_Integer)size);
-  (void)lua_pcall(L, 2, LUA_MULTRET, 0);
-  lua_settop(L, 0);
+  static const int trusts[] = {TN_DECODE_FOREIGN, TN_DECODE_DATA};
+  for (int i = 0; i < 2; i++) {
+    lua_pushcfunction(L, l_decode);
+    lua_pushlightuserdata(L, (void *)data);
+    lua_pushinteger(L, (lua_Integer)size);
+    lua_pushinteger(L, trusts[i]);
+    (void)lua_pcall(L, 3, LUA_MULTRET, 0);
+    lua_settop(L, 0);
+  }
 
   lua_getglobal(L, "fuzz_load");
   lua_pushlstring(L, (const char *)data, size);

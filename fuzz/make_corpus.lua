@@ -68,6 +68,12 @@ local up = 0
 add('function-upvalues', {function() up = up + 1 end, function() return up end})
 add('object-vector', tunnel.Vector())
 add('object-counter', {tunnel.Counter(3), tunnel.Vector(2)})
+-- Class instances: fuzz_decode.c registers "P" in its state too.
+local P = tunnel.register('P', {__index = {}})
+add('class', setmetatable({x = 1, y = {2}}, P))
+local inst = setmetatable({}, P)
+inst.self = inst
+add('class-shared', {inst, inst, setmetatable({inst}, P)})
 
 local n = 0
 for _, e in ipairs(values) do
