@@ -140,7 +140,63 @@ describe('tunnel.Serializer', function()
         assert.are.equal(3, r.c:get())
         assert.matches('tunnel.Serializer:load: the objects in this string were '
                        .. 'already loaded %(use retain%)', error_of(s.load, s, str))
-        assert.is_not_nil(error_of(s.retain, s, str))
+        assert.are.equal(c, s:retain(str).c) -- the failed load changed nothing
+      end)
+
+      -- The original's unit test (unittest/serializer.lua): save, load in
+      -- the main thread, then retain the same string in other threads.
+      it('retains a string after its load while the loaded value lives', function()
+        local h = tunnel.Hash()
+        local str = s:save(h)
+        local loaded = s:load(str)
+        assert.are.equal(h, loaded)
+        h = nil
+        collectgarbage()
+        assert.are.equal(loaded, s:retain(str))
+        local b = tunnel.Block(2)
+        b:add(str)
+        b:run(function(saved)
+          local data = tunnel.Serializer():retain(saved)
+          data:set('thread ' .. __threadid, __threadid)
+          return true
+        end)
+        local result, status = b:synchronize()
+        b:terminate()
+        for i = 1, 2 do assert.is_true(status[i], tostring(result[i][1])) end
+        assert.are.equal(1, loaded:get('thread 1'))
+        assert.are.equal(2, loaded:get('thread 2'))
+        assert.are.equal(loaded, s:retain(str))
+        assert.is_not_nil(error_of(s.load, s, str))
+      end)
+
+      it('lets the string go with the value load returned', function()
+        local str = s:save({v = tunnel.Vector()})
+        do
+          local loaded = s:load(str)
+          assert.are.equal(0, #loaded.v)
+          assert.are.equal(0, #s:retain(str).v)
+        end
+        for _ = 1, 4 do collectgarbage() end
+        assert.matches('tunnel.Serializer:retain: the objects in this string are '
+                       .. 'gone: it was loaded, and the value load returned has '
+                       .. 'been collected', error_of(s.retain, s, str))
+        assert.matches('tunnel.Serializer:load: the objects in this string are gone',
+                       error_of(s.load, s, str))
+      end)
+
+      it('keeps the string retainable while any of several loaded values lives', function()
+        local c = tunnel.Counter(4)
+        local one, two = s:save(c), s:save(c) -- two strings, one object
+        local a, b = s:load(one), s:load(two)
+        assert.are.equal(a, b) -- one box per object per state
+        c, b = nil, nil
+        collectgarbage()
+        assert.are.equal(4, s:retain(one):get())
+        assert.are.equal(4, s:retain(two):get())
+        a = nil
+        for _ = 1, 4 do collectgarbage() end
+        assert.is_not_nil(error_of(s.retain, s, one))
+        assert.is_not_nil(error_of(s.retain, s, two))
       end)
 
       it('keeps a retained string loadable', function()
@@ -151,8 +207,10 @@ describe('tunnel.Serializer', function()
           assert.are.equal(c, r[1])
           assert.are.equal(r[1], r[2])
         end
-        assert.are.equal(c, s:load(str)[1])
+        local loaded = s:load(str)
+        assert.are.equal(c, loaded[1])
         assert.is_not_nil(error_of(s.load, s, str))
+        assert.are.equal(c, s:retain(str)[2])
       end)
 
       it('keeps the objects alive while only the string refers to them', function()

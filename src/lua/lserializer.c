@@ -15,10 +15,20 @@
 ** Tunnel objects cannot travel inside bytes: their references stay in the
 ** process. When a value holds objects, save parks its blob (which holds the
 ** references) in a process-wide table under a fresh 64-bit token written
-** into the string. load takes the blob out (the references are handed over
-** once: a second load raises); retain leaves it, so the string loads again.
-** A string whose objects are never loaded keeps them alive until the
-** process exits.
+** into the string: the string's reference, as the original's save added
+** one to each object's count.
+**
+** load hands that reference over to the value it returns, once (a second
+** load raises); retain makes new references, as often as asked. As in the
+** original, a string stays retainable after its load, for as long as what
+** load returned lives: the original's unit test saves, loads, then retains
+** the same string in other threads. So load does not take the blob out; it
+** marks it loaded and ties it to the loaded value with a keeper (a userdata
+** in a weak-keyed registry table, under the value) whose __gc takes the
+** blob out and releases it when the value is collected (or its Lua state
+** closes). A retain after that raises, where the original's would have
+** used freed memory. A string whose objects are never loaded keeps them
+** alive until the process exits.
 **
 ** Caveats (by design).
 ** - Malformed Lua bytecode can crash the VM, so bytecode is loaded only from
@@ -127,6 +137,7 @@ static uint64_t check_of(const unsigned char *head, uint64_t token,
 typedef struct parked {
   uint64_t token;
   tn_blob_t *blob;
+  int loaded; /* a load has claimed it; its keeper takes it out */
   struct parked *next;
 } parked_t;
 
@@ -159,6 +170,7 @@ static int park(uint64_t token, tn_blob_t *b) {
   if (p == NULL) return 0;
   p->token = token;
   p->blob = b;
+  p->loaded = 0;
   pthread_mutex_lock(&park_lock);
   p->next = buckets[token % NBUCKETS];
   buckets[token % NBUCKETS] = p;
@@ -189,6 +201,21 @@ static tn_blob_t *unpark(uint64_t token, int take) {
   return b;
 }
 
+/* Claim the blob under `token` for a load: 1 done, 0 a load claimed it
+** before, -1 there is none (gone). */
+static int claim(uint64_t token) {
+  int r = -1;
+  pthread_mutex_lock(&park_lock);
+  for (parked_t *p = buckets[token % NBUCKETS]; p != NULL; p = p->next) {
+    if (p->token != token) continue;
+    r = p->loaded ? 0 : 1;
+    p->loaded = 1;
+    break;
+  }
+  pthread_mutex_unlock(&park_lock);
+  return r;
+}
+
 /* ---- the class ----------------------------------------------------------- */
 
 /* A holder: a userdata that owns one blob reference until it is taken or
@@ -212,6 +239,64 @@ static holder_t *push_holder(lua_State *L) {
   luaL_getmetatable(L, HOLDER);
   lua_setmetatable(L, -2);
   return h;
+}
+
+/* A keeper: once armed, its __gc takes the blob parked under `token` out
+** and releases it (see the header). */
+#define KEEPER "tunnel.Serializer.keeper"
+#define KEPT "tunnel.Serializer.kept" /* registry: value -> {keepers} */
+
+typedef struct keeper {
+  uint64_t token;
+  int armed;
+} keeper_t;
+
+static int l_keeper_gc(lua_State *L) {
+  keeper_t *k = lua_touserdata(L, 1);
+  if (k != NULL && k->armed) {
+    k->armed = 0;
+    tn_blob_release(unpark(k->token, 1));
+  }
+  return 0;
+}
+
+static keeper_t *push_keeper(lua_State *L, uint64_t token) {
+  keeper_t *k = tn_newuserdata(L, sizeof(keeper_t));
+  k->token = token;
+  k->armed = 0;
+  luaL_getmetatable(L, KEEPER);
+  lua_setmetatable(L, -2);
+  return k;
+}
+
+/*
+** Keep the keeper at `kidx` alive as long as the value at `vidx`: in the
+** weak-keyed KEPT table, value -> a list of keepers (one value may come from
+** several strings). The list holds no reference to the value, so on 5.1
+** and LuaJIT too (no ephemerons) the entry goes when the value does. A
+** value that cannot be a weak key (never the case: a string with objects
+** decodes to a box, a table or a function) leaves the keeper to be
+** collected at once. May raise (out of memory): an armed keeper nobody
+** holds then drops the blob when collected.
+*/
+static void keep(lua_State *L, int vidx, int kidx) {
+  int t = lua_type(L, vidx);
+  if (t != LUA_TTABLE && t != LUA_TUSERDATA && t != LUA_TFUNCTION &&
+      t != LUA_TTHREAD)
+    return;
+  lua_getfield(L, LUA_REGISTRYINDEX, KEPT);
+  lua_pushvalue(L, vidx);
+  lua_rawget(L, -2);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    lua_createtable(L, 1, 0);
+    lua_pushvalue(L, vidx);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, -4);
+  }
+  lua_pushvalue(L, kidx);
+  lua_rawseti(L, -2, (int)tn_rawlen(L, -2) + 1);
+  lua_pop(L, 2);
 }
 
 static void check_self(lua_State *L, const char *method) {
@@ -280,9 +365,9 @@ static int opt_trusted(lua_State *L, const char *method) {
 
 /*
 ** load and retain: decode the string at 2 (options at 3); `take` hands the
-** objects over. The objects are taken out only after the value decoded, so
+** objects over. The objects are claimed only after the value decoded, so
 ** a load that fails (untrusted bytes, a class not registered here, ...)
-** leaves them parked and the string loads again later.
+** leaves them unclaimed and the string loads again later.
 */
 static int load(lua_State *L, const char *method, int take) {
   check_self(L, method);
@@ -306,32 +391,41 @@ static int load(lua_State *L, const char *method, int take) {
   uint64_t token = s[6] ? load64(s + HEAD) : 0;
   int trusted = check_of(s, token, s + head, len - head) == load64(s + 7);
   holder_t *h = push_holder(L);
+  /* The keeper exists before anything is claimed: making it may raise. */
+  keeper_t *k = s[6] && take ? push_keeper(L, token) : NULL;
+  int kidx = lua_gettop(L);
   if (s[6]) {
     if (!trusted)
       return tn_l_error(L, method, "corrupt value (the objects of a string "
                                    "live only in the process that saved it)");
     h->blob = unpark(token, 0);
     if (h->blob == NULL)
-      return tn_l_error(L, method, "the objects in this string were already "
-                                   "loaded (use retain)");
+      return tn_l_error(L, method, "the objects in this string are gone: it "
+                                   "was loaded, and the value load returned "
+                                   "has been collected");
   }
   int trust = data_only ? TN_DECODE_DATA
               : trusted ? TN_DECODE_OWN : TN_DECODE_FOREIGN;
   int n = tn_l_decode_bytes(L, s + head, len - head, h->blob, trust, method);
   if (n != 1)
     return tn_l_error(L, method, "corrupt value (%d values, not 1)", n);
-  if (s[6] && take) {
-    /* Decoded: now take the objects out. Another thread's load of the same
-    ** string may have taken them meanwhile; then this one fails as if it
-    ** had come second (its boxes are dropped with the stack). */
-    tn_blob_t *b = unpark(token, 1);
-    if (b == NULL)
-      return tn_l_error(L, method, "the objects in this string were already "
-                                   "loaded (use retain)");
-    tn_blob_release(b);
-  }
   tn_blob_release(h->blob); /* the boxes hold their objects now */
   h->blob = NULL;
+  if (k != NULL) {
+    /* Decoded: now claim the string's reference for this value. A load of
+    ** the same string (in any thread) may have claimed it first; then this
+    ** one fails as if it had come second (its boxes go with the stack). */
+    int c = claim(token);
+    if (c == 0)
+      return tn_l_error(L, method, "the objects in this string were already "
+                                   "loaded (use retain)");
+    if (c < 0)
+      return tn_l_error(L, method, "the objects in this string are gone: it "
+                                   "was loaded, and the value load returned "
+                                   "has been collected");
+    k->armed = 1;
+    keep(L, lua_gettop(L), kidx);
+  }
   return 1;
 }
 
@@ -364,6 +458,16 @@ void tn_l_open_serializer(lua_State *L) {
   lua_pushcfunction(L, l_holder_gc);
   lua_setfield(L, -2, "__gc");
   lua_pop(L, 1);
+  luaL_newmetatable(L, KEEPER);
+  lua_pushcfunction(L, l_keeper_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+  lua_newtable(L); /* KEPT, weak-keyed */
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "k");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_setfield(L, LUA_REGISTRYINDEX, KEPT);
   luaL_newmetatable(L, CLASS);
   lua_newtable(L);
   tn_setfuncs(L, methods);
