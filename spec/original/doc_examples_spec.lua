@@ -573,7 +573,6 @@ print('serializer', serializer:load(serializer:save({1, 'a'}))[2])
 ]])
     assert.is_true(ok, out)
     for i = 1, 12 do assert.are.equal('true', lines[i][2], out) end
-    -- FAILS NOW: vector.size_hint is not readable yet.
     assert.are.same({'values', '2', '1', '1', '5', '4', '2', '7', '2', '3',
                      '2', '2', '4'}, lines[13])
     assert.are.same({'serializer', 'a'}, lines[14])

@@ -104,7 +104,6 @@ function joe:check(tags)
       end
       assert.are.equal(count, exits, tag .. ' exits')
       if tag == 'async_iterator' then
-         -- FAILS NOW: iteratorAsync returns no status yet.
          -- iteratorAsync returns the iterator and true when it got the
          -- snapshot: with writers holding the lock for an instant at a time,
          -- not every one of a thread's 5 attempts is blocked.

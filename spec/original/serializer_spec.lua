@@ -52,8 +52,6 @@ local function test(self, data, job)
    block:add(serialized_data, printer)
    block:run(job)
 
-   -- FAILS NOW: retain of a string after load raises "the objects in this
-   -- string were already loaded" (the original's sequence is being fixed).
    local result, status = support.finish(block, 'block')
    block:terminate()
    return deserialized_data, result, lines
@@ -84,7 +82,7 @@ function joe:vecTest()
    local deserialized_data = test(self, data, self:vecJob())
    assert.are.equal(data, deserialized_data)
    assert.are.equal(2, data:size())
-   local seen = {data:get(1), data:get(2)}
+   local seen = {(data:get(1)), (data:get(2))}
    table.sort(seen)
    assert.are.same({1, 2}, seen)
 end

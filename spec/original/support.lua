@@ -66,23 +66,33 @@ function support.terminate(block, name, timeout)
 end
 
 -- Runs a Lua program in a fresh interpreter (the one running the specs,
--- TUNNEL_LUA), bounded by `seconds`; returns its output (stdout and
--- stderr) and whether it exited with status 0.
+-- TUNNEL_LUA), bounded by `seconds`; returns its output (stdout, then
+-- stderr on lines of its own: the two streams are buffered apart) and
+-- whether it exited with status 0.
 function support.run_script(code, seconds)
   local lua = os.getenv('TUNNEL_LUA') or 'lua5.4'
   local name = os.tmpname()
+  local errname = os.tmpname()
   local f = assert(io.open(name, 'w'))
   f:write(code)
   f:close()
   -- The exit status is echoed, not taken from close: Lua 5.1's close of a
   -- pipe does not report it.
-  local p = assert(io.popen(('timeout -s KILL %d %s %s 2>&1; echo "exit $?"')
-    :format(seconds or support.TIMEOUT, lua, name)))
+  local p = assert(io.popen(('timeout -s KILL %d %s %s 2>%s; echo "exit $?"')
+    :format(seconds or support.TIMEOUT, lua, name, errname)))
   local out = p:read('*a')
   p:close()
+  local e = assert(io.open(errname))
+  local err = e:read('*a')
+  e:close()
   os.remove(name)
+  os.remove(errname)
   local code = tonumber(out:match('exit (%d+)\n?$'))
   out = out:gsub('exit %d+\n?$', '')
+  if err ~= '' then
+    if out ~= '' and out:sub(-1) ~= '\n' then out = out .. '\n' end
+    out = out .. err
+  end
   return out, code == 0, code
 end
 

@@ -34,8 +34,7 @@
 --    5.1 (see below).
 --  * syncIteratorJob iterates with `pairs(vector)` as the original did.
 --    FAILS NOW on LuaJIT and 5.1: pairs of a userdata (the opt-in for
---    __pairs on those Luas is being added). asyncIteratorJob:
---    FAILS NOW: iteratorAsync returns no status yet.
+--    __pairs on those Luas is being added).
 -- FAILS NOW: the module layout (require('tunnel.vector') and the global
 -- `tunnel` it sets) is being added.
 local Vector = require('tunnel.vector')
@@ -149,8 +148,6 @@ function joe:check(from)
          if tag == 'async_iterator' then async_iterations = async_iterations + 1 end
       end
    end
-   -- FAILS NOW: iteratorAsync returns no status, so every attempt reads
-   -- as blocked.
    if async_iterations > 0 then
       assert.is_true(async_blocked < async_iterations, 'every iteratorAsync was blocked')
    end
@@ -738,6 +735,11 @@ function joe:asyncSetJob()
    end
 end
 
+-- The comparator is the original's: it says nil < nil, which Lua's
+-- table.sort may reject ("invalid order function for sorting"); the
+-- original's tds.Vec:sort ran C's qsort, which never raises, so sort
+-- returned true.
+-- FAILS NOW: sort raises "invalid order function for sorting" with it.
 function joe:syncSortJob()
    local print = self.print
    local vector = self.vector
