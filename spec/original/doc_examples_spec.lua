@@ -47,6 +47,38 @@ print(block.size, #block)
     assert.are.same({{'3', '3'}}, lines)
   end)
 
+  -- The same section: "Then, you will be able to transfer a nn module to
+  -- the newly initialized thread using block:add" (prose, no code in the
+  -- README). A torch class crossed with its class; here a class crosses
+  -- once it is registered, in the init job and in the main state
+  -- (tunnel.register, the one change); `nn.Linear` -> a small class.
+  it('tunnel.Block: an object of a class required in init crosses with its class', function()
+    local out, ok, lines = run([[
+local function class()
+   local Linear = {}
+   Linear.__index = Linear
+   function Linear.forward(self, x) return self.weight * x + self.bias end
+   return Linear
+end
+Linear = class()
+tunnel.register('nn.Linear', Linear)
+init_job = function ()
+   Linear = class()
+   tunnel.register('nn.Linear', Linear)
+end
+block = tunnel.Block(3, init_job)
+block:add(setmetatable({weight = 2, bias = 1}, Linear))
+block:run(function (module)
+   return getmetatable(module) == Linear, module:forward(__threadid)
+end)
+result, status = block:synchronize()
+for i = 1, 3 do print(i, status[i], unpack(result[i])) end
+]])
+    assert.is_true(ok, out)
+    assert.are.same({{'1', 'true', 'true', '3'}, {'2', 'true', 'true', '5'},
+                     {'3', 'true', 'true', '7'}}, lines)
+  end)
+
   -- ### block:run
   it('block:run: two jobs run in order in each thread', function()
     local out, ok, lines = run([[
