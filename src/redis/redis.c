@@ -529,6 +529,11 @@ static int buf_string(buf_t *b, const char *s) {
 }
 
 int rd_value_encode(const tn_blob_t *blob, char **out, size_t *len) {
+  return rd_value_encode_read(blob, false, out, len);
+}
+
+int rd_value_encode_read(const tn_blob_t *blob, bool data_only, char **out,
+                         size_t *len) {
   buf_t b = {NULL, 0, 0};
   char head[4] = {VALUE_MAGIC0, VALUE_MAGIC1, VALUE_FORMAT,
                   blob == NULL ? VALUE_NIL : 0};
@@ -550,8 +555,15 @@ int rd_value_encode(const tn_blob_t *blob, char **out, size_t *len) {
     if (rc == TN_OK) rc = buf_string(&b, r->cluster->prefix);
     if (rc == TN_OK) rc = buf_string(&b, r->name);
   }
-  if (rc == TN_OK && blob != NULL)
-    rc = buf_put(&b, tn_blob_data(blob), tn_blob_size(blob));
+  if (rc == TN_OK && blob != NULL) {
+    const unsigned char *data = tn_blob_data(blob);
+    size_t size = tn_blob_size(blob);
+    if (data_only && size > 0 && data[0] == RD_DATA_ONLY) {
+      data++; /* the reader's mark, not part of the value */
+      size--;
+    }
+    rc = buf_put(&b, data, size);
+  }
   if (rc != TN_OK) {
     free(b.p);
     return rc;

@@ -44,9 +44,9 @@ struct tn_cluster {
 /*
 ** The byte put in front of the blob of every value a data-only cluster
 ** reads: the Lua codec (src/lua/codec.h, TN_CODEC_DATA_ONLY: the same
-** byte) then decodes it as plain data only. Such a blob never goes back
-** to a server: the binding decodes what it reads and encodes anew what
-** it writes (sort too).
+** byte) then decodes it as plain data only. When such a blob goes back
+** to the server as it is (sort reorders the blobs it read), the mark is
+** left out again (rd_value_encode_read).
 */
 #define RD_DATA_ONLY 0xfe
 
@@ -121,6 +121,13 @@ int rd_bad_reply(tn_cluster_t *c, const char *what, const redisReply *r);
 ** malloc'd (free it). TN_OK, TN_ELOCAL, TN_ENOMEM.
 */
 int rd_value_encode(const tn_blob_t *b, char **out, size_t *len);
+
+/* rd_value_encode of a blob read through a cluster, going back as it is:
+** with `data_only` (that cluster's), its RD_DATA_ONLY mark is left out.
+** (Only for blobs read so: a C caller's own bytes may start with any
+** byte.) */
+int rd_value_encode_read(const tn_blob_t *b, bool data_only, char **out,
+                         size_t *len);
 
 /* Decode stored bytes into a new blob (NULL for nil), materializing the
 ** objects it refers to. TN_EPROTO for bytes that are not a stored value

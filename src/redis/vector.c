@@ -522,7 +522,9 @@ int rd_deque_replace(tn_deque_t *d, tn_blob_t **items, size_t n,
     lens[0] = strlen(ver);
   }
   for (size_t i = 0; rc == TN_OK && i < n; i++) {
-    rc = rd_value_encode(items[i], &vals[i], &lens[i + 1]);
+    /* sort's blobs are those it read (RD_DATA_ONLY-marked if so) */
+    rc = rd_value_encode_read(items[i], o->cluster->data_only, &vals[i],
+                              &lens[i + 1]);
     args[i + 1] = vals[i];
   }
   redisReply *r = NULL;
