@@ -643,6 +643,27 @@ for _, B in ipairs(BACKENDS) do
     end)
 
     describe('across threads', function()
+      it('wakes a pop waiting on an empty vector when a set grows it', function()
+        -- (the original's set never signalled: its count of new slots was 0)
+        local v = B.Vector()
+        local b = tunnel.Block(1)
+        b:add(v)
+        b:run(function(vector)
+          local x, ok = vector:popFront(10)
+          return x == nil, ok
+        end)
+        tunnel.sleep(0.05) -- let it wait
+        local t0 = tunnel.clock()
+        v[2] = 'x'
+        local result, status = b:synchronize()
+        b:terminate()
+        assert.is_true(status[1], tostring(result[1][1]))
+        assert.is_true(result[1][1]) -- the nil that filled slot 1
+        assert.is_true(result[1][2])
+        assert.is_true(tunnel.clock() - t0 < 5)
+        assert.are.same({'x', n = 1}, contents(v))
+      end)
+
       it('reads the size hint in another thread', function()
         local b = tunnel.Block(1)
         b:add(B.Vector(7), B.Vector())
