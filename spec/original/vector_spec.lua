@@ -880,4 +880,29 @@ describe('original unittest/vector.lua', function()
    it('pushPopTest', function() joe:pushPopTest() end)
    it('getSetTest', function() joe:getSetTest() end)
    it('readWriteTest', function() joe:readWriteTest() end)
+   -- Not a test of the original's: its sort jobs' comparator on one vector
+   -- with nils, without threads, so the result above does not depend on
+   -- what the vector happened to hold. The original (tds.Vec:sort, C's
+   -- qsort) returned true and put the nils first.
+   -- FAILS NOW: "invalid order function for sorting".
+   it('the sort jobs\' comparator, on a vector holding nils', function()
+      local vector = Vector()
+      for i = 10, 1, -1 do
+         if i % 2 == 0 then vector[i] = i else vector[i] = nil end
+      end
+      local status = vector:sort(
+         function (a, b)
+            if a == nil then
+               return true
+            elseif b == nil then
+               return false
+            end
+            return a < b
+         end)
+      assert.is_true(status)
+      assert.are.equal(10, vector:size())
+      for i = 1, 10 do
+         assert.are.equal(i > 5 and 2 * (i - 5) or nil, (vector:get(i)))
+      end
+   end)
 end)
