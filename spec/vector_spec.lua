@@ -511,6 +511,37 @@ for _, B in ipairs(BACKENDS) do
         assert.are.same({3, 2, 1, nil, nil, n = 5}, contents(v))
       end)
 
+      it('takes a comparator that is not a strict order, as the original did', function()
+        -- the original's unit test comparator: compare(nil, nil) is true
+        local v = B.Vector()
+        for i = 1, 40 do v:pushBack(i % 3 ~= 0 and (41 - i) or nil) end
+        assert.is_true(v:sort(function(a, b)
+          if a == nil then
+            return true
+          elseif b == nil then
+            return false
+          end
+          return a < b
+        end))
+        local t = contents(v)
+        assert.are.equal(40, t.n)
+        for i = 1, 13 do assert.is_nil(t[i]) end
+        for i = 14, 40 do assert.is_true(t[i] ~= nil and (i == 14 or t[i - 1] < t[i])) end
+        -- a comparator that always says true: any order, but no error
+        assert.is_true(v:sort(function() return true end))
+        assert.are.equal(40, #v)
+      end)
+
+      it('is stable', function()
+        local v = B.Vector()
+        for i = 1, 30 do v:pushBack({k = i % 3, i = i}) end
+        v:sort(function(a, b) return a.k < b.k end)
+        local t = contents(v)
+        for i = 2, 30 do
+          assert.is_true(t[i - 1].k < t[i].k or (t[i - 1].k == t[i].k and t[i - 1].i < t[i].i))
+        end
+      end)
+
       it('re-raises a comparator that cannot take nil, leaving the vector', function()
         local v = vector_of(2, nil, 1)
         local ok, err = pcall(v.sort, v, function(a, b) return a < b end)

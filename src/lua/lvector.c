@@ -26,7 +26,8 @@
 **   decoding itself raises (out of memory), that value and its blob are
 **   lost.
 ** - sort hands nil values to `compare` as the original did; without a
-**   compare it uses < and puts nils last.
+**   compare it uses < and puts nils last. It is a stable merge sort that
+**   takes any comparator, as the original's qsort did (see merge_sort).
 ** - v[i] needs __index to be a function, so every `v:method()` lookup is a
 **   C call too (about a third of a push+pop pair); a hot loop can cache the
 **   method: `local push = v.pushBack; push(v, x)`.
@@ -39,9 +40,6 @@
 
 #define VECTOR "tunnel.Vector"
 #define M(name) VECTOR ":" name
-
-/* Registry key of table.sort, taken once when the module opens. */
-#define SORT_KEY "tunnel.Vector.sort"
 
 /* ---- arguments ------------------------------------------------------------ */
 
@@ -473,13 +471,11 @@ static lua_Integer push_snapshot(lua_State *L, tn_deque_t *d,
 }
 
 /*
-** The order function table.sort gets: it sorts positions 1..n of the
-** snapshot, not the values, because values may be nil and table.sort
-** cannot sort a table with holes. Upvalue 1 is the table of decoded values
-** (holes for nils), upvalue 2 the user's compare or nil. With a compare,
-** nils are handed to it, as the original did (its tds.Vec sort decoded
-** every value, nils too); without one, < orders the values and nils go
-** last.
+** Whether the value at position x of the snapshot goes before the one at y.
+** Upvalue 1 is the table of decoded values (holes for nils), upvalue 2 the
+** user's compare or nil. With a compare, nils are handed to it, as the
+** original did (its tds.Vec sort decoded every value, nils too); without
+** one, < orders the values and nils go last.
 */
 static int sort_order(lua_State *L) {
   lua_rawgeti(L, lua_upvalueindex(1), (int)lua_tointeger(L, 1));
@@ -502,8 +498,48 @@ static int sort_order(lua_State *L) {
   return 1;
 }
 
+/* order(x, y), the function at `order`, as a C truth value. */
+static int sort_before(lua_State *L, int order, lua_Integer x, lua_Integer y) {
+  lua_pushvalue(L, order);
+  lua_pushinteger(L, x);
+  lua_pushinteger(L, y);
+  lua_call(L, 2, 1);
+  int r = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return r;
+}
+
 /*
-** Protected: (ctx, compare) -> nothing. Snapshot, decode, table.sort the
+** Sort the positions a[0..n) with `order` by a bottom-up merge sort, using
+** tmp[0..n); returns the array that holds the result (a or tmp). Not
+** table.sort: the original sorted with C's qsort (a merge sort in glibc),
+** which accepts any comparator, while table.sort raises "invalid order
+** function" for one that is not a strict order; the original's own unit
+** test sorts with one (compare(nil, nil) is true). A merge never reads
+** outside its runs, whatever the comparator answers. Stable: a value is
+** taken from the right run only when it goes before the left one.
+*/
+static lua_Integer *merge_sort(lua_State *L, int order, lua_Integer *a,
+                               lua_Integer *tmp, size_t n) {
+  for (size_t width = 1; width < n; width *= 2) {
+    for (size_t lo = 0; lo < n; lo += 2 * width) {
+      size_t mid = lo + width < n ? lo + width : n;
+      size_t hi = lo + 2 * width < n ? lo + 2 * width : n;
+      size_t i = lo, j = mid, k = lo;
+      while (i < mid && j < hi)
+        tmp[k++] = sort_before(L, order, a[j], a[i]) ? a[j++] : a[i++];
+      while (i < mid) tmp[k++] = a[i++];
+      while (j < hi) tmp[k++] = a[j++];
+    }
+    lua_Integer *t = a;
+    a = tmp;
+    tmp = t;
+  }
+  return a;
+}
+
+/*
+** Protected: (ctx, compare) -> nothing. Snapshot, decode, sort the
 ** positions, store the snapshot's own blobs in the sorted order (nothing is
 ** encoded again, so what the comparator does to its arguments is not
 ** stored, as in the original), replace if nothing changed since the
@@ -520,37 +556,25 @@ static int sort_body(lua_State *L) {
       ctx->rc = rc;
       return 0;
     }
-    if (ctx->n > (size_t)INT32_MAX)
+    size_t n = ctx->n;
+    if (n > (size_t)INT32_MAX / 2)
       return tn_l_coreerror(L, ctx->method, TN_ENOMEM);
-    int n = (int)ctx->n;
     push_items(L, ctx); /* the values, holes for nils */
-    int vals = lua_gettop(L);
-    lua_createtable(L, n, 0); /* the positions 1..n, to be sorted */
-    int pos = lua_gettop(L);
-    for (int i = 1; i <= n; i++) {
-      lua_pushinteger(L, i);
-      lua_rawseti(L, pos, i);
-    }
-    if (n > 1) {
-      lua_getfield(L, LUA_REGISTRYINDEX, SORT_KEY);
-      if (lua_type(L, -1) != LUA_TFUNCTION)
-        return tn_l_error(L, ctx->method, "table.sort is not available");
-      lua_pushvalue(L, pos);
-      lua_pushvalue(L, vals);
-      lua_pushvalue(L, cmp);
-      lua_pushcclosure(L, sort_order, 2);
-      lua_call(L, 2, 0);
-    }
+    lua_pushvalue(L, cmp);
+    lua_pushcclosure(L, sort_order, 2);
+    int order = lua_gettop(L);
+    /* The positions and the merge buffer: a userdata, so that an error in
+    ** the comparator leaves nothing to free. */
+    lua_Integer *pos = tn_newuserdata(L, 2 * (n > 0 ? n : 1) * sizeof *pos);
+    for (size_t i = 0; i < n; i++) pos[i] = (lua_Integer)i + 1;
+    lua_Integer *sorted = merge_sort(L, order, pos, pos + n, n);
     if (n > 0) {
-      ctx->sorted = malloc(ctx->n * sizeof *ctx->sorted);
+      ctx->sorted = malloc(n * sizeof *ctx->sorted);
       if (ctx->sorted == NULL) return tn_l_coreerror(L, ctx->method, TN_ENOMEM);
     }
-    for (int i = 1; i <= n; i++) {
-      lua_rawgeti(L, pos, i);
-      lua_Integer from = lua_tointeger(L, -1);
-      lua_pop(L, 1);
-      ctx->sorted[i - 1] = tn_blob_retain(ctx->items[from - 1]);
-      ctx->nsorted = (size_t)i;
+    for (size_t i = 0; i < n; i++) {
+      ctx->sorted[i] = tn_blob_retain(ctx->items[sorted[i] - 1]);
+      ctx->nsorted = i + 1;
     }
     lua_settop(L, cmp);
     rc = tn_deque_replace(ctx->d, ctx->sorted, ctx->n, ctx->version,
@@ -799,14 +823,6 @@ static const tn_l_class_t vector_class = {
 
 void tn_l_open_vector(lua_State *L) {
   tn_l_newclass(L, &vector_class);
-  /* table.sort as the state has it now: users may shadow `table` later. */
-  lua_getglobal(L, "table");
-  if (lua_istable(L, -1))
-    lua_getfield(L, -1, "sort");
-  else
-    lua_pushnil(L);
-  lua_setfield(L, LUA_REGISTRYINDEX, SORT_KEY);
-  lua_pop(L, 1);
   lua_pushcfunction(L, l_vector_new);
   lua_setfield(L, -2, "Vector");
 }
