@@ -739,7 +739,6 @@ end
 -- table.sort may reject ("invalid order function for sorting"); the
 -- original's tds.Vec:sort ran C's qsort, which never raises, so sort
 -- returned true.
--- FAILS NOW: sort raises "invalid order function for sorting" with it.
 function joe:syncSortJob()
    local print = self.print
    local vector = self.vector
@@ -884,7 +883,6 @@ describe('original unittest/vector.lua', function()
    -- with nils, without threads, so the result above does not depend on
    -- what the vector happened to hold. The original (tds.Vec:sort, C's
    -- qsort) returned true and put the nils first.
-   -- FAILS NOW: "invalid order function for sorting".
    it('the sort jobs\' comparator, on a vector holding nils', function()
       local vector = Vector()
       for i = 10, 1, -1 do
