@@ -26,6 +26,17 @@ build = {
   type = "builtin",
   modules = {
     ["tunnel"] = "lua/tunnel/init.lua",
+    -- the original's module names, and the opt-in pairs/ipairs
+    ["tunnel.atomic"] = "lua/tunnel/atomic.lua",
+    ["tunnel.block"] = "lua/tunnel/block.lua",
+    ["tunnel.compat"] = "lua/tunnel/compat.lua",
+    ["tunnel.counter"] = "lua/tunnel/counter.lua",
+    ["tunnel.hash"] = "lua/tunnel/hash.lua",
+    ["tunnel.plural"] = "lua/tunnel/plural.lua",
+    ["tunnel.printer"] = "lua/tunnel/printer.lua",
+    ["tunnel.serializer"] = "lua/tunnel/serializer.lua",
+    ["tunnel.share"] = "lua/tunnel/share.lua",
+    ["tunnel.vector"] = "lua/tunnel/vector.lua",
     ["tunnel.core"] = {
       sources = {
         "src/lua/codec.c",

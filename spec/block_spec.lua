@@ -46,6 +46,34 @@ describe('tunnel.Block', function()
     b:terminate()
   end)
 
+  it('is one thread when created without a size, as in the original', function()
+    local b = tunnel.Block()
+    assert.are.equal(1, b.size)
+    assert.are.equal(1, #b)
+    b:run(function() return __threadid, __blocksize end)
+    local result, status = b:synchronize()
+    assert.is_true(status[1], tostring(result[1][1]))
+    assert.are.same({1, 1, n = 2}, result[1])
+    assert.is_nil(status[2])
+    b:terminate()
+    local c = tunnel.Block(nil, function() INIT_ONE = __threadid end)
+    assert.are.equal(1, c.size)
+    c:run(function() return INIT_ONE end)
+    assert.are.equal(1, c:synchronize()[1][1])
+    c:terminate()
+  end)
+
+  it('sets __blocksize beside __threadid in every thread, init included', function()
+    local b = tunnel.Block(3, function() INIT_SIZE = __blocksize end)
+    b:run(function() return __threadid, __blocksize, INIT_SIZE end)
+    local result, status = b:synchronize()
+    for i = 1, 3 do
+      assert.is_true(status[i], tostring(result[i][1]))
+      assert.are.same({i, 3, 3, n = 3}, result[i])
+    end
+    b:terminate()
+  end)
+
   it('gives each thread its own __threadid from 1 to size', function()
     local b = tunnel.Block(4)
     b:run(function() return __threadid end)
@@ -160,6 +188,127 @@ describe('tunnel.Block', function()
     assert.are.equal('go', result[1][1])
     assert.has_error(function() b:synchronize(-1) end)
     b:terminate()
+  end)
+
+  describe('results', function()
+    local unpack = unpack or table.unpack -- luacheck: ignore
+
+    -- The original's own idiom (its doc and unittest/block.lua): it ran on
+    -- a LuaJIT that honoured __ipairs; ours are plain tables, so it works
+    -- on every Lua without help.
+    it('iterate with the original\'s ipairs idiom on every Lua', function()
+      local b = tunnel.Block(3)
+      b:run(function() return __threadid, __threadid * 10 end)
+      b:run(function()
+        if __threadid == 2 then error('Error from thread 2', 0) end
+        return __threadid, __threadid * 100
+      end)
+      local result, status = b:synchronize()
+      local lines = {}
+      for i, v in ipairs(status) do
+        lines[#lines + 1] = table.concat({i, tostring(v), unpack(result[i])}, ' ')
+      end
+      assert.are.same({'1 true 1 100', '2 false Error from thread 2', '3 true 3 300'}, lines)
+      lines = {}
+      result, status = b:getResult(1)
+      for index, value in ipairs(result) do
+        lines[#lines + 1] = tostring(status[index]) .. ' ' .. table.concat(value, ' ')
+      end
+      assert.are.same({'true 1 10', 'true 2 20', 'true 3 30'}, lines)
+      local result2, status2 = b:terminate()
+      assert.are.equal(3, #result2)
+      assert.are.equal(3, #status2)
+      b:terminate()
+    end)
+
+    it('iterate with pairs, and are plain tables once the run is done', function()
+      local b = tunnel.Block(2)
+      b:run(function() return 'r' .. __threadid end)
+      local result, status = b:synchronize()
+      local seen = {}
+      for i, v in pairs(status) do seen[i] = v end
+      assert.are.same({true, true}, seen)
+      seen = {}
+      for i, v in pairs(result) do seen[i] = v[1] end
+      assert.are.same({'r1', 'r2'}, seen)
+      assert.are.equal('table', type(result))
+      assert.are.equal('table', type(status))
+      assert.is_nil(getmetatable(result))
+      assert.is_nil(getmetatable(status))
+      -- plain data: they go into a tunnel structure like any table
+      local v = tunnel.Vector()
+      v:pushBack(status)
+      assert.are.same({true, true}, (v:popFront()))
+      b:terminate()
+    end)
+
+    it('are the same tables at every call for one run', function()
+      local b = tunnel.Block(2)
+      local gate = tunnel.Vector()
+      b:add(gate)
+      local first = b:run(function(g) return g:popFront() end)
+      finally(function() gate:pushBack(3); gate:pushBack(4); b:terminate() end)
+      local r1, s1 = b:getResult(first)
+      b:run(function() return 'second' end)
+      gate:pushBack(1)
+      gate:pushBack(2)
+      local r2, s2 = b:synchronize()
+      assert.are_not.equal(r1, r2)
+      local r3, s3 = b:getResult(first)
+      assert.is_true(rawequal(r1, r3))
+      assert.is_true(rawequal(s1, s3))
+      assert.is_true(rawequal(r2, (b:getResult(2))))
+      assert.are.same({true, true}, {s1[1], s1[2]})
+      assert.are.same({true, true}, {s2[1], s2[2]})
+      b:terminate()
+    end)
+
+    -- The original's status was a live Vector: `status[i] == nil` meant
+    -- "not finished yet" and turned true later. Ours reads through to the
+    -- run while a thread is busy.
+    it('of a pending run fill in as threads finish, and ipairs stops at a pending slot', function()
+      local b = tunnel.Block(3)
+      local gates = tunnel.Vectors(3)
+      b:add(gates)
+      local id = b:run(function(g) return g[__threadid]:popFront() end)
+      finally(function()
+        for i = 1, 3 do gates[i]:pushBack('end') end
+        b:terminate()
+      end)
+      gates[1]:pushBack('one')
+      local result, status
+      local deadline = tunnel.clock() + 10
+      repeat
+        result, status = b:getResult(id)
+        if status[1] == nil then tunnel.sleep(0.01) end
+      until status[1] ~= nil or tunnel.clock() > deadline
+      assert.is_true(status[1])
+      assert.is_nil(status[2])
+      assert.is_nil(result[2])
+      assert.is_nil(status[3])
+      assert.is_nil(status[0])
+      assert.is_nil(status.n)
+      local n = 0
+      for _ in ipairs(status) do n = n + 1 end
+      assert.are.equal(1, n)
+      if _VERSION ~= 'Lua 5.1' then -- __len on tables: 5.2+
+        assert.are.equal(3, #status)
+      end
+      -- the same table, read again after the threads finish
+      gates[3]:pushBack('three')
+      gates[2]:pushBack('two')
+      b:synchronize()
+      assert.is_true(status[3])
+      assert.are.equal('three', result[3][1])
+      assert.is_true(status[2])
+      assert.are.same({'one', 'two', 'three'}, {result[1][1], result[2][1], result[3][1]})
+      assert.is_nil(getmetatable(status))
+      n = 0
+      for _ in ipairs(status) do n = n + 1 end
+      assert.are.equal(3, n)
+      assert.are.equal(3, #status)
+      b:terminate()
+    end)
   end)
 
   it('returns nil, nil for an unknown run id', function()

@@ -4,16 +4,29 @@
 **
 ** A thread's state is fresh: the standard libraries, the creating state's
 ** package.path and package.cpath, `tunnel` loaded (also as a global), the
-** global __threadid (1..size), then init() if one was given.
+** original's module names (require('tunnel.vector') and so on) preloaded,
+** the globals __threadid (1..size) and __blocksize, tunnel.compat if the
+** creating state had loaded it, then init() if one was given.
 **
 ** A run encodes the callback and the block's arguments once; every thread
-** decodes that one blob. Results travel back through two tunnel.Vectors per
-** run (result, status), as in the original: status[i] stays nil until
-** thread i is done, so getResult of a pending run is well defined.
+** decodes that one blob. Results travel back through two core vectors per
+** run (result, status): status[i] stays nil until thread i is done, and is
+** stored after result[i]. The user sees them as two plain Lua tables
+** (getResult, synchronize, terminate), so the original's
+** `for i, s in ipairs(status) do ... unpack(result[i]) end` works on every
+** Lua (ipairs of a userdata fails on 5.1 and LuaJIT). The tables are made at
+** the first read of a run and filled from the vectors with every slot that
+** is done at each read; while some thread is busy they carry a metatable
+** whose __index reads a missing slot from the vectors, so `status[i]` of a
+** pending run turns from nil to true/false when thread i finishes (the
+** original's status was a live tunnel.Vector). Once every slot is filled
+** the metatable goes and the vectors are dropped: a finished run's
+** result and status are plain tables.
 **
-** Caveat: every run's vectors are kept until the block is collected, so a
+** Caveat: every run's record is kept until the block is collected, so a
 ** block that runs millions of times holds millions of small records.
 */
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +41,8 @@ typedef struct block_setup {
   char *path;
   char *cpath;
   tn_blob_t *init;
+  int size;   /* the block's size, for __blocksize */
+  int compat; /* require('tunnel.compat') in each thread (see l_block_new) */
   pthread_mutex_t lock;
   char *error; /* the first start failure, malloc'd */
 } block_setup_t;
@@ -37,7 +52,7 @@ typedef struct l_block {
   block_setup_t *setup;
   int size;
   int args_ref;      /* registry ref: the table of added values */
-  int runs_ref;      /* registry ref: runs[id] = {result, status} */
+  int runs_ref;      /* registry ref: runs[id] = a run record (RUN_*) */
   lua_Integer nruns;
 } l_block_t;
 
@@ -79,6 +94,33 @@ static int l_job_msgh(lua_State *T) {
   return 1;
 }
 
+/*
+** package.preload loader of the original's module names in a block thread:
+** require('tunnel.vector') returns tunnel.Vector, and so on. The main state
+** reads lua/tunnel/vector.lua and the like (one line each); a thread gets
+** them from here, without a path search per thread. require passes the
+** module's name as the first argument.
+*/
+static const char *const class_modules[][2] = {
+    {"tunnel.atomic", "Atomic"},   {"tunnel.block", "Block"},
+    {"tunnel.counter", "Counter"}, {"tunnel.hash", "Hash"},
+    {"tunnel.plural", "Plural"},   {"tunnel.printer", "Printer"},
+    {"tunnel.serializer", "Serializer"}, {"tunnel.share", "Share"},
+    {"tunnel.vector", "Vector"},   {NULL, NULL}};
+
+static int l_preload_class(lua_State *T) {
+  const char *name = lua_tostring(T, 1);
+  for (int i = 0; name != NULL && class_modules[i][0] != NULL; i++) {
+    if (strcmp(name, class_modules[i][0]) != 0) continue;
+    lua_getfield(T, LUA_REGISTRYINDEX, "_LOADED");
+    lua_getfield(T, -1, "tunnel");
+    lua_getfield(T, -1, class_modules[i][1]);
+    return 1;
+  }
+  return luaL_error(T, "tunnel: no class module '%s'",
+                    name != NULL ? name : "?");
+}
+
 /* Build the thread's state (protected: runs under lua_pcall). */
 static int l_thread_setup(lua_State *T) {
   block_setup_t *s = lua_touserdata(T, 1);
@@ -100,7 +142,12 @@ static int l_thread_setup(lua_State *T) {
   lua_getfield(T, -1, "preload");
   lua_pushcfunction(T, luaopen_tunnel_core);
   lua_setfield(T, -2, "tunnel.core");
-  lua_pop(T, 2); /* preload, package */
+  lua_pushcfunction(T, l_preload_class);
+  for (int i = 0; class_modules[i][0] != NULL; i++) {
+    lua_pushvalue(T, -1);
+    lua_setfield(T, -3, class_modules[i][0]);
+  }
+  lua_pop(T, 3); /* the loader, preload, package */
   lua_getglobal(T, "require");
   lua_pushliteral(T, "tunnel.core");
   lua_call(T, 1, 1);
@@ -111,6 +158,13 @@ static int l_thread_setup(lua_State *T) {
   lua_setglobal(T, "tunnel");
   lua_pushinteger(T, index);
   lua_setglobal(T, "__threadid");
+  lua_pushinteger(T, s->size);
+  lua_setglobal(T, "__blocksize");
+  if (s->compat) {
+    lua_getglobal(T, "require");
+    lua_pushliteral(T, "tunnel.compat");
+    lua_call(T, 1, 0);
+  }
   if (s->init != NULL) {
     int n = tn_l_decode(T, s->init, "tunnel.Block");
     lua_call(T, n - 1, 0);
@@ -295,6 +349,16 @@ static void run_release(void *arg) {
 
 /* ---- the Lua class (main side) ------------------------------------------ */
 
+/* A run record, runs[id] (a table in the block's registry table). */
+enum {
+  RUN_RVEC = 1, /* the result vector's box; nil once every slot is filled */
+  RUN_SVEC,     /* the status vector's box; likewise */
+  RUN_SIZE,     /* the block's size */
+  RUN_RTAB,     /* the result table the user sees, made at the first read */
+  RUN_STAB,     /* the status table */
+  RUN_FILLED    /* how many slots of the tables are filled */
+};
+
 static l_block_t *check_block(lua_State *L, const char *method) {
   l_block_t *b = lua_touserdata(L, 1);
   if (b != NULL && lua_getmetatable(L, 1)) {
@@ -309,7 +373,9 @@ static l_block_t *check_block(lua_State *L, const char *method) {
 
 static int l_block_new(lua_State *L) {
   const char *method = "tunnel.Block";
-  lua_Integer size = tn_l_checkinteger(L, 1, method, "size");
+  /* Block() and Block(nil, init) are one thread, as in the original. */
+  lua_Integer size =
+      lua_isnoneornil(L, 1) ? 1 : tn_l_checkinteger(L, 1, method, "size");
   if (size < 1 || size > 4096)
     return tn_l_error(L, method, "size must be between 1 and 4096 (got %d)",
                       (int)size);
@@ -328,6 +394,17 @@ static int l_block_new(lua_State *L) {
   if (s == NULL) return tn_l_error(L, method, "out of memory");
   pthread_mutex_init(&s->lock, NULL);
   b->setup = s;
+  s->size = b->size;
+  /* A program that opted into tunnel.compat (pairs/ipairs honouring
+  ** __pairs/__ipairs) gets it in its jobs too: the original's LuaJIT had
+  ** those semantics in every thread. */
+  lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
+  if (lua_istable(L, -1)) {
+    lua_getfield(L, -1, "tunnel.compat");
+    s->compat = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
   lua_getglobal(L, "package");
   if (lua_istable(L, -1)) {
     lua_getfield(L, -1, "path");
@@ -401,21 +478,23 @@ static int l_block_run(lua_State *L) {
 
   /* The result vectors go into boxes first, so an error below frees them
   ** with the boxes; the run record takes references of its own. */
-  lua_createtable(L, 2, 0);
-  for (int i = 1; i <= 2; i++) {
+  lua_createtable(L, RUN_FILLED, 0);
+  for (int i = RUN_RVEC; i <= RUN_SVEC; i++) {
     tn_deque_t *d = new_result_vector(L, b->size, job);
     tn_l_pushnew(L, TN_OBJECT(d));
     lua_rawseti(L, -2, i);
   }
+  lua_pushinteger(L, b->size);
+  lua_rawseti(L, -2, RUN_SIZE);
   block_run_t *run = malloc(sizeof *run);
   if (run == NULL) {
     tn_blob_release(job);
     return tn_l_error(L, method, "out of memory");
   }
   run->job = job;
-  lua_rawgeti(L, -1, 1);
+  lua_rawgeti(L, -1, RUN_RVEC);
   run->result = (tn_deque_t *)tn_object_retain(tn_l_toobject(L, -1));
-  lua_rawgeti(L, -2, 2);
+  lua_rawgeti(L, -2, RUN_SVEC);
   run->status = (tn_deque_t *)tn_object_retain(tn_l_toobject(L, -1));
   lua_pop(L, 2);
   int err = tn_block_run(b->block, run_job, run, run_release);
@@ -428,8 +507,117 @@ static int l_block_run(lua_State *L) {
   return 1;
 }
 
-/* Push result, status of run `id` (nil, nil if unknown). */
-static int push_result(lua_State *L, l_block_t *b, lua_Integer id) {
+/* Protected: decode the blob (light userdata 1, may be NULL) and return
+** its first value; the method's name is light userdata 2. */
+static int l_decode_first(lua_State *L) {
+  const tn_blob_t *blob = lua_touserdata(L, 1);
+  tn_l_decode(L, blob, lua_touserdata(L, 2));
+  return 1; /* lua_pcall keeps only the first */
+}
+
+/* Push the first value of `blob` and release it, also when decoding raises
+** (a result holding a module the main state cannot load, ...). */
+static void push_owned(lua_State *L, tn_blob_t *blob, const char *method) {
+  lua_pushcfunction(L, l_decode_first);
+  lua_pushlightuserdata(L, blob);
+  lua_pushlightuserdata(L, (void *)method);
+  int rc = lua_pcall(L, 2, 1, 0);
+  tn_blob_release(blob);
+  if (rc != 0) lua_error(L);
+}
+
+/* The core vector in slot `field` of the record at `rec`, or NULL. */
+static tn_deque_t *record_vector(lua_State *L, int rec, int field) {
+  lua_rawgeti(L, rec, field);
+  tn_deque_t *d = (tn_deque_t *)tn_l_toobject(L, -1);
+  lua_pop(L, 1);
+  return d;
+}
+
+/*
+** Copy slot `i` (1-based) of the run whose record is at `rec` (absolute)
+** from its vectors into its tables if thread i is done and the slot is
+** not filled yet. status[i] is stored after result[i], so once status[i]
+** is set both are final. When the last slot fills, the tables lose their
+** metatable and the record its vectors.
+*/
+static void fill_slot(lua_State *L, int rec, lua_Integer i,
+                      const char *method) {
+  lua_rawgeti(L, rec, RUN_STAB);
+  int stab = lua_gettop(L);
+  lua_rawgeti(L, stab, (int)i);
+  int filled = !lua_isnil(L, -1);
+  lua_pop(L, 1);
+  tn_deque_t *sd = record_vector(L, rec, RUN_SVEC);
+  tn_deque_t *rd = record_vector(L, rec, RUN_RVEC);
+  tn_blob_t *blob = NULL;
+  if (filled || sd == NULL || rd == NULL ||
+      tn_deque_get(sd, (size_t)i - 1, &blob, TN_FOREVER) != TN_OK ||
+      blob == NULL) {
+    lua_settop(L, stab - 1);
+    return;
+  }
+  push_owned(L, blob, method); /* the status */
+  blob = NULL;
+  if (tn_deque_get(rd, (size_t)i - 1, &blob, TN_FOREVER) != TN_OK)
+    blob = NULL;
+  push_owned(L, blob, method); /* the result */
+  lua_rawgeti(L, rec, RUN_RTAB);
+  lua_insert(L, -2);
+  lua_rawseti(L, -2, (int)i); /* result[i] */
+  lua_pop(L, 1);
+  lua_rawseti(L, stab, (int)i); /* status[i] */
+  lua_rawgeti(L, rec, RUN_FILLED);
+  lua_Integer n = lua_tointeger(L, -1) + 1;
+  lua_pop(L, 1);
+  lua_pushinteger(L, n);
+  lua_rawseti(L, rec, RUN_FILLED);
+  lua_rawgeti(L, rec, RUN_SIZE);
+  lua_Integer size = lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  if (n >= size) { /* complete: plain tables from now on */
+    lua_pushnil(L);
+    lua_setmetatable(L, stab);
+    lua_rawgeti(L, rec, RUN_RTAB);
+    lua_pushnil(L);
+    lua_setmetatable(L, -2);
+    lua_pop(L, 1);
+    lua_pushnil(L);
+    lua_rawseti(L, rec, RUN_RVEC);
+    lua_pushnil(L);
+    lua_rawseti(L, rec, RUN_SVEC);
+  }
+  lua_settop(L, stab - 1);
+}
+
+/* __index of a pending run's tables (upvalue 1: the record): slot k from
+** the vectors if its thread is done, else nil. */
+static int l_results_index(lua_State *L) {
+  lua_Number k = lua_tonumber(L, 2);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  int rec = lua_gettop(L);
+  lua_rawgeti(L, rec, RUN_SIZE);
+  lua_Number size = lua_tonumber(L, -1);
+  lua_pop(L, 1);
+  if (lua_type(L, 2) != LUA_TNUMBER || k < 1 || k > size || k != floor(k))
+    return 0;
+  fill_slot(L, rec, (lua_Integer)k, "tunnel.Block (result)");
+  lua_pushvalue(L, 2);
+  lua_rawget(L, 1);
+  return 1;
+}
+
+/* __len of a pending run's tables: the block's size (5.2+ only: 5.1 and
+** LuaJIT ignore __len on tables). */
+static int l_results_len(lua_State *L) {
+  lua_rawgeti(L, lua_upvalueindex(1), RUN_SIZE);
+  return 1;
+}
+
+/* Push result, status of run `id` (nil, nil if unknown), with every slot
+** that is done filled in. */
+static int push_result(lua_State *L, l_block_t *b, lua_Integer id,
+                       const char *method) {
   if (id < 1 || id > b->nruns || b->runs_ref == LUA_NOREF) {
     lua_pushnil(L);
     lua_pushnil(L);
@@ -437,8 +625,35 @@ static int push_result(lua_State *L, l_block_t *b, lua_Integer id) {
   }
   lua_rawgeti(L, LUA_REGISTRYINDEX, b->runs_ref);
   lua_rawgeti(L, -1, (int)id);
-  lua_rawgeti(L, -1, 1);
-  lua_rawgeti(L, -2, 2);
+  int rec = lua_gettop(L);
+  lua_rawgeti(L, rec, RUN_SIZE);
+  int size = (int)lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  lua_rawgeti(L, rec, RUN_STAB);
+  int fresh = lua_isnil(L, -1);
+  lua_pop(L, 1);
+  if (fresh) { /* the first read of this run: make its tables */
+    lua_createtable(L, 0, 2); /* their metatable */
+    lua_pushvalue(L, rec);
+    lua_pushcclosure(L, l_results_index, 1);
+    lua_setfield(L, -2, "__index");
+    lua_pushvalue(L, rec);
+    lua_pushcclosure(L, l_results_len, 1);
+    lua_setfield(L, -2, "__len");
+    for (int field = RUN_RTAB; field <= RUN_STAB; field++) {
+      lua_createtable(L, size, 0);
+      lua_pushvalue(L, -2);
+      lua_setmetatable(L, -2);
+      lua_rawseti(L, rec, field);
+    }
+    lua_pop(L, 1);
+    lua_pushinteger(L, 0);
+    lua_rawseti(L, rec, RUN_FILLED);
+  }
+  if (record_vector(L, rec, RUN_SVEC) != NULL)
+    for (int i = 1; i <= size; i++) fill_slot(L, rec, i, method);
+  lua_rawgeti(L, rec, RUN_RTAB);
+  lua_rawgeti(L, rec, RUN_STAB);
   return 2;
 }
 
@@ -448,23 +663,25 @@ static int l_block_getresult(lua_State *L) {
   lua_Integer id = lua_isnoneornil(L, 2)
                        ? b->nruns
                        : tn_l_checkinteger(L, 2, method, "run id");
-  return push_result(L, b, id);
+  return push_result(L, b, id, method);
 }
 
-/* synchronize([timeout]): the last run's vectors once every queued job has
-** finished, or when the timeout runs out (then some status[i] are nil). */
+/* synchronize([timeout]): the last run's result and status once every
+** queued job has finished, or when the timeout runs out (then some
+** status[i] are nil). */
 static int l_block_synchronize(lua_State *L) {
   const char *method = "tunnel.Block:synchronize";
   l_block_t *b = check_block(L, method);
   double timeout = tn_l_opttimeout(L, 2, method);
   if (b->block != NULL) tn_block_synchronize(b->block, timeout);
-  return push_result(L, b, b->nruns);
+  return push_result(L, b, b->nruns, method);
 }
 
 static int l_block_terminate(lua_State *L) {
-  l_block_t *b = check_block(L, "tunnel.Block:terminate");
+  const char *method = "tunnel.Block:terminate";
+  l_block_t *b = check_block(L, method);
   if (b->block != NULL) tn_block_terminate(b->block);
-  return push_result(L, b, b->nruns);
+  return push_result(L, b, b->nruns, method);
 }
 
 /* __gc: queued jobs finish, then the threads stop (this is what lets a main
