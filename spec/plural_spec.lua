@@ -83,6 +83,90 @@ describe('tunnel.Plural', function()
     end)
   end)
 
+  -- The original kept its objects in a Lua table (data[i]) and checked
+  -- nothing: these are its permissive behaviours that were no bug.
+  describe('as permissive as the original', function()
+    it('may have size 0, and shortcuts too', function()
+      local p = tunnel.Plural(0, tunnel.Vector)
+      assert.are.equal(0, #p)
+      assert.is_nil(p[1])
+      assert.are.same({}, p:doAll(function() error('never called') end))
+      assert.are.equal(0, #tunnel.Vectors(0))
+      assert.are.equal(0, #tunnel.Counters(0, 5))
+      local calls = 0
+      tunnel.Plural(0, function() calls = calls + 1 end)
+      assert.are.equal(0, calls)
+    end)
+
+    it('gets nil for an integer index outside 1..#plural', function()
+      local p = tunnel.Counters(2)
+      for _, out in ipairs({0, -1, 3, 100, 2 ^ 40, -2 ^ 40}) do
+        assert.is_nil(p:get(out))
+        assert.is_nil(p[out])
+      end
+      assert.are.equal(2, #p)
+      assert.are.equal(1, p[2]:increase())
+    end)
+
+    it('grows when set past the end, with empty slots between', function()
+      local p = tunnel.Counters(1)
+      local ok, old = p:set(2, tunnel.Counter(20))
+      assert.is_true(ok)
+      assert.is_nil(old)
+      assert.are.equal(2, #p)
+      p[5] = tunnel.Counter(50)
+      assert.are.equal(5, #p)
+      assert.is_nil(p[3])
+      assert.is_nil(p:get(4))
+      assert.are.equal(50, p[5]:get())
+      assert.are.equal(20, p:get(2):get())
+      -- doAll visits the objects only, in order
+      local seen = {}
+      local t = p:doAll(function(i, c) seen[#seen + 1] = i; return c:get() end)
+      assert.are.same({1, 2, 5}, seen)
+      assert.are.same({0, 20}, {t[1], t[2]})
+      assert.is_nil(t[3])
+      assert.is_nil(t[4])
+      assert.are.equal(50, t[5])
+    end)
+
+    it('empties a slot by setting nil, keeping the size', function()
+      local p = tunnel.Counters(3)
+      local second = p[2]
+      local ok, old = p:set(2, nil)
+      assert.is_true(ok)
+      assert.are.equal(second, old)
+      assert.is_nil(p[2])
+      assert.are.equal(3, #p)
+      p[3] = nil
+      assert.is_nil(p:get(3))
+      assert.are.equal(3, #p)
+      p[2] = second
+      assert.are.equal(second, p[2])
+    end)
+
+    it('accepts objects of different kinds', function()
+      local p = tunnel.Plural(2, tunnel.Vector)
+      p[2] = tunnel.Counter(7)
+      p[3] = tunnel.Hash()
+      assert.matches('^tunnel%.Vector', tostring(p[1]))
+      assert.are.equal(7, p[2]:get())
+      p[3]:set('k', 'v')
+      assert.are.equal('v', (p[3]:get('k')))
+      local b = tunnel.Block(1)
+      b:add(p)
+      b:run(function(plural)
+        plural[1]:pushBack('x')
+        return plural[2]:increase(), (plural[3]:get('k'))
+      end)
+      local result, status = b:synchronize()
+      b:terminate()
+      assert.is_true(status[1], tostring(result[1][1]))
+      assert.are.same({8, 'v', n = 2}, result[1])
+      assert.are.equal('x', (p[1]:popFront()))
+    end)
+  end)
+
   describe('shortcuts', function()
     it('Vectors(n, ...) makes n Vectors with the arguments', function()
       local p = tunnel.Vectors(3, 1)
@@ -120,15 +204,15 @@ describe('tunnel.Plural', function()
       assert.matches(pattern, err)
     end
 
-    it('rejects a size that is not a positive integer', function()
-      for _, bad in ipairs({0, -1, 1.5, 'two', {}, math.huge}) do
-        fails('^tunnel%.Plural: size must be a positive integer', tunnel.Plural,
+    it('rejects a size that is not a non-negative integer', function()
+      for _, bad in ipairs({-1, 1.5, 'two', {}, math.huge}) do
+        fails('^tunnel%.Plural: size must be a non%-negative integer', tunnel.Plural,
           bad, tunnel.Vector)
       end
-      fails('^tunnel%.Plural: size must be a positive integer %(got nil%)',
+      fails('^tunnel%.Plural: size must be a non%-negative integer %(got nil%)',
         tunnel.Plural, nil, tunnel.Vector)
-      fails('^tunnel%.Vectors: size must be a positive integer', tunnel.Vectors, 0)
-      fails('^tunnel%.Counters: size must be a positive integer', tunnel.Counters)
+      fails('^tunnel%.Vectors: size must be a non%-negative integer', tunnel.Vectors, -2)
+      fails('^tunnel%.Counters: size must be a non%-negative integer', tunnel.Counters)
     end)
 
     it('rejects a constructor that is not callable', function()
@@ -151,17 +235,21 @@ describe('tunnel.Plural', function()
       fails('^tunnel%.Counter: value must be an integer', tunnel.Counters, 2, 'x')
     end)
 
-    it('rejects an index outside 1..#plural, and the plural still works', function()
+    it('rejects an index that is not an integer, and the plural still works', function()
       local p = tunnel.Counters(2)
-      for _, bad in ipairs({0, 3, -1, 1.5}) do
-        fails('^tunnel%.Plural:get: index must be a positive integer within 1%.%.2',
-          p.get, p, bad)
-        fails('^tunnel%.Plural:set: index must be a positive integer within 1%.%.2',
+      fails('^tunnel%.Plural:get: index must be an integer %(got 1%.5%)', p.get, p, 1.5)
+      fails('^tunnel%.Plural:get: index must be an integer %(got 1%.5%)',
+        function() return p[1.5] end)
+      fails('^tunnel%.Plural:get: index must be an integer %(got string%)', p.get, p, 'x')
+      fails('^tunnel%.Plural:set: index must be an integer %(got 1%.5%)',
+        p.set, p, 1.5, tunnel.Counter())
+      fails('^tunnel%.Plural:set: index must be an integer %(got nil%)', p.set, p, nil)
+      for _, bad in ipairs({0, -1, 2 ^ 31}) do
+        fails('^tunnel%.Plural:set: index must be a positive integer up to 2%^31 %- 1',
           p.set, p, bad, tunnel.Counter())
-        fails('^tunnel%.Plural:get: index must be', function() return p[bad] end)
+        fails('^tunnel%.Plural:set: index must be a positive integer',
+          function() p[bad] = tunnel.Counter() end)
       end
-      fails('^tunnel%.Plural:get: index must be a positive integer within 1%.%.2 %(got string%)',
-        p.get, p, 'x')
       assert.are.equal(2, #p)
       assert.are.equal(1, p[2]:increase())
     end)
@@ -169,10 +257,13 @@ describe('tunnel.Plural', function()
     it('rejects setting something that is not a tunnel object', function()
       local p = tunnel.Counters(1)
       local c = p[1]
-      fails('^tunnel%.Plural:set: object must be a tunnel object %(got number%)',
+      fails('^tunnel%.Plural:set: object must be a tunnel object or nil %(got number%)',
         p.set, p, 1, 5)
-      fails('^tunnel%.Plural:set: object must be a tunnel object %(got table%)',
+      fails('^tunnel%.Plural:set: object must be a tunnel object or nil %(got table%)',
         function() p[1] = {} end)
+      fails('^tunnel%.Plural:set: object must be a tunnel object or nil %(got string%)',
+        p.set, p, 3, 'x')
+      assert.are.equal(1, #p) -- a refused set past the end does not grow it
       fails('^tunnel%.Plural: cannot set field name', function() p.name = 1 end)
       assert.are.equal(c, p[1])
     end)
@@ -207,6 +298,27 @@ describe('tunnel.Plural', function()
         assert.are.equal(n, result[i][1])
         assert.are.equal(i, p[i]:get())
       end
+    end)
+
+    -- By reference, unlike the original (which sent each thread a copy and
+    -- warned that later sets were not seen): a running job sees a set made
+    -- after the block received the Plural.
+    it('shows a running job the objects set after it started', function()
+      local p = tunnel.Counters(1)
+      local gate = tunnel.Vector()
+      local b = tunnel.Block(1)
+      b:add(p, gate)
+      b:run(function(plural, g)
+        g:popFront()
+        return #plural, plural[2] and plural[2]:get()
+      end)
+      finally(function() gate:pushBack(true); b:terminate() end)
+      p[2] = tunnel.Counter(42)
+      gate:pushBack(true)
+      local result, status = b:synchronize()
+      b:terminate()
+      assert.is_true(status[1], tostring(result[1][1]))
+      assert.are.same({2, 42, n = 2}, result[1])
     end)
 
     it('lets threads exchange items through a Plural of Vectors', function()

@@ -8,19 +8,31 @@
 ** reference like any tunnel object, so a Block's threads can each take
 ** plural[__threadid] and all see the same structures.
 **
+** As permissive as the original (a Lua table `data` behind get/set) where
+** that was no bug:
+** - The size may be 0.
+** - get(i) of an integer i outside 1..#plural returns nil (plural[i] too).
+** - set(i, object) past the end grows the plural to i; slots in between
+**   are empty (nil), and set(i, nil) empties a slot. Unlike a table's
+**   border, #plural is always the highest slot ever set (or the size).
+** - Elements may be of different kinds (a Vector and a Counter): the
+**   original never checked, and nothing here depends on the kind.
 ** Choices:
-** - Elements are tunnel objects only (what constructor returns, what set
-**   stores): a plain value would be copied at every plural[i], which is
-**   never what "many structures of one kind" means. Shared tables count
-**   as tunnel objects.
-** - The size is fixed at creation; get and set raise for an index outside
-**   1..#plural (plural[i] too: it is get).
+** - Elements are tunnel objects (or nil: an empty slot): a plain value
+**   would be copied at every plural[i], which is never what "many
+**   structures of one kind" means. Shared tables count as tunnel objects.
+** - Indexes must be integers (get(1.5), get('x') raise; the original gave
+**   nil) and set's must be >= 1 (the original stored data[0] where no
+**   method ever saw it again); slots are limited to 2^31 - 1.
+** - A Plural holds its objects by reference and is itself shared: a job
+**   sees a later set (the original sent a copy to each thread).
 ** - No Async twins: no method here waits for anything but the deque's
 **   mutex, held for an instant.
 ** - A Plural holding itself (p:set(1, p)), directly or through other
 **   objects, is a reference cycle and is never freed.
 ** - doAll calls the callback in the calling thread, in order 1..#plural,
-**   keeping each call's first result; an error propagates as it is.
+**   skipping empty slots, keeping each call's first result; an error
+**   propagates as it is.
 */
 #include <math.h>
 
@@ -33,37 +45,45 @@ static tn_deque_t *check_plural(lua_State *L, const char *method) {
   return (tn_deque_t *)tn_l_checkobject(L, 1, method);
 }
 
-/* The 0-based index of the integer at `idx`, within 1..#plural. */
-static size_t check_index(lua_State *L, tn_deque_t *d, int idx,
-                          const char *method) {
-  size_t n = tn_deque_size(d);
+#define MAX_SLOTS 2147483647.0 /* 2^31 - 1: doAll's table and lua_rawseti */
+
+/* The integer index at `idx` (any integer; get treats those outside
+** 1..#plural as empty). */
+static lua_Number check_index(lua_State *L, int idx, const char *method) {
   if (lua_type(L, idx) == LUA_TNUMBER) {
     lua_Number x = lua_tonumber(L, idx);
-    if (x >= 1 && x <= (lua_Number)n && x == floor(x))
-      return (size_t)tn_l_checkinteger(L, idx, method, "index") - 1;
-    return (size_t)tn_l_error(
-        L, method, "index must be a positive integer within 1..%d (got %s)",
-        (int)n, lua_tostring(L, idx));
+    if (x == floor(x)) return x;
+    return (lua_Number)tn_l_error(L, method,
+                                  "index must be an integer (got %s)",
+                                  lua_tostring(L, idx));
   }
-  return (size_t)tn_l_error(
-      L, method, "index must be a positive integer within 1..%d (got %s)",
-      (int)n, luaL_typename(L, idx));
+  return (lua_Number)tn_l_error(L, method, "index must be an integer (got %s)",
+                                luaL_typename(L, idx));
 }
 
-/* An element must be a tunnel object (see the file header). */
+/* An element must be a tunnel object (see the file header); `empty_ok`:
+** or nil. */
 static void check_element(lua_State *L, int idx, const char *method,
-                          const char *what) {
+                          const char *what, int empty_ok) {
+  if (empty_ok && lua_isnil(L, idx)) return;
   if (tn_l_toobject(L, idx) == NULL)
-    tn_l_error(L, method, "%s must be a tunnel object (got %s)", what,
-               luaL_typename(L, idx));
+    tn_l_error(L, method, "%s must be a tunnel object%s (got %s)", what,
+               empty_ok ? " or nil" : "", luaL_typename(L, idx));
 }
 
-/* Push the element at 0-based `i`. */
+/* Push the element at 0-based `i` (nil for an empty slot or one past the
+** end). */
 static void push_element(lua_State *L, tn_deque_t *d, size_t i,
                          const char *method) {
   tn_blob_t *b;
   int rc = tn_deque_get(d, i, &b, TN_FOREVER);
+  if (rc == TN_ERANGE) {
+    lua_pushnil(L);
+    return;
+  }
   if (rc != TN_OK) tn_l_coreerror(L, method, rc);
+  /* An element is one reference: decoding it cannot raise, so the blob
+  ** cannot leak. */
   int n = tn_l_decode(L, b, method);
   if (n != 1) lua_settop(L, lua_gettop(L) - n + 1);
   tn_blob_release(b);
@@ -86,9 +106,10 @@ static int is_callable(lua_State *L, int idx) {
 */
 static int plural_new(lua_State *L, const char *method) {
   int t = lua_type(L, 1);
-  lua_Number x = t == LUA_TNUMBER ? lua_tonumber(L, 1) : 0;
-  if (!(t == LUA_TNUMBER && x >= 1 && x == floor(x) && x <= 2147483647.0))
-    return tn_l_error(L, method, "size must be a positive integer (got %s)",
+  lua_Number x = t == LUA_TNUMBER ? lua_tonumber(L, 1) : -1;
+  if (!(t == LUA_TNUMBER && x >= 0 && x == floor(x) && x <= MAX_SLOTS))
+    return tn_l_error(L, method,
+                      "size must be a non-negative integer (got %s)",
                       t == LUA_TNUMBER ? lua_tostring(L, 1)
                                        : luaL_typename(L, 1));
   lua_Integer size = tn_l_checkinteger(L, 1, method, "size");
@@ -106,7 +127,7 @@ static int plural_new(lua_State *L, const char *method) {
     lua_pushvalue(L, 2);
     for (int a = 1; a <= nargs; a++) lua_pushvalue(L, 2 + a);
     lua_call(L, nargs, 1);
-    check_element(L, -1, method, "the constructor's result");
+    check_element(L, -1, method, "the constructor's result", 0);
     tn_blob_t *b = tn_l_encode(L, -1, 1, method);
     rc = tn_deque_push_back(d, b, TN_FOREVER);
     if (rc != TN_OK) {
@@ -149,18 +170,31 @@ static int l_plural_shortcut(lua_State *L) {
 
 /* ---- methods ----------------------------------------------------------------- */
 
-/* get(i) -> the i-th object. */
+/* get(i) -> the i-th object; nil for an empty slot or i outside
+** 1..#plural. */
 static int l_plural_get(lua_State *L) {
   tn_deque_t *d = check_plural(L, M("get"));
-  push_element(L, d, check_index(L, d, 2, M("get")), M("get"));
+  lua_Number i = check_index(L, 2, M("get"));
+  if (i < 1 || i > MAX_SLOTS) {
+    lua_pushnil(L);
+    return 1;
+  }
+  push_element(L, d, (size_t)i - 1, M("get"));
   return 1;
 }
 
-/* set(i, object) -> true, the old object. */
+/* set(i, object or nil) -> true, the old object (nil if the slot was
+** empty). Past the end the plural grows to i, with empty slots between. */
 static int l_plural_set(lua_State *L) {
   tn_deque_t *d = check_plural(L, M("set"));
-  size_t i = check_index(L, d, 2, M("set"));
-  check_element(L, 3, M("set"), "object");
+  lua_Number x = check_index(L, 2, M("set"));
+  if (x < 1 || x > MAX_SLOTS)
+    return tn_l_error(L, M("set"),
+                      "index must be a positive integer up to 2^31 - 1 "
+                      "(got %s)",
+                      lua_tostring(L, 2));
+  size_t i = (size_t)x - 1;
+  check_element(L, 3, M("set"), "object", 1);
   tn_blob_t *b = tn_l_encode(L, 3, 1, M("set")), *old;
   int rc = tn_deque_set(d, i, b, &old, TN_FOREVER);
   if (rc != TN_OK) {
@@ -174,7 +208,8 @@ static int l_plural_set(lua_State *L) {
   return 2;
 }
 
-/* doAll(callback) -> {first result of callback(i, plural[i]), ...}. */
+/* doAll(callback) -> {first result of callback(i, plural[i]), ...}, for
+** the slots that hold an object. */
 static int l_plural_doall(lua_State *L) {
   tn_deque_t *d = check_plural(L, M("doAll"));
   if (lua_type(L, 2) != LUA_TFUNCTION)
@@ -187,6 +222,10 @@ static int l_plural_doall(lua_State *L) {
     lua_pushvalue(L, 2);
     lua_pushinteger(L, (lua_Integer)(i + 1));
     push_element(L, d, i, M("doAll"));
+    if (lua_isnil(L, -1)) { /* an empty slot */
+      lua_pop(L, 3);
+      continue;
+    }
     lua_call(L, 2, 1);
     lua_rawseti(L, 3, (int)(i + 1));
   }
