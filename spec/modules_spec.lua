@@ -232,6 +232,29 @@ describe('tunnel.compat', function()
     assert.are.equal('1=a 2=nil 3=c\n1=a 2=nil 3=c\n2=two k=1\nx=1\n', out)
   end)
 
+  -- The original's getResult example: its LuaJIT's ipairs went over every
+  -- slot of the status Vector (__ipairs), so a pending thread showed as nil.
+  it('lets ipairs see the pending slots of a run, as the original did', function()
+    local out, ok = run_script([[
+      local tunnel = require('tunnel')
+      require('tunnel.compat')
+      local block = tunnel.Block(2)
+      local gate = tunnel.Vector()
+      block:add(gate)
+      local id = block:run(function(g) return g:popFront() end)
+      local result, status = block:getResult(id)
+      for i, v in ipairs(status) do
+        if v == nil then print('thread ' .. i .. ' has not finished yet') end
+      end
+      gate:pushBack('a'); gate:pushBack('b')
+      block:synchronize()
+      for i, v in ipairs(status) do print(i, v, type(result[i][1])) end
+    ]])
+    assert.truthy(ok, out)
+    assert.are.equal('thread 1 has not finished yet\nthread 2 has not finished yet\n'
+      .. '1\ttrue\tstring\n2\ttrue\tstring\n', out)
+  end)
+
   it('leaves plain tables and bad arguments as they were', function()
     local out, ok = run_script([[
       local function probe()

@@ -19,7 +19,9 @@
 ** is done at each read; while some thread is busy they carry a metatable
 ** whose __index reads a missing slot from the vectors, so `status[i]` of a
 ** pending run turns from nil to true/false when thread i finishes (the
-** original's status was a live tunnel.Vector). Once every slot is filled
+** original's status was a live tunnel.Vector), and whose __pairs/__ipairs
+** go over every slot, nils included, as the original's did (where the Lua
+** honours them). Once every slot is filled
 ** the metatable goes and the vectors are dropped: a finished run's
 ** result and status are plain tables.
 **
@@ -614,6 +616,29 @@ static int l_results_len(lua_State *L) {
   return 1;
 }
 
+/* The iterator of __ipairs/__pairs below: (t, i) -> i + 1, t[i + 1] up to
+** the block's size (upvalue 1: the record), nils included. */
+static int l_results_next(lua_State *L) {
+  lua_Integer i = lua_tointeger(L, 2) + 1;
+  lua_rawgeti(L, lua_upvalueindex(1), RUN_SIZE);
+  if (i > lua_tointeger(L, -1)) return 0;
+  lua_pushinteger(L, i);
+  lua_pushinteger(L, i);
+  lua_gettable(L, 1); /* through __index: a slot done since */
+  return 2;
+}
+
+/* __ipairs and __pairs of a pending run's tables: every slot, a pending one
+** as nil, as the original's Vectors iterated (where Lua honours them: 5.2+
+** for __pairs, tunnel.compat for both). */
+static int l_results_pairs(lua_State *L) {
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_pushcclosure(L, l_results_next, 1);
+  lua_pushvalue(L, 1);
+  lua_pushinteger(L, 0);
+  return 3;
+}
+
 /* Push result, status of run `id` (nil, nil if unknown), with every slot
 ** that is done filled in. */
 static int push_result(lua_State *L, l_block_t *b, lua_Integer id,
@@ -633,13 +658,18 @@ static int push_result(lua_State *L, l_block_t *b, lua_Integer id,
   int fresh = lua_isnil(L, -1);
   lua_pop(L, 1);
   if (fresh) { /* the first read of this run: make its tables */
-    lua_createtable(L, 0, 2); /* their metatable */
+    lua_createtable(L, 0, 4); /* their metatable */
     lua_pushvalue(L, rec);
     lua_pushcclosure(L, l_results_index, 1);
     lua_setfield(L, -2, "__index");
     lua_pushvalue(L, rec);
     lua_pushcclosure(L, l_results_len, 1);
     lua_setfield(L, -2, "__len");
+    lua_pushvalue(L, rec);
+    lua_pushcclosure(L, l_results_pairs, 1);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, "__ipairs");
+    lua_setfield(L, -2, "__pairs");
     for (int field = RUN_RTAB; field <= RUN_STAB; field++) {
       lua_createtable(L, size, 0);
       lua_pushvalue(L, -2);
