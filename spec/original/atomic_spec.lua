@@ -16,8 +16,6 @@
 --    callback's sleep); a reader sees no writer meanwhile (the value is the
 --    same before and after its sleep). The async callbacks read data[1]
 --    again after their sleep for these two checks.
--- FAILS NOW: the module layout (require('tunnel.atomic') and the global
--- `tunnel` it sets) is being added.
 local Atomic = require('tunnel.atomic')
 
 local support = dofile('spec/original/support.lua')

@@ -15,8 +15,6 @@
 --  * producerConsumerTest: `Atomic()` guards `print` as in the original; the
 --    produced and consumed values are recorded and compared (every value
 --    produced is consumed exactly once).
--- FAILS NOW: the module layout (require('tunnel.block') and the global
--- `tunnel` it sets) is being added.
 local Block = require('tunnel.block')
 
 local Atomic = require('tunnel.atomic')
@@ -51,7 +49,6 @@ function joe:dummyTest()
    local result, status = block:synchronize(support.TIMEOUT)
    -- 'Getting execution results'
    local seen = 0
-   -- FAILS NOW on LuaJIT and 5.1: ipairs of the result vector (a userdata).
    for index, value in ipairs(result) do
       seen = seen + 1
       assert.is_true(status[index])
@@ -129,7 +126,6 @@ function joe:errorTest()
    -- pcall, is the status false and the message (with its position).
    local result, status = block:getResult(1)
    local seen = 0
-   -- FAILS NOW on LuaJIT and 5.1: ipairs of the result vector (a userdata).
    for index, value in ipairs(result) do
       seen = seen + 1
       assert.is_false(status[index])

@@ -18,8 +18,6 @@
 --    the callback and the store); `read(function (v) return v end)` a number.
 --  * The original's `decrease` added its step (a bug; ours subtracts, see
 --    docs/porting.md); nothing here depends on the sign.
--- FAILS NOW: the module layout (require('tunnel.counter') and the global
--- `tunnel` it sets) is being added.
 local Counter = require('tunnel.counter')
 
 local Block = require('tunnel.block')

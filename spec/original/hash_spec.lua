@@ -18,10 +18,6 @@
 --  * `require('tunnel.compat')` added: pairs of a Vector/Hash on LuaJIT and
 --    5.1 (see below).
 --  * syncIteratorJob iterates with `pairs(hash)` as the original did.
---    FAILS NOW on LuaJIT and 5.1: pairs of a userdata (the opt-in for
---    __pairs on those Luas is being added).
--- FAILS NOW: the module layout (require('tunnel.hash') and the global
--- `tunnel` it sets) is being added.
 local Hash = require('tunnel.hash')
 
 local Block = require('tunnel.block')
@@ -322,7 +318,6 @@ end
 function joe:syncIteratorJob()
    return function (printer, hash)
       for i = 1, 5 do
-         -- FAILS NOW on LuaJIT and 5.1: pairs of a userdata.
          for key, value in pairs(hash) do
             printer('sync_iterator', __threadid, i, key, value)
          end

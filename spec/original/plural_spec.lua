@@ -14,8 +14,6 @@
 --    numbers pushed are the 60 values popped plus the one left.
 --  * popBackJob calls `vectors[id]:popBack(value)` with `value` an undefined
 --    global (nil), as the original did.
--- FAILS NOW: the module layout (require('tunnel.plural') and the global
--- `tunnel` it sets) is being added.
 local Plural = require('tunnel.plural')
 
 local Block = require('tunnel.block')

@@ -18,8 +18,6 @@
 --  * Where the original printed a failed status, the port asserts that
 --    every job returned (support.finish, bounded).
 --  * joe.main -> one `it` per *Test.
--- FAILS NOW: the module layout (require('tunnel.serializer') and the global
--- `tunnel` it sets) is being added.
 local Serializer = require('tunnel.serializer')
 
 local Block = require('tunnel.block')

@@ -12,8 +12,6 @@
 --  * Block(3, function () require('torch') end) -> an init that requires
 --    the original's 'tunnel.share'.
 --  * The port asserts that every job returned (support.finish, bounded).
--- FAILS NOW: the module layout (require('tunnel.share') and the global
--- `tunnel` it sets) is being added.
 local Share = require('tunnel.share')
 
 local Block = require('tunnel.block')

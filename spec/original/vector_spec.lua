@@ -33,10 +33,6 @@
 --  * `require('tunnel.compat')` added: pairs of a Vector/Hash on LuaJIT and
 --    5.1 (see below).
 --  * syncIteratorJob iterates with `pairs(vector)` as the original did.
---    FAILS NOW on LuaJIT and 5.1: pairs of a userdata (the opt-in for
---    __pairs on those Luas is being added).
--- FAILS NOW: the module layout (require('tunnel.vector') and the global
--- `tunnel` it sets) is being added.
 local Vector = require('tunnel.vector')
 
 -- The one line a port adds for pairs(vector) on LuaJIT and 5.1 (the original's
@@ -428,7 +424,6 @@ function joe:syncIteratorJob()
       math.randomseed(SEED + __threadid)
       for i = 1, 30 do
          local status = true
-         -- FAILS NOW on LuaJIT and 5.1: pairs of a userdata.
          local iterator = pairs(vector)
          if status == true then
             local text = {'{'}
