@@ -623,8 +623,12 @@ for _, B in ipairs(BACKENDS) do
         assert.is_nil(h:readAsync('k', function() ran = true end))
         assert.is_nil(h:writeAsync('k', function() ran = true end))
         assert.is_false(ran)
-        -- get and set do not take the callback lock
-        assert.are.equal(1, (h:getAsync('k')))
+        if B.name == 'local' then
+          -- nor get and set: the write callback holds off every operation
+          -- (a cluster hash's server does not: docs/cluster.md)
+          assert.is_nil((h:getAsync('k')))
+          assert.is_nil((h:setAsync('other', 1)))
+        end
         release:increase()
         local result, status = b:synchronize()
         b:terminate()
