@@ -52,7 +52,8 @@ enum {
   TN_EINIT = -10,      /* a block thread's start hook failed */
   TN_EIO = -11,        /* remote: the server failed or could not be reached */
   TN_EPROTO = -12,     /* remote: a reply or stored value cannot be decoded */
-  TN_ELOCAL = -13      /* remote: an in-process object in a remote value */
+  TN_ELOCAL = -13,     /* remote: an in-process object in a remote value */
+  TN_EDEADLK = -14     /* the calling thread holds the lock it would wait for */
 };
 
 /* A static, human-readable message for an error code. */
@@ -66,7 +67,8 @@ const char *tn_strerror(int err);
 ** code (tn_counter_*, tn_deque_size, tn_deque_close, tn_deque_is_closed,
 ** tn_map_size) return 0 on such a failure and record the code:
 ** tn_error_take() returns it and clears it (TN_OK when nothing failed).
-** In-process objects never record anything.
+** In-process objects record only TN_EDEADLK (a counter operation from a
+** read callback of the same counter, see the callback lock).
 */
 const char *tn_last_error(void);
 int tn_error_take(void);
@@ -113,15 +115,32 @@ int tn_object_is_remote(const tn_object_t *o);
 
 /*
 ** The callback lock of an object: a reader-writer lock that user-level
-** read/write callbacks take (the Lua `read`/`write` methods). Structure
-** operations never take it themselves; it orders callbacks among
-** themselves. Many readers or one writer; a waiting writer holds off new
-** readers. Not recursive. Lock calls return TN_OK, TN_ETIMEDOUT or TN_EAGAIN.
+** read/write callbacks take (the Lua `read`/`write` methods). Many readers
+** or one writer; a waiting writer holds off new readers.
+**
+** It is also a gate on the structure's operations (deque, map, counter):
+** while a writer holds it, every operation of another thread on the
+** structure waits (TN_TRY: TN_EAGAIN, a timeout: TN_ETIMEDOUT); while
+** readers hold it, operations that modify the structure wait and the others
+** go ahead. So a write callback is a true read-modify-write. The holding
+** thread's own operations pass: a writer's all, a reader's reads; a
+** reader's modification returns TN_EDEADLK instead of waiting for itself.
+**
+** Not recursive: locking an object whose lock the calling thread holds
+** already returns TN_EDEADLK at once (it would wait forever). Lock calls
+** return TN_OK, TN_ETIMEDOUT, TN_EAGAIN or TN_EDEADLK (and TN_ENOMEM past
+** 64 locks held by one thread at once). On a cluster object the lock is
+** a leased lock on the server that orders callbacks (and Counter's set)
+** among all processes; the server's operations are not gated by it.
 */
 int tn_object_read_lock(tn_object_t *o, double timeout);
 void tn_object_read_unlock(tn_object_t *o);
 int tn_object_write_lock(tn_object_t *o, double timeout);
 void tn_object_write_unlock(tn_object_t *o);
+
+/* What the calling thread holds of `o`'s callback lock: 0 nothing,
+** 1 a read lock, 2 the write lock. */
+int tn_object_lock_held(const tn_object_t *o);
 
 /* ---------------------------------------------------------------------- */
 /* Blobs                                                                  */
@@ -236,11 +255,34 @@ void tn_blob_array_free(tn_blob_t **items, size_t n);
 
 typedef struct tn_counter tn_counter_t;
 
+/*
+** In process a counter holds a 63-bit signed integer (TN_COUNTER_MIN ..
+** TN_COUNTER_MAX; arithmetic wraps within that range): the word's last bit
+** is the gate of the callback lock, so that an add is one compare-and-swap
+** that also sees a write callback in progress. A cluster counter holds
+** Redis's 64-bit range. A value out of range: TN_ERANGE.
+*/
+#define TN_COUNTER_MAX (INT64_MAX / 2)
+#define TN_COUNTER_MIN (INT64_MIN / 2)
 int tn_counter_new(int64_t value, tn_counter_t **out);
-/* Add `delta` (wrapping); returns the new value. Lock-free. */
+
+/*
+** Add `delta` (wrapping); `*result` (if not NULL) receives the new value.
+** Get the value; set it (`*old` receives the previous one). These wait
+** while another thread's callback holds the counter (see the callback
+** lock), up to `timeout`: TN_OK, TN_EAGAIN, TN_ETIMEDOUT, TN_EDEADLK,
+** TN_ERANGE (set), or a remote failure.
+*/
+int tn_counter_add_timed(tn_counter_t *c, int64_t delta, double timeout,
+                         int64_t *result);
+int tn_counter_get_timed(tn_counter_t *c, double timeout, int64_t *value);
+int tn_counter_set_timed(tn_counter_t *c, int64_t value, double timeout,
+                         int64_t *old);
+
+/* The same with TN_FOREVER, returning the value (new, current, old); a
+** failure returns 0 and is kept for tn_error_take(). */
 int64_t tn_counter_add(tn_counter_t *c, int64_t delta);
 int64_t tn_counter_get(tn_counter_t *c);
-/* Store `value`; returns the old one. */
 int64_t tn_counter_set(tn_counter_t *c, int64_t value);
 
 /* ---------------------------------------------------------------------- */

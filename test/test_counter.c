@@ -18,12 +18,26 @@ TEST(counter_basics, "a counter adds, reads and stores 64-bit values") {
   tn_object_release(TN_OBJECT(c));
 }
 
-TEST(counter_wraps, "adding past the 64-bit range wraps around") {
+TEST(counter_wraps, "adding past the 63-bit range wraps around within it") {
   tn_counter_t *c;
-  CHECK_RC(tn_counter_new(INT64_MAX, &c), TN_OK);
-  CHECK(tn_counter_add(c, 1) == INT64_MIN);
-  CHECK(tn_counter_add(c, -1) == INT64_MAX);
-  CHECK(tn_counter_add(c, INT64_MIN) == -1);
+  CHECK_RC(tn_counter_new(TN_COUNTER_MAX, &c), TN_OK);
+  CHECK(tn_counter_add(c, 1) == TN_COUNTER_MIN);
+  CHECK(tn_counter_add(c, -1) == TN_COUNTER_MAX);
+  CHECK(tn_counter_add(c, TN_COUNTER_MIN) == -1);
+  CHECK(tn_counter_add(c, INT64_MIN) == -1); /* 2^63: a whole turn */
+  CHECK_RC(tn_error_take(), TN_OK);
+  tn_object_release(TN_OBJECT(c));
+}
+
+TEST(counter_range, "a value outside 63 bits is refused, nothing changed") {
+  tn_counter_t *c;
+  CHECK_RC(tn_counter_new(TN_COUNTER_MAX + 1, &c), TN_ERANGE);
+  CHECK_RC(tn_counter_new(TN_COUNTER_MIN - 1, &c), TN_ERANGE);
+  CHECK_RC(tn_counter_new(TN_COUNTER_MIN, &c), TN_OK);
+  int64_t old = 1;
+  CHECK_RC(tn_counter_set_timed(c, INT64_MAX, TN_FOREVER, &old), TN_ERANGE);
+  CHECK_INT(old, 1);
+  CHECK(tn_counter_get(c) == TN_COUNTER_MIN);
   tn_object_release(TN_OBJECT(c));
 }
 

@@ -8,6 +8,7 @@
 **
 ** Arithmetic is done on uint64_t, where wrap-around is defined; the
 ** conversion back to int64_t is two's complement on every compiler we use.
+** The value has 63 bits (the word's last bit is the callback gate: below).
 */
 #include <stdalign.h>
 #include <stdint.h>
@@ -16,12 +17,33 @@
 
 #define CACHE_LINE 64
 
+/*
+** The word holds value * 2 + shut: bit 0 is the callback gate (any callback
+** holds the counter), so one compare-and-swap both checks the gate and adds
+** (2 * delta leaves the bit alone). A separate flag would leave a window
+** between its check and the add in which a write callback could read the
+** value, and an add landing in it would be overwritten.
+*/
+#define SHUT UINT64_C(1)
+
 struct tn_counter {
   tn_object_t object;
   void *block;                          /* what tn_malloc returned */
-  alignas(CACHE_LINE) _Atomic uint64_t value;
+  alignas(CACHE_LINE) _Atomic uint64_t word;
   char pad[CACHE_LINE - sizeof(uint64_t)]; /* keep the line to itself */
 };
+
+static inline int64_t value_of(uint64_t w) {
+  return (int64_t)w >> 1; /* arithmetic shift on every compiler we use */
+}
+
+static inline uint64_t word_of(int64_t v, uint64_t shut) {
+  return ((uint64_t)v << 1) | shut;
+}
+
+static bool in_range(int64_t v) {
+  return v >= TN_COUNTER_MIN && v <= TN_COUNTER_MAX;
+}
 
 static void counter_destroy(tn_object_t *o) {
   tn_counter_t *c = (tn_counter_t *)o;
@@ -30,32 +52,182 @@ static void counter_destroy(tn_object_t *o) {
   tn_free(block);
 }
 
-/* A new counter holding `value`, with one reference. TN_OK or TN_ENOMEM. */
+/* The gate moved (under the callback lock's mutex): mirror it in bit 0. */
+static void counter_quiesce(tn_object_t *o, int gate) {
+  tn_counter_t *c = (tn_counter_t *)o;
+  if (gate == TN_GATE_OPEN)
+    atomic_fetch_and(&c->word, ~SHUT);
+  else
+    atomic_fetch_or(&c->word, SHUT);
+}
+
+/* A new counter holding `value`, with one reference. TN_OK, TN_ERANGE or
+** TN_ENOMEM. */
 int tn_counter_new(int64_t value, tn_counter_t **out) {
+  if (!in_range(value)) return TN_ERANGE;
   void *block = tn_malloc(sizeof(tn_counter_t) + CACHE_LINE - 1);
   if (block == NULL) return TN_ENOMEM;
   uintptr_t at = ((uintptr_t)block + CACHE_LINE - 1) &
                  ~(uintptr_t)(CACHE_LINE - 1);
   tn_counter_t *c = (tn_counter_t *)at;
   tn_object_init(&c->object, TN_TYPE_COUNTER, counter_destroy);
+  c->object.quiesce = counter_quiesce;
   c->block = block;
-  atomic_init(&c->value, (uint64_t)value);
+  atomic_init(&c->word, word_of(value, 0));
   *out = c;
   return TN_OK;
 }
 
+/*
+** The gate is shut in the word: TN_OK if this thread may go on anyway (it
+** holds the lock: see tn_gate_check; or a read while readers hold it),
+** RETRY after waiting for the gate to open (the caller reloads the word),
+** or an error (TN_EAGAIN for TN_TRY, TN_ETIMEDOUT, TN_EDEADLK).
+*/
+#define RETRY 2 /* not an error code, nor TN_EBUSY_GATE */
+static int gate_slow(tn_counter_t *c, bool modifies, double timeout,
+                     tn_deadline_t *dl, bool *dl_set) {
+  int g = atomic_load(&c->object.gate);
+  if (g == TN_GATE_READ && !modifies) return TN_OK; /* readers: a stable value */
+  int rc = tn_gate_check(&c->object, modifies, timeout);
+  if (rc != TN_EBUSY_GATE) return rc;
+  rc = tn_gate_wait(&c->object, modifies, timeout, dl, dl_set);
+  return rc == TN_OK ? RETRY : rc;
+}
+
+/* counter_update once the gate was seen shut: wait, or pass as its
+** holder. Out of line, so that the fast path saves no registers. */
+static __attribute__((noinline)) int
+counter_update_gated(tn_counter_t *c, int64_t (*op)(int64_t, int64_t),
+                     int64_t arg, double timeout, int64_t *before) {
+  tn_deadline_t dl = {.forever = true};
+  bool dl_set = false;
+  uint64_t w = atomic_load_explicit(&c->word, memory_order_relaxed);
+  for (;;) {
+    if ((w & SHUT) != 0) {
+      int rc = gate_slow(c, true, timeout, &dl, &dl_set);
+      if (rc == RETRY) {
+        w = atomic_load_explicit(&c->word, memory_order_relaxed);
+        continue;
+      }
+      if (rc != TN_OK) return rc;
+    }
+    int64_t v = value_of(w);
+    uint64_t nw = word_of(op(v, arg), w & SHUT);
+    if (atomic_compare_exchange_weak(&c->word, &w, nw)) {
+      *before = v;
+      return TN_OK;
+    }
+  }
+}
+
+/*
+** Replace the value by op(value, arg) in one CAS that also checks the gate;
+** `*before` gets the value it replaced. Inlined with a constant op, so an
+** open counter's add is a load and a CAS.
+*/
+static inline int counter_update(tn_counter_t *c,
+                                 int64_t (*op)(int64_t, int64_t), int64_t arg,
+                                 double timeout, int64_t *before) {
+  uint64_t w = atomic_load_explicit(&c->word, memory_order_relaxed);
+  while (__builtin_expect((w & SHUT) == 0, 1)) {
+    int64_t v = value_of(w);
+    if (atomic_compare_exchange_weak(&c->word, &w, word_of(op(v, arg), 0))) {
+      *before = v;
+      return TN_OK;
+    }
+  }
+  return counter_update_gated(c, op, arg, timeout, before);
+}
+
+/* Wrapping addition within 63 bits: the shift of word_of drops the carry. */
+static inline int64_t op_add(int64_t v, int64_t d) {
+  return value_of(word_of((int64_t)((uint64_t)v + (uint64_t)d), 0));
+}
+
+static inline int64_t op_set(int64_t v, int64_t value) {
+  (void)v;
+  return value;
+}
+
+/* A cluster counter's add: the backend's, with its code. Out of line, as
+** the gated path: the in-process add then needs no stack frame. */
+static __attribute__((noinline)) int remote_add(tn_counter_t *c,
+                                                int64_t delta,
+                                                int64_t *result) {
+  int64_t v = TN_BACKEND(c)->counter_add(c, delta);
+  int rc = tn_error_take();
+  if (rc == TN_OK && result != NULL) *result = v;
+  return rc;
+}
+
+int tn_counter_add_timed(tn_counter_t *c, int64_t delta, double timeout,
+                         int64_t *result) {
+  if (TN_REMOTE(c)) return remote_add(c, delta, result);
+  int64_t v;
+  int rc = counter_update(c, op_add, delta, timeout, &v);
+  if (rc == TN_OK && result != NULL) *result = op_add(v, delta);
+  return rc;
+}
+
+int tn_counter_get_timed(tn_counter_t *c, double timeout, int64_t *value) {
+  if (TN_REMOTE(c)) {
+    int64_t v = TN_BACKEND(c)->counter_get(c);
+    int rc = tn_error_take();
+    if (rc == TN_OK) *value = v;
+    return rc;
+  }
+  tn_deadline_t dl = {.forever = true};
+  bool dl_set = false;
+  for (;;) {
+    uint64_t w = atomic_load(&c->word);
+    if ((w & SHUT) != 0) {
+      int rc = gate_slow(c, false, timeout, &dl, &dl_set);
+      if (rc == RETRY) continue;
+      if (rc != TN_OK) return rc;
+    }
+    *value = value_of(w);
+    return TN_OK;
+  }
+}
+
+int tn_counter_set_timed(tn_counter_t *c, int64_t value, double timeout,
+                         int64_t *old) {
+  int64_t v;
+  if (TN_REMOTE(c)) {
+    v = TN_BACKEND(c)->counter_set(c, value);
+    int rc = tn_error_take();
+    if (rc == TN_OK && old != NULL) *old = v;
+    return rc;
+  }
+  if (!in_range(value)) return TN_ERANGE;
+  int rc = counter_update(c, op_set, value, timeout, &v);
+  if (rc == TN_OK && old != NULL) *old = v;
+  return rc;
+}
+
+/* The untimed forms: a failure (remote, or TN_EDEADLK) is kept for
+** tn_error_take and the value is 0. */
+static int64_t kept(int rc, const int64_t *v) {
+  if (rc == TN_OK) return *v;
+  tn_error_pend(rc);
+  return 0;
+}
+
 int64_t tn_counter_add(tn_counter_t *c, int64_t delta) {
-  if (TN_REMOTE(c)) return TN_BACKEND(c)->counter_add(c, delta);
-  uint64_t d = (uint64_t)delta;
-  return (int64_t)(atomic_fetch_add(&c->value, d) + d);
+  int64_t v = 0;
+  int rc = tn_counter_add_timed(c, delta, TN_FOREVER, &v);
+  return kept(rc, &v);
 }
 
 int64_t tn_counter_get(tn_counter_t *c) {
-  if (TN_REMOTE(c)) return TN_BACKEND(c)->counter_get(c);
-  return (int64_t)atomic_load(&c->value);
+  int64_t v = 0;
+  int rc = tn_counter_get_timed(c, TN_FOREVER, &v);
+  return kept(rc, &v);
 }
 
 int64_t tn_counter_set(tn_counter_t *c, int64_t value) {
-  if (TN_REMOTE(c)) return TN_BACKEND(c)->counter_set(c, value);
-  return (int64_t)atomic_exchange(&c->value, (uint64_t)value);
+  int64_t v = 0;
+  int rc = tn_counter_set_timed(c, value, TN_FOREVER, &v);
+  return kept(rc, &v);
 }

@@ -99,6 +99,46 @@ static void unlock_both(tn_deque_t *d) {
   pthread_mutex_unlock(&d->front);
 }
 
+/* lock_both_gated once the gate was seen shut, the locks dropped. */
+static __attribute__((noinline)) int
+lock_both_waiting(tn_deque_t *d, double timeout, bool modifies, int rc) {
+  tn_deadline_t dl = {.forever = true};
+  bool dl_set = false;
+  for (;;) {
+    if (rc != TN_EBUSY_GATE) return rc;
+    rc = tn_gate_wait(&d->object, modifies, timeout, &dl, &dl_set);
+    if (rc != TN_OK) return rc;
+    if ((rc = lock_both(d, timeout)) != TN_OK) return rc;
+    rc = tn_gate_enter(&d->object, modifies, timeout);
+    if (rc == TN_OK) return TN_OK;
+    unlock_both(d);
+  }
+}
+
+/*
+** Both locks, past the callback gate: a `modifies` operation waits while a
+** callback holds the deque, a read only while a write callback does (the
+** gate, internal.h). TN_OK with both held, or an error with neither.
+*/
+static inline int lock_both_gated(tn_deque_t *d, double timeout,
+                                  bool modifies) {
+  int rc = lock_both(d, timeout);
+  if (rc != TN_OK) return rc;
+  rc = tn_gate_enter(&d->object, modifies, timeout);
+  if (__builtin_expect(rc == TN_OK, 1)) return TN_OK;
+  unlock_both(d);
+  return lock_both_waiting(d, timeout, modifies, rc);
+}
+
+/* The gate moved: an operation under way holds a lock; wait for it to end,
+** and the next one sees the gate (it reads it under its lock). */
+static void deque_quiesce(tn_object_t *o, int gate) {
+  if (gate == TN_GATE_OPEN) return; /* waiters re-check under the gate */
+  tn_deque_t *d = (tn_deque_t *)o;
+  lock_both(d, TN_FOREVER);
+  unlock_both(d);
+}
+
 pthread_mutex_t *tn_deque_test_mutex(tn_deque_t *d, bool front) {
   return front ? &d->front : &d->back;
 }
@@ -204,6 +244,7 @@ int tn_deque_new_as(tn_type_t type, size_t size_hint, tn_deque_t **out) {
     return TN_ENOMEM;
   }
   tn_object_init(&d->object, type, deque_destroy);
+  d->object.quiesce = deque_quiesce;
   d->cap = DEQUE_INITIAL_CAPACITY;
   d->hint = size_hint;
   tn_mutex_init(&d->front);
@@ -240,7 +281,11 @@ void tn_deque_close(tn_deque_t *d) {
     TN_BACKEND(d)->deque_close(d);
     return;
   }
-  lock_both(d, TN_FOREVER);
+  int rc = lock_both_gated(d, TN_FOREVER, true);
+  if (rc != TN_OK) { /* TN_EDEADLK: from a read callback of this deque */
+    tn_error_pend(rc);
+    return;
+  }
   atomic_store(&d->closed, true);
   unlock_both(d);
   pthread_mutex_lock(&d->wait);
@@ -317,11 +362,20 @@ static int no_wait(double timeout) {
   return timeout < 0 ? TN_EAGAIN : TN_ETIMEDOUT;
 }
 
+/* A callback's own push into a full deque (pop from an empty one) would
+** wait for other threads that its gate holds off: forever. */
+static bool holder_would_wait(tn_deque_t *d) {
+  return atomic_load_explicit(&d->object.gate, memory_order_relaxed) !=
+             TN_GATE_OPEN &&
+         tn_object_lock_held(&d->object) != 0;
+}
+
 /*
 ** Lock for a push and wait until it may proceed: TN_OK with the push's
 ** locks held (back; both for the front) and room for one value, or an
 ** error with no lock held.
 */
+#define FULL 2 /* push_acquire: no room (not an error code) */
 static int push_acquire(tn_deque_t *d, double timeout, bool front) {
   tn_deadline_t dl = {.forever = true};
   bool deadline_set = false;
@@ -333,7 +387,9 @@ static int push_acquire(tn_deque_t *d, double timeout, bool front) {
     int rc = front ? lock_both(d, timeout)
                    : tn_mutex_acquire(&d->back, timeout);
     if (rc != TN_OK) return rc;
-    if (atomic_load_explicit(&d->closed, memory_order_relaxed)) {
+    if ((rc = tn_gate_enter(&d->object, true, timeout)) != TN_OK) {
+      /* TN_EBUSY_GATE: wait below for the gate; or an error */
+    } else if (atomic_load_explicit(&d->closed, memory_order_relaxed)) {
       rc = TN_ECLOSED;
     } else {
       /* Pushes hold `back`: this size can only shrink until we unlock. */
@@ -355,15 +411,21 @@ static int push_acquire(tn_deque_t *d, double timeout, bool front) {
           continue;
         }
       } else {
-        rc = TN_EAGAIN; /* full: wait below */
+        rc = FULL; /* wait below for room */
       }
     }
     if (front)
       unlock_both(d);
     else
       pthread_mutex_unlock(&d->back);
-    if (rc != TN_EAGAIN) return rc;
+    if (rc == TN_EBUSY_GATE) {
+      rc = tn_gate_wait(&d->object, true, timeout, &dl, &deadline_set);
+      if (rc != TN_OK) return rc;
+      continue;
+    }
+    if (rc != FULL) return rc;
     if (timeout <= 0) return no_wait(timeout);
+    if (holder_would_wait(d)) return TN_EDEADLK;
     if (!deadline_set) {
       dl = tn_deadline_in(timeout);
       deadline_set = true;
@@ -388,6 +450,13 @@ static int pop_acquire(tn_deque_t *d, double timeout, bool front) {
       tn_spin_until(has_items, d, DEQUE_SPIN_NS);
     int rc = tn_mutex_acquire(m, timeout);
     if (rc != TN_OK) return rc;
+    if ((rc = tn_gate_enter(&d->object, true, timeout)) != TN_OK) {
+      pthread_mutex_unlock(m);
+      if (rc != TN_EBUSY_GATE) return rc;
+      rc = tn_gate_wait(&d->object, true, timeout, &dl, &deadline_set);
+      if (rc != TN_OK) return rc;
+      continue;
+    }
     /* The other end's pop may claim too: never below zero. */
     size_t n = atomic_load(&d->size);
     while (n > 0 && !atomic_compare_exchange_weak(&d->size, &n, n - 1)) {
@@ -397,6 +466,7 @@ static int pop_acquire(tn_deque_t *d, double timeout, bool front) {
     pthread_mutex_unlock(m);
     if (closed) return TN_ECLOSED;
     if (timeout <= 0) return no_wait(timeout);
+    if (holder_would_wait(d)) return TN_EDEADLK;
     if (!deadline_set) {
       dl = tn_deadline_in(timeout);
       deadline_set = true;
@@ -477,7 +547,7 @@ int tn_deque_pop_back(tn_deque_t *d, tn_blob_t **out, double timeout) {
 int tn_deque_insert(tn_deque_t *d, size_t index, tn_blob_t *b,
                     double timeout) {
   if (TN_REMOTE(d)) return TN_BACKEND(d)->deque_insert(d, index, b, timeout);
-  int rc = lock_both(d, timeout);
+  int rc = lock_both_gated(d, timeout, true);
   if (rc != TN_OK) return rc;
   size_t n = size_of(d);
   if (index == TN_END) index = n;
@@ -499,7 +569,7 @@ int tn_deque_insert(tn_deque_t *d, size_t index, tn_blob_t *b,
 int tn_deque_remove(tn_deque_t *d, size_t index, tn_blob_t **out,
                     double timeout) {
   if (TN_REMOTE(d)) return TN_BACKEND(d)->deque_remove(d, index, out, timeout);
-  int rc = lock_both(d, timeout);
+  int rc = lock_both_gated(d, timeout, true);
   if (rc != TN_OK) return rc;
   size_t n = size_of(d);
   if (index >= n) {
@@ -516,7 +586,7 @@ int tn_deque_remove(tn_deque_t *d, size_t index, tn_blob_t **out,
 int tn_deque_get(tn_deque_t *d, size_t index, tn_blob_t **out,
                  double timeout) {
   if (TN_REMOTE(d)) return TN_BACKEND(d)->deque_get(d, index, out, timeout);
-  int rc = lock_both(d, timeout);
+  int rc = lock_both_gated(d, timeout, false);
   if (rc != TN_OK) return rc;
   if (index >= size_of(d))
     rc = TN_ERANGE;
@@ -535,7 +605,7 @@ int tn_deque_set(tn_deque_t *d, size_t index, tn_blob_t *b, tn_blob_t **old,
                  double timeout) {
   if (TN_REMOTE(d))
     return TN_BACKEND(d)->deque_set(d, index, b, old, timeout);
-  int rc = lock_both(d, timeout);
+  int rc = lock_both_gated(d, timeout, true);
   if (rc != TN_OK) return rc;
   size_t n = size_of(d);
   tn_blob_t *prev = NULL;
@@ -575,7 +645,7 @@ int tn_deque_snapshot(tn_deque_t *d, tn_blob_t ***items, size_t *n,
                       uint64_t *version, double timeout) {
   if (TN_REMOTE(d))
     return TN_BACKEND(d)->deque_snapshot(d, items, n, version, timeout);
-  int rc = lock_both(d, timeout);
+  int rc = lock_both_gated(d, timeout, false);
   if (rc != TN_OK) return rc;
   size_t count = size_of(d);
   tn_blob_t **copy = NULL;
@@ -613,7 +683,7 @@ int tn_deque_replace(tn_deque_t *d, tn_blob_t **items, size_t n,
   if (buf == NULL) return TN_ENOMEM;
   if (n > 0) memcpy(buf, items, n * sizeof *buf);
 
-  int rc = lock_both(d, timeout);
+  int rc = lock_both_gated(d, timeout, true);
   if (rc != TN_OK) {
     tn_free(buf);
     return rc;

@@ -69,17 +69,12 @@ typedef struct tn_rwlock {
   pthread_mutex_t mutex;
   pthread_cond_t readers_cv;
   pthread_cond_t writers_cv;
+  pthread_cond_t gate_cv; /* operations waiting for the object's gate */
   int readers;         /* readers holding it */
   int writers_waiting; /* writers queued: new readers wait behind them */
   bool writer;         /* a writer holds it */
 } tn_rwlock_t;
 
-void tn_rwlock_init(tn_rwlock_t *l);
-void tn_rwlock_destroy(tn_rwlock_t *l);
-int tn_rwlock_rdlock(tn_rwlock_t *l, double timeout);
-void tn_rwlock_rdunlock(tn_rwlock_t *l);
-int tn_rwlock_wrlock(tn_rwlock_t *l, double timeout);
-void tn_rwlock_wrunlock(tn_rwlock_t *l);
 
 /* ---- shared objects ----------------------------------------------------- */
 
@@ -136,13 +131,64 @@ typedef struct tn_backend {
   void (*write_unlock)(tn_object_t *o);
 } tn_backend_t;
 
+/*
+** The gate: what a holder of the callback lock lets the structure's own
+** operations do (see tn_object_read_lock in tunnel.h). It is changed only
+** under the callback lock's mutex, then made visible to every operation
+** by the type's `quiesce` (below); an operation reads it under the
+** structure's own mutex (deque, map) or finds it in the counter's word.
+*/
+enum {
+  TN_GATE_OPEN = 0,  /* no callback holds the object */
+  TN_GATE_READ = 1,  /* read callbacks: modifications wait */
+  TN_GATE_WRITE = 2  /* a write callback: every operation waits */
+};
+
 struct tn_object {
   atomic_long refs;
   tn_type_t type;
   void (*destroy)(tn_object_t *o); /* frees the whole structure */
   const tn_backend_t *backend;     /* NULL: in-process */
+  /*
+  ** After the gate closed: make every operation that starts from now on
+  ** see it, and wait for those under way (take and drop the structure's
+  ** mutexes; the counter sets its gate bit). NULL: the type's operations
+  ** are not gated (cells, printers: only callbacks take their lock).
+  ** Called with the gate's new value, also when it opens.
+  */
+  void (*quiesce)(tn_object_t *o, int gate);
+  atomic_int gate;                 /* TN_GATE_*, in-process objects only */
   tn_rwlock_t callback_lock;       /* in-process objects only */
 };
+
+/*
+** Under the structure's mutex (or with the counter's word): TN_OK when an
+** operation may go on. The fast path is one relaxed load: the gate changed
+** before the quiesce that took this mutex, so the mutex orders it.
+** Otherwise tn_gate_check decides: TN_OK for the holding thread itself (a
+** writer's operations, a reader's reads); for a reader's own modification
+** what waiting for oneself gives (TN_EAGAIN for TN_TRY, else TN_EDEADLK);
+** TN_EBUSY_GATE when the caller must drop its mutex and tn_gate_wait.
+*/
+#define TN_EBUSY_GATE 1 /* not an error code: wait for the gate */
+int tn_gate_check(tn_object_t *o, bool modifies, double timeout);
+static inline int tn_gate_enter(tn_object_t *o, bool modifies,
+                                double timeout) {
+  int g = atomic_load_explicit(&o->gate, memory_order_relaxed);
+  if (__builtin_expect(g == TN_GATE_OPEN, 1) ||
+      (g == TN_GATE_READ && !modifies))
+    return TN_OK;
+  return tn_gate_check(o, modifies, timeout);
+}
+
+/*
+** Wait, holding no structure mutex, until the gate would let the operation
+** in (then retry it from the top). `*dl` is the operation's deadline,
+** made from `timeout` on first use (`*dl_set`). TN_OK, TN_EAGAIN for
+** TN_TRY, TN_ETIMEDOUT.
+*/
+int tn_gate_wait(tn_object_t *o, bool modifies, double timeout,
+                 tn_deadline_t *dl, bool *dl_set);
 
 /* The one branch at the top of every public operation. */
 #define TN_REMOTE(o) __builtin_expect(((const tn_object_t *)(o))->backend != NULL, 0)

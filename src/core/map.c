@@ -141,6 +141,50 @@ static int shard_grow(map_shard_t *s) {
   return TN_OK;
 }
 
+/* ---- the callback gate (internal.h) ---------------------------------------- */
+
+static void unlock_shards(tn_map_t *m, int upto);
+
+/* shard_lock_gated once the gate was seen shut, the shard unlocked. */
+static __attribute__((noinline)) int
+shard_lock_waiting(tn_map_t *m, map_shard_t *s, double timeout, bool modifies,
+                   int rc) {
+  tn_deadline_t dl = {.forever = true};
+  bool dl_set = false;
+  for (;;) {
+    if (rc != TN_EBUSY_GATE) return rc;
+    rc = tn_gate_wait(&m->object, modifies, timeout, &dl, &dl_set);
+    if (rc != TN_OK) return rc;
+    if ((rc = tn_mutex_acquire(&s->mutex, timeout)) != TN_OK) return rc;
+    rc = tn_gate_enter(&m->object, modifies, timeout);
+    if (rc == TN_OK) return TN_OK;
+    pthread_mutex_unlock(&s->mutex);
+  }
+}
+
+/* Lock `s` for an operation past the gate (TN_OK with it held, or an error
+** with it free): a Hash's set waits while a callback holds the map, a get
+** only while a write callback does. Inline: an open gate costs one load. */
+static inline int shard_lock_gated(tn_map_t *m, map_shard_t *s,
+                                   double timeout, bool modifies) {
+  int rc = tn_mutex_acquire(&s->mutex, timeout);
+  if (rc != TN_OK) return rc;
+  rc = tn_gate_enter(&m->object, modifies, timeout);
+  if (__builtin_expect(rc == TN_OK, 1)) return TN_OK;
+  pthread_mutex_unlock(&s->mutex);
+  return shard_lock_waiting(m, s, timeout, modifies, rc);
+}
+
+/* The gate shut: wait for the operations under way (each holds a shard). */
+static void map_quiesce(tn_object_t *o, int gate) {
+  if (gate == TN_GATE_OPEN) return;
+  tn_map_t *m = (tn_map_t *)o;
+  for (int i = 0; i < TN_MAP_SHARDS; i++) {
+    pthread_mutex_lock(&m->shards[i].mutex);
+    pthread_mutex_unlock(&m->shards[i].mutex);
+  }
+}
+
 /* ---- life --------------------------------------------------------------- */
 
 static void map_destroy(tn_object_t *o) {
@@ -177,6 +221,7 @@ int tn_map_new(tn_type_t type, tn_map_t **out) {
                  ~(uintptr_t)(CACHE_LINE - 1);
   tn_map_t *m = (tn_map_t *)at;
   tn_object_init(&m->object, type, map_destroy);
+  m->object.quiesce = map_quiesce;
   m->block = block;
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -206,7 +251,7 @@ int tn_map_get(tn_map_t *m, const void *key, size_t len, tn_blob_t **out,
   if (TN_REMOTE(m)) return TN_BACKEND(m)->map_get(m, key, len, out, timeout);
   uint64_t h = hash_key(m->seed, key, len);
   map_shard_t *s = shard_of(m, h);
-  int rc = tn_mutex_acquire(&s->mutex, timeout);
+  int rc = shard_lock_gated(m, s, timeout, false);
   if (rc != TN_OK) return rc;
   tn_blob_t *v = NULL;
   if (s->count > 0) {
@@ -232,7 +277,7 @@ int tn_map_set(tn_map_t *m, const void *key, size_t len, tn_blob_t *b,
   uint64_t h = hash_key(m->seed, key, len);
   map_shard_t *s = shard_of(m, h);
   if (b != NULL && len > SIZE_MAX - sizeof(map_node_t)) return TN_ENOMEM;
-  int rc = tn_mutex_acquire(&s->mutex, timeout);
+  int rc = shard_lock_gated(m, s, timeout, true);
   if (rc != TN_OK) return rc;
   tn_blob_t *prev = NULL;
   map_node_t *dead = NULL;
@@ -297,8 +342,12 @@ int tn_map_snapshot(tn_map_t *m, tn_map_entry_t **entries, size_t *n,
                     double timeout) {
   if (TN_REMOTE(m))
     return TN_BACKEND(m)->map_snapshot(m, entries, n, timeout);
-  for (int i = 0; i < TN_MAP_SHARDS; i++) {
-    int rc = tn_mutex_acquire(&m->shards[i].mutex, timeout);
+  /* The gate is read under the first shard's mutex, which the quiesce of
+  ** a callback that shuts it takes too. */
+  int rc = shard_lock_gated(m, &m->shards[0], timeout, false);
+  if (rc != TN_OK) return rc;
+  for (int i = 1; i < TN_MAP_SHARDS; i++) {
+    rc = tn_mutex_acquire(&m->shards[i].mutex, timeout);
     if (rc != TN_OK) {
       unlock_shards(m, i);
       return rc;

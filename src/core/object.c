@@ -27,6 +27,8 @@ const char *tn_strerror(int err) {
   case TN_EIO: return "server error";
   case TN_EPROTO: return "undecodable reply";
   case TN_ELOCAL: return "in-process object in a cluster value";
+  case TN_EDEADLK:
+    return "would deadlock: this thread holds the object's callback lock";
   default: return "unknown error";
   }
 }
@@ -245,29 +247,134 @@ void tn_spin_until(bool (*done)(void *arg), void *arg, long ns) {
   atomic_fetch_sub_explicit(&spinners, 1, memory_order_relaxed);
 }
 
-/* ---- reader-writer lock ------------------------------------------------- */
+/* ---- the callback lock and its gate ------------------------------------- */
 
-void tn_rwlock_init(tn_rwlock_t *l) {
+/*
+** The callback locks this thread holds, innermost last: a lock call on one
+** of them would wait for itself (TN_EDEADLK instead), and the gate lets
+** the holder's own operations through. Callbacks nest rarely and shallowly.
+*/
+#define HELD_MAX 64
+typedef struct held_lock {
+  const tn_object_t *o;
+  int mode; /* 1 read, 2 write */
+} held_lock_t;
+static _Thread_local held_lock_t held[HELD_MAX];
+static _Thread_local int nheld;
+
+int tn_object_lock_held(const tn_object_t *o) {
+  for (int i = nheld - 1; i >= 0; i--)
+    if (held[i].o == o) return held[i].mode;
+  return 0;
+}
+
+static void held_push(const tn_object_t *o, int mode) {
+  held[nheld].o = o;
+  held[nheld].mode = mode;
+  nheld++;
+}
+
+/* Unlocks may come in any order (C callers): remove this object's entry. */
+static void held_pop(const tn_object_t *o) {
+  for (int i = nheld - 1; i >= 0; i--) {
+    if (held[i].o == o) {
+      for (int j = i; j + 1 < nheld; j++) held[j] = held[j + 1];
+      nheld--;
+      return;
+    }
+  }
+}
+
+/*
+** Before taking a callback lock that this thread may hold already: TN_OK
+** to lock as usual, NESTED for a read inside this thread's own read (it
+** joins its readers at once: waiting behind a queued writer, who waits for
+** this very reader, would never end), or what waiting for oneself gives:
+** TN_EAGAIN for TN_TRY (an Async twin returns nil, as in the original),
+** TN_EDEADLK otherwise (instead of waiting forever).
+*/
+#define NESTED 1
+static int held_check(const tn_object_t *o, int mode, double timeout) {
+  if (nheld >= HELD_MAX) return TN_ENOMEM;
+  int holds = tn_object_lock_held(o);
+  if (holds == 0) return TN_OK;
+  if (holds == 1 && mode == 1) return NESTED;
+  return timeout < 0 ? TN_EAGAIN : TN_EDEADLK;
+}
+
+static void callback_lock_init(tn_rwlock_t *l) {
   tn_mutex_init(&l->mutex);
   tn_cond_init(&l->readers_cv);
   tn_cond_init(&l->writers_cv);
+  tn_cond_init(&l->gate_cv);
   l->readers = 0;
   l->writers_waiting = 0;
   l->writer = false;
 }
 
-void tn_rwlock_destroy(tn_rwlock_t *l) {
+static void callback_lock_destroy(tn_rwlock_t *l) {
   pthread_cond_destroy(&l->readers_cv);
   pthread_cond_destroy(&l->writers_cv);
+  pthread_cond_destroy(&l->gate_cv);
   pthread_mutex_destroy(&l->mutex);
+}
+
+/*
+** Move the gate, under the lock's mutex: every change of the gate happens
+** there, in the order of the lock's own changes (a last reader's opening
+** cannot overtake the next writer's closing). quiesce takes the
+** structure's mutexes inside this one; no one takes them in the other
+** order (an operation drops its structure mutex before tn_gate_wait).
+*/
+static void gate_move(tn_object_t *o, int gate) {
+  atomic_store(&o->gate, gate);
+  if (o->quiesce != NULL) o->quiesce(o, gate);
+  if (gate == TN_GATE_OPEN) pthread_cond_broadcast(&o->callback_lock.gate_cv);
+}
+
+int tn_gate_check(tn_object_t *o, bool modifies, double timeout) {
+  int mode = tn_object_lock_held(o);
+  if (mode == 2 || (mode == 1 && !modifies)) return TN_OK;
+  if (mode == 1) return timeout < 0 ? TN_EAGAIN : TN_EDEADLK;
+  return TN_EBUSY_GATE;
+}
+
+static bool gate_shut(tn_object_t *o, bool modifies) {
+  int g = atomic_load(&o->gate);
+  return g == TN_GATE_WRITE || (g == TN_GATE_READ && modifies);
+}
+
+/* Each wait re-checks the gate under the lock's mutex, where every opening
+** happens and is broadcast: no wake-up is lost. */
+int tn_gate_wait(tn_object_t *o, bool modifies, double timeout,
+                 tn_deadline_t *dl, bool *dl_set) {
+  if (timeout < 0) return TN_EAGAIN; /* TN_TRY: the gate was seen shut */
+  if (!*dl_set) {
+    *dl = tn_deadline_in(timeout);
+    *dl_set = true;
+  }
+  tn_rwlock_t *l = &o->callback_lock;
+  int rc = TN_OK;
+  pthread_mutex_lock(&l->mutex);
+  while (gate_shut(o, modifies)) {
+    if (tn_cond_wait_until(&l->gate_cv, &l->mutex, dl) == TN_ETIMEDOUT &&
+        gate_shut(o, modifies)) {
+      rc = TN_ETIMEDOUT;
+      break;
+    }
+  }
+  pthread_mutex_unlock(&l->mutex);
+  return rc;
 }
 
 /*
 ** Readers wait while a writer holds the lock or is queued for it, so a
 ** stream of readers cannot starve a writer. Each wait re-checks under the
-** mutex; a timed-out wait leaves the counts as they were.
+** mutex; a timed-out wait leaves the counts as they were. The first reader
+** in shuts the gate to modifications, the last one out opens it.
 */
-int tn_rwlock_rdlock(tn_rwlock_t *l, double timeout) {
+static int callback_rdlock(tn_object_t *o, double timeout) {
+  tn_rwlock_t *l = &o->callback_lock;
   int rc = tn_mutex_acquire(&l->mutex, timeout);
   if (rc != TN_OK) return rc;
   if (l->writer || l->writers_waiting > 0) {
@@ -284,19 +391,23 @@ int tn_rwlock_rdlock(tn_rwlock_t *l, double timeout) {
       }
     }
   }
-  l->readers++;
+  if (l->readers++ == 0) gate_move(o, TN_GATE_READ);
   pthread_mutex_unlock(&l->mutex);
   return TN_OK;
 }
 
-void tn_rwlock_rdunlock(tn_rwlock_t *l) {
+static void callback_rdunlock(tn_object_t *o) {
+  tn_rwlock_t *l = &o->callback_lock;
   pthread_mutex_lock(&l->mutex);
-  if (--l->readers == 0 && l->writers_waiting > 0)
-    pthread_cond_signal(&l->writers_cv);
+  if (--l->readers == 0) {
+    gate_move(o, TN_GATE_OPEN);
+    if (l->writers_waiting > 0) pthread_cond_signal(&l->writers_cv);
+  }
   pthread_mutex_unlock(&l->mutex);
 }
 
-int tn_rwlock_wrlock(tn_rwlock_t *l, double timeout) {
+static int callback_wrlock(tn_object_t *o, double timeout) {
+  tn_rwlock_t *l = &o->callback_lock;
   int rc = tn_mutex_acquire(&l->mutex, timeout);
   if (rc != TN_OK) return rc;
   if (l->writer || l->readers > 0) {
@@ -318,13 +429,16 @@ int tn_rwlock_wrlock(tn_rwlock_t *l, double timeout) {
     l->writers_waiting--;
   }
   l->writer = true;
+  gate_move(o, TN_GATE_WRITE);
   pthread_mutex_unlock(&l->mutex);
   return TN_OK;
 }
 
-void tn_rwlock_wrunlock(tn_rwlock_t *l) {
+static void callback_wrunlock(tn_object_t *o) {
+  tn_rwlock_t *l = &o->callback_lock;
   pthread_mutex_lock(&l->mutex);
   l->writer = false;
+  gate_move(o, TN_GATE_OPEN);
   if (l->writers_waiting > 0)
     pthread_cond_signal(&l->writers_cv);
   else
@@ -340,7 +454,9 @@ void tn_object_init(tn_object_t *o, tn_type_t type,
   o->type = type;
   o->destroy = destroy;
   o->backend = NULL;
-  tn_rwlock_init(&o->callback_lock);
+  o->quiesce = NULL;
+  atomic_init(&o->gate, TN_GATE_OPEN);
+  callback_lock_init(&o->callback_lock);
 }
 
 void tn_object_init_remote(tn_object_t *o, tn_type_t type,
@@ -352,7 +468,7 @@ void tn_object_init_remote(tn_object_t *o, tn_type_t type,
 
 int tn_object_is_remote(const tn_object_t *o) { return o->backend != NULL; }
 
-void tn_object_fini(tn_object_t *o) { tn_rwlock_destroy(&o->callback_lock); }
+void tn_object_fini(tn_object_t *o) { callback_lock_destroy(&o->callback_lock); }
 
 tn_object_t *tn_object_retain(tn_object_t *o) {
   atomic_fetch_add_explicit(&o->refs, 1, memory_order_relaxed);
@@ -371,25 +487,52 @@ void tn_object_release(tn_object_t *o) {
 
 tn_type_t tn_object_type(const tn_object_t *o) { return o->type; }
 
+/* A nested read of a lock this thread reads already. */
+static void callback_rdnest(tn_object_t *o) {
+  tn_rwlock_t *l = &o->callback_lock;
+  pthread_mutex_lock(&l->mutex);
+  l->readers++;
+  pthread_mutex_unlock(&l->mutex);
+}
+
+/* The held-lock check comes first, for remote objects too: a cluster lock
+** taken twice by one thread would wait for its own lease. A cluster read
+** lock nests in the process only (one lease, released by the outermost). */
 int tn_object_read_lock(tn_object_t *o, double timeout) {
-  if (TN_REMOTE(o)) return o->backend->read_lock(o, timeout);
-  return tn_rwlock_rdlock(&o->callback_lock, timeout);
+  int rc = held_check(o, 1, timeout);
+  if (rc == NESTED) {
+    if (!TN_REMOTE(o)) callback_rdnest(o);
+    held_push(o, 1);
+    return TN_OK;
+  }
+  if (rc != TN_OK) return rc;
+  rc = TN_REMOTE(o) ? o->backend->read_lock(o, timeout)
+                    : callback_rdlock(o, timeout);
+  if (rc == TN_OK) held_push(o, 1);
+  return rc;
 }
+
 void tn_object_read_unlock(tn_object_t *o) {
-  if (TN_REMOTE(o)) {
+  held_pop(o);
+  if (!TN_REMOTE(o))
+    callback_rdunlock(o);
+  else if (tn_object_lock_held(o) == 0) /* the outermost read */
     o->backend->read_unlock(o);
-    return;
-  }
-  tn_rwlock_rdunlock(&o->callback_lock);
 }
+
 int tn_object_write_lock(tn_object_t *o, double timeout) {
-  if (TN_REMOTE(o)) return o->backend->write_lock(o, timeout);
-  return tn_rwlock_wrlock(&o->callback_lock, timeout);
+  int rc = held_check(o, 2, timeout);
+  if (rc != TN_OK) return rc;
+  rc = TN_REMOTE(o) ? o->backend->write_lock(o, timeout)
+                    : callback_wrlock(o, timeout);
+  if (rc == TN_OK) held_push(o, 2);
+  return rc;
 }
+
 void tn_object_write_unlock(tn_object_t *o) {
-  if (TN_REMOTE(o)) {
+  held_pop(o);
+  if (TN_REMOTE(o))
     o->backend->write_unlock(o);
-    return;
-  }
-  tn_rwlock_wrunlock(&o->callback_lock);
+  else
+    callback_wrunlock(o);
 }

@@ -2,13 +2,15 @@
 ** lcounter.c - tunnel.Counter: an atomic integer shared by threads, the
 ** binding of the core counter (tn_counter_*).
 **
-** increase/decrease/get are lock-free and never wait, so their Async twins
-** always succeed. set/read/write take the object's callback lock (set and
-** write as its writer, read as a reader) so that set never races a write
-** callback; their Async twins return nil when that lock is busy.
+** read/write take the object's callback lock, which also gates the other
+** operations (tunnel.h): while a write callback runs, increase, get and
+** set of other threads wait and their Async twins return nil; while a read
+** callback runs, only get goes on. Otherwise increase/decrease/get/set are
+** one lock-free atomic operation.
 **
-** Caveat: the counter is a 64-bit integer. Lua 5.4 sees it exactly; on
-** LuaJIT and 5.1 numbers are doubles, exact up to 2^53.
+** Caveat: an in-process counter holds 63-bit integers (TN_COUNTER_MIN ..
+** MAX, wrapping within them), a cluster one 64-bit. Lua 5.4 sees them
+** exactly; on LuaJIT and 5.1 numbers are doubles, exact up to 2^53.
 */
 #include "ltunnel.h"
 
@@ -30,72 +32,96 @@ static int l_counter_new(lua_State *L) {
     value = (int64_t)tn_l_checkinteger(L, 1, COUNTER, "value");
   tn_counter_t *c;
   int rc = tn_counter_new(value, &c);
+  if (rc == TN_ERANGE)
+    return tn_l_error(L, COUNTER, "value out of range (63-bit integers)");
   if (rc != TN_OK) return tn_l_coreerror(L, COUNTER, rc);
   tn_l_pushnew(L, TN_OBJECT(c));
   return 1;
 }
 
-/* ---- lock-free: one implementation serves both twins ---------------------- */
+/* ---- one implementation serves both twins --------------------------------- */
+
+/* A counter operation's outcome: the value, or nil when an Async twin
+** would have waited for a callback; other failures raise. */
+static int push_result(lua_State *L, const char *method, int rc, int64_t v) {
+  if (tn_l_waited(rc)) {
+    lua_pushnil(L);
+    return 1;
+  }
+  if (rc != TN_OK) return tn_l_coreerror(L, method, rc);
+  push_int64(L, v);
+  return 1;
+}
 
 /* increase([step = 1]) / decrease([step = 1]) -> the new value. */
-static int counter_add(lua_State *L, const char *method, int sign) {
+static int counter_add(lua_State *L, const char *method, int sign,
+                       double timeout) {
   tn_counter_t *c = check_counter(L, method);
   int64_t step = 1;
   if (!lua_isnoneornil(L, 2))
     step = (int64_t)tn_l_checkinteger(L, 2, method, "step");
   /* Negate in uint64_t: -INT64_MIN would be undefined; the core wraps. */
   uint64_t delta = sign > 0 ? (uint64_t)step : (uint64_t)0 - (uint64_t)step;
-  push_int64(L, tn_counter_add(c, (int64_t)delta));
-  tn_l_checkpending(L, method); /* a cluster counter's failure */
-  return 1;
+  int64_t v = 0;
+  int rc = tn_counter_add_timed(c, (int64_t)delta, timeout, &v);
+  return push_result(L, method, rc, v);
 }
 
 static int l_counter_increase(lua_State *L) {
-  return counter_add(L, M("increase"), 1);
+  return counter_add(L, M("increase"), 1, TN_FOREVER);
 }
 
 static int l_counter_increaseasync(lua_State *L) {
-  return counter_add(L, M("increaseAsync"), 1);
+  return counter_add(L, M("increaseAsync"), 1, TN_TRY);
 }
 
 static int l_counter_decrease(lua_State *L) {
-  return counter_add(L, M("decrease"), -1);
+  return counter_add(L, M("decrease"), -1, TN_FOREVER);
 }
 
 static int l_counter_decreaseasync(lua_State *L) {
-  return counter_add(L, M("decreaseAsync"), -1);
+  return counter_add(L, M("decreaseAsync"), -1, TN_TRY);
 }
 
-static int counter_get(lua_State *L, const char *method) {
-  push_int64(L, tn_counter_get(check_counter(L, method)));
-  tn_l_checkpending(L, method);
-  return 1;
+static int counter_get(lua_State *L, const char *method, double timeout) {
+  int64_t v = 0;
+  int rc = tn_counter_get_timed(check_counter(L, method), timeout, &v);
+  return push_result(L, method, rc, v);
 }
 
-static int l_counter_get(lua_State *L) { return counter_get(L, M("get")); }
+static int l_counter_get(lua_State *L) {
+  return counter_get(L, M("get"), TN_FOREVER);
+}
 
 static int l_counter_getasync(lua_State *L) {
-  return counter_get(L, M("getAsync"));
+  return counter_get(L, M("getAsync"), TN_TRY);
 }
 
-/* ---- under the callback lock ---------------------------------------------- */
-
-/* set(v) -> the old value; as the callback lock's writer, so it never lands
-** in the middle of a write callback (whose result would overwrite it). */
+/*
+** set(v) -> the old value. In process the gate keeps it out of a write
+** callback. A cluster counter's server does not gate it, so it takes the
+** callback lock as a writer (unless this thread holds it: inside its own
+** write callback), so it never lands under another process's callback,
+** whose result would overwrite it.
+*/
 static int counter_set(lua_State *L, const char *method, double timeout) {
   tn_counter_t *c = check_counter(L, method);
   int64_t value = (int64_t)tn_l_checkinteger(L, 2, method, "value");
-  int rc = tn_object_write_lock(TN_OBJECT(c), timeout);
-  if (tn_l_waited(rc)) {
-    lua_pushnil(L);
-    return 1;
+  tn_object_t *o = TN_OBJECT(c);
+  int held = tn_object_lock_held(o);
+  int lock = tn_object_is_remote(o) && held == 0;
+  int rc = lock ? tn_object_write_lock(o, timeout) : TN_OK;
+  if (tn_object_is_remote(o) && held == 1) /* its own reader: as in process */
+    rc = timeout < 0 ? TN_EAGAIN : TN_EDEADLK;
+  int64_t old = 0;
+  if (rc == TN_OK) {
+    rc = tn_counter_set_timed(c, value, timeout, &old);
+    if (lock) tn_object_write_unlock(o);
   }
-  if (rc != TN_OK) return tn_l_coreerror(L, method, rc);
-  int64_t old = tn_counter_set(c, value);
-  tn_object_write_unlock(TN_OBJECT(c));
-  tn_l_checkpending(L, method);
-  push_int64(L, old);
-  return 1;
+  if (rc == TN_ERANGE)
+    return tn_l_error(L, method, "value out of range (%d-bit integers)",
+                      tn_object_is_remote(o) ? 64 : 63);
+  return push_result(L, method, rc, old);
 }
 
 static int l_counter_set(lua_State *L) {
@@ -118,11 +144,12 @@ static int counter_read(lua_State *L, const char *method, double timeout) {
   }
   if (rc != TN_OK) return tn_l_coreerror(L, method, rc);
   lua_pushvalue(L, 2);
-  push_int64(L, tn_counter_get(c));
-  if ((rc = tn_error_take()) != TN_OK) { /* a cluster counter's failure */
-    tn_object_read_unlock(TN_OBJECT(c));
+  int64_t v = 0;
+  if ((rc = tn_counter_get_timed(c, timeout, &v)) != TN_OK) {
+    tn_object_read_unlock(TN_OBJECT(c)); /* a cluster counter's failure */
     return tn_l_coreerror(L, method, rc);
   }
+  push_int64(L, v);
   int status = lua_pcall(L, 1, LUA_MULTRET, 0);
   tn_object_read_unlock(TN_OBJECT(c));
   if (status != 0) return lua_error(L); /* re-raise, the lock released */
@@ -154,9 +181,10 @@ static int write_body(lua_State *L) {
 
 /*
 ** write(callback) -> the new value. As the callback lock's writer:
-** v = get(), nv = callback(v), then add nv - v rather than store nv, so
-** that increases made meanwhile by other threads (lock-free, not held off
-** by the callback lock) are never lost.
+** v = get(), nv = callback(v), then store nv: in process nothing else
+** changed the counter meanwhile (the gate). A cluster counter adds nv - v
+** instead, so that increases made meanwhile by other processes (which the
+** server does not hold off) are never lost.
 */
 static int counter_write(lua_State *L, const char *method, double timeout) {
   tn_counter_t *c = check_counter(L, method);
@@ -168,9 +196,9 @@ static int counter_write(lua_State *L, const char *method, double timeout) {
     return 1;
   }
   if (rc != TN_OK) return tn_l_coreerror(L, method, rc);
-  int64_t v = tn_counter_get(c);
-  if ((rc = tn_error_take()) != TN_OK) { /* a cluster counter's failure */
-    tn_object_write_unlock(TN_OBJECT(c));
+  int64_t v = 0;
+  if ((rc = tn_counter_get_timed(c, timeout, &v)) != TN_OK) {
+    tn_object_write_unlock(TN_OBJECT(c)); /* a cluster counter's failure */
     return tn_l_coreerror(L, method, rc);
   }
   lua_pushcfunction(L, write_body);
@@ -178,14 +206,23 @@ static int counter_write(lua_State *L, const char *method, double timeout) {
   lua_pushvalue(L, 2);
   push_int64(L, v);
   int status = lua_pcall(L, 3, 1, 0);
-  int64_t result = 0;
+  int64_t nv = 0, result = 0;
   if (status == 0) {
-    int64_t nv = (int64_t)lua_tointeger(L, -1);
-    result = tn_counter_add(c, (int64_t)((uint64_t)nv - (uint64_t)v));
+    nv = (int64_t)lua_tointeger(L, -1);
+    if (tn_object_is_remote(TN_OBJECT(c))) {
+      rc = tn_counter_add_timed(c, (int64_t)((uint64_t)nv - (uint64_t)v),
+                                TN_FOREVER, &result);
+    } else {
+      rc = tn_counter_set_timed(c, nv, TN_FOREVER, NULL);
+      result = nv;
+    }
   }
   tn_object_write_unlock(TN_OBJECT(c));
   if (status != 0) return lua_error(L);
-  tn_l_checkpending(L, method);
+  if (rc == TN_ERANGE)
+    return tn_l_error(L, method, "the callback's result is out of range "
+                      "(63-bit integers)");
+  if (rc != TN_OK) return tn_l_coreerror(L, method, rc);
   push_int64(L, result);
   return 1;
 }
