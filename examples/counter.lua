@@ -7,11 +7,11 @@ print('decrease:', c:decrease(), c:decrease(-4))   -- 10, 14
 print('get:', c:get())                              -- 14
 print('set returns the old value:', c:set(100))     -- 14
 
--- read: the callback sees the value, with write callbacks held off.
+-- read: the callback sees the value; other threads' changes wait meanwhile.
 print('read:', c:read(function(value) return value * 2, 'twice' end))
 
--- write: the callback's result becomes the value (applied as a change, so
--- increases made meanwhile by other threads are kept).
+-- write: the callback's result becomes the value; every other thread's
+-- operation on the counter waits meanwhile, so nothing is lost.
 print('write:', c:write(function(value) return value - 58 end))  -- 42
 
 -- Four threads, 1000 increases each: no increase is lost.
@@ -24,9 +24,8 @@ end)
 block:synchronize()
 print('hits:', hits:get())                          -- 4000
 
--- Async twins never wait. increase/decrease/get never have to, so they
--- always act; setAsync/readAsync/writeAsync give nil while a write
--- callback holds the counter.
+-- Async twins never wait: while another thread's write callback holds the
+-- counter they all give nil, and the plain methods wait for it.
 block:run(function(counter)
   if __threadid == 1 then
     counter:write(function(value) tunnel.sleep(0.3); return value end)
@@ -34,6 +33,7 @@ block:run(function(counter)
 end)
 tunnel.sleep(0.1)                   -- thread 1 is inside its write now
 print('setAsync while busy:', hits:setAsync(0))     -- nil: not done
-print('increaseAsync while busy:', hits:increaseAsync())  -- 4001
+print('increaseAsync while busy:', hits:increaseAsync())  -- nil: not done
+print('increase waits for it:', hits:increase())          -- 4001
 block:terminate()
 print('after:', hits:get())         -- 4001
