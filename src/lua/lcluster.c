@@ -66,12 +66,17 @@ static int push_new(lua_State *L, tn_object_t *o) {
 /* tunnel.Cluster(url [, {prefix = 'tunnel:', timeout = seconds,
 ** trusted = true}]) */
 static int l_cluster_new(lua_State *L) {
-  const char *url = luaL_checkstring(L, 1);
+  if (lua_type(L, 1) != LUA_TSTRING)
+    return tn_l_error(L, CLUSTER, "url must be a string (got %s)",
+                      luaL_typename(L, 1));
+  const char *url = lua_tostring(L, 1);
   const char *prefix = NULL;
-  double timeout = TN_FOREVER;
+  double timeout = TN_FOREVER; /* the backend's default (5 s) */
   bool data_only = false;
   if (!lua_isnoneornil(L, 2)) {
-    luaL_checktype(L, 2, LUA_TTABLE);
+    if (lua_type(L, 2) != LUA_TTABLE)
+      return tn_l_error(L, CLUSTER, "options must be a table (got %s)",
+                        luaL_typename(L, 2));
     lua_getfield(L, 2, "prefix");
     if (!lua_isnil(L, -1)) {
       if (lua_type(L, -1) != LUA_TSTRING)
@@ -81,6 +86,13 @@ static int l_cluster_new(lua_State *L) {
     }
     lua_getfield(L, 2, "timeout");
     timeout = tn_l_opttimeout(L, -1, CLUSTER);
+    /* A finite bound on every reply: a stalled server is an error, not a
+    ** hang (0 or math.huge would mean none). */
+    if (!lua_isnil(L, -1) && !(timeout > 0 && timeout < 1e9))
+      return tn_l_error(L, CLUSTER,
+                        "timeout must be a number of seconds > 0 and "
+                        "finite (got %s)",
+                        lua_tostring(L, -1));
     lua_getfield(L, 2, "trusted"); /* false: values decode as data only */
     if (lua_type(L, -1) == LUA_TBOOLEAN)
       data_only = !lua_toboolean(L, -1);

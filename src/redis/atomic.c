@@ -32,45 +32,69 @@
 
 #include "redis.h"
 
-#define NOW_MS                                                            \
-  "local t = redis.call('TIME')\n"                                        \
-  "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n" \
-  "redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)\n"
+/*
+** The lock scripts' prologue: the deadline (RD_PROLOGUE, which sets
+** `now`), then lock state tunnel did not write is treated as expired and
+** removed, before anything else is written: a lease tunnel grants is a
+** token ("pid-hex-n") with a time to live of at most one lease, so a
+** K:lock:w or K:lock:ww without one (`SET K:lock:w garbage`, no expiry)
+** would otherwise hold the lock forever. K:lock:r must be a sorted set
+** whose scores end within one lease, K:lock:q a list; anything else goes.
+** ARGV[2] is the lease (ms) in the scripts that take a lock.
+*/
+#define SANE                                                              \
+  RD_PROLOGUE                                                             \
+  "local lease = tonumber(ARGV[2]) or 10000\n"                            \
+  "local function ours(x) return string.match(x, '^%d+%-%x+%-%d+$') ~= nil end\n" \
+  "for _, i in ipairs({1, 3}) do\n"                                       \
+  "  local t = redis.call('TYPE', KEYS[i])['ok']\n"                       \
+  "  if t ~= 'none' then\n"                                               \
+  "    local ttl = redis.call('PTTL', KEYS[i])\n"                         \
+  "    if t ~= 'string' or ttl < 0 or ttl > lease or not ours(redis.call('GET', KEYS[i])) then\n" \
+  "      redis.call('DEL', KEYS[i]) end\n"                                \
+  "  end\n"                                                               \
+  "end\n"                                                                 \
+  "local tr = redis.call('TYPE', KEYS[2])['ok']\n"                        \
+  "if tr ~= 'none' and tr ~= 'zset' then redis.call('DEL', KEYS[2]) end\n" \
+  "local tq = redis.call('TYPE', KEYS[4])['ok']\n"                        \
+  "if tq ~= 'none' and tq ~= 'list' then redis.call('DEL', KEYS[4]) end\n" \
+  "redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)\n"                \
+  "redis.call('ZREMRANGEBYSCORE', KEYS[2], '(' .. (now + lease), '+inf')\n"
 
 #define WAKE "if redis.call('LLEN', KEYS[4]) == 0 then redis.call('RPUSH', KEYS[4], '1') end\n"
 
 /* KEYS w r ww q; ARGV token lease -> 1 granted, 0 busy. */
 static rd_script_t read_lock_script = {
     "lock.read",
-    NOW_MS
+    SANE
     "if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[3]) == 1 then return 0 end\n"
-    "redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[1])\n"
-    "redis.call('PEXPIRE', KEYS[2], 2 * tonumber(ARGV[2]))\n"
+    "redis.call('ZADD', KEYS[2], now + lease, ARGV[1])\n"
+    "redis.call('PEXPIRE', KEYS[2], 2 * lease)\n"
     WAKE "return 1\n",
     "", 0};
 
 static rd_script_t write_lock_script = {
     "lock.write",
-    NOW_MS
+    SANE
     "local ww = redis.call('GET', KEYS[3])\n"
     "if redis.call('EXISTS', KEYS[1]) == 0 and redis.call('ZCARD', KEYS[2]) == 0 then\n"
-    "  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n"
+    "  redis.call('SET', KEYS[1], ARGV[1], 'PX', lease)\n"
     "  if ww == ARGV[1] then redis.call('DEL', KEYS[3]) end\n"
     "  return 1\n"
     "end\n"
-    "if not ww or ww == ARGV[1] then redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[2]) end\n"
+    "if not ww or ww == ARGV[1] then redis.call('SET', KEYS[3], ARGV[1], 'PX', lease) end\n"
     "return 0\n",
     "", 0};
 
 /* KEYS w r ww q; ARGV token -> 1 released, 0 not held (lease lost). */
 static rd_script_t read_unlock_script = {
     "unlock.read",
-    "local n = redis.call('ZREM', KEYS[2], ARGV[1])\n" WAKE "return n\n",
+    SANE "local n = redis.call('ZREM', KEYS[2], ARGV[1])\n" WAKE "return n\n",
     "", 0};
 
 static rd_script_t write_unlock_script = {
     "unlock.write",
-    "local held = redis.call('GET', KEYS[1]) == ARGV[1]\n"
+    SANE "local held = redis.call('GET', KEYS[1]) == ARGV[1]\n"
     "if held then redis.call('DEL', KEYS[1]) end\n" WAKE
     "if held then return 1 end return 0\n",
     "", 0};
@@ -78,20 +102,19 @@ static rd_script_t write_unlock_script = {
 /* A waiting writer gives up: readers it held off may go. */
 static rd_script_t give_up_script = {
     "lock.giveup",
-    "if redis.call('GET', KEYS[3]) == ARGV[1] then redis.call('DEL', KEYS[3]) end\n" WAKE
+    SANE "if redis.call('GET', KEYS[3]) == ARGV[1] then redis.call('DEL', KEYS[3]) end\n" WAKE
     "return 1\n",
     "", 0};
 
 /* KEYS w r; ARGV token lease write -> 1 renewed, 0 lost. */
 static rd_script_t renew_script = {
     "lock.renew",
+    RD_PROLOGUE
     "if ARGV[3] == '1' then\n"
     "  if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
     "    redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end\n"
     "  return 0\n"
     "end\n"
-    "local t = redis.call('TIME')\n"
-    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
     "if redis.call('ZSCORE', KEYS[2], ARGV[1]) then\n"
     "  redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[1])\n"
     "  redis.call('PEXPIRE', KEYS[2], 2 * tonumber(ARGV[2])) return 1 end\n"
@@ -101,9 +124,16 @@ static rd_script_t renew_script = {
 /* KEYS data w; ARGV value token -> 1 stored, 0 the lease is lost. */
 static rd_script_t fenced_set_script = {
     "atomic.set",
+    RD_PROLOGUE
     "if ARGV[2] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[2] then return 0 end\n"
     "redis.call('SET', KEYS[1], ARGV[1])\n"
     "return 1\n",
+    "", 0};
+
+/* KEYS data; ARGV value -> 1 (stored only if there is none yet). */
+static rd_script_t create_script = {
+    "atomic.create",
+    RD_PROLOGUE "redis.call('SET', KEYS[1], ARGV[1], 'NX')\nreturn 1\n",
     "", 0};
 
 /* ---- held locks ----------------------------------------------------------- */
@@ -160,8 +190,8 @@ static void *renewer(void *arg) {
       lkeys_init(&keys, objs[i]);
       const char *args[] = {copy[i].token, lease_ms, copy[i].write ? "1" : "0"};
       redisReply *r;
-      int rc = rd_eval(objs[i]->cluster, &renew_script, &r, 2, keys.keys, 3,
-                       args, NULL);
+      int rc = rd_eval(objs[i]->cluster, &renew_script, RD_NO_EXPIRY, &r, 2,
+                       keys.keys, 3, args, NULL);
       if (rc == TN_OK) {
         if (r->type == REDIS_REPLY_INTEGER && r->integer == 0) {
           pthread_mutex_lock(&leases_mutex);
@@ -231,13 +261,16 @@ static int lock(tn_object_t *o, double timeout, bool write) {
   char lease_ms[16];
   snprintf(lease_ms, sizeof lease_ms, "%d", RD_LEASE_MS);
   const char *args[] = {l->token, lease_ms};
-  double deadline = timeout >= 0 && timeout < 1e9 ? tn_clock() + timeout
-                                                  : INFINITY;
+  /* TN_TRY is "now": its script still gets rd_expiry's minimum. */
+  double deadline = timeout < 0     ? tn_clock()
+                    : timeout < 1e9 ? tn_clock() + timeout
+                                    : INFINITY;
   rd_script_t *s = write ? &write_lock_script : &read_lock_script;
   int rc;
   for (;;) {
     redisReply *r;
-    rc = rd_eval(ro->cluster, s, &r, 4, k.keys, 2, args, NULL);
+    rc = rd_eval(ro->cluster, s, deadline, &r, 4, k.keys, 2, args, NULL);
+    if (rc == TN_ETIMEDOUT && timeout < 0) rc = TN_EAGAIN;
     if (rc != TN_OK) break;
     long long got = r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
     freeReplyObject(r);
@@ -255,7 +288,8 @@ static int lock(tn_object_t *o, double timeout, bool write) {
       char secs[32];
       snprintf(secs, sizeof secs, "%.3f", block);
       const char *argv[] = {"BLPOP", k.keys[3], secs};
-      if ((rc = rd_command(ro->cluster, block, &r, 3, argv, NULL)) == TN_OK) {
+      rc = rd_command(ro->cluster, block, deadline, &r, 3, argv, NULL);
+      if (rc == TN_OK) {
         freeReplyObject(r);
         continue;
       }
@@ -263,8 +297,8 @@ static int lock(tn_object_t *o, double timeout, bool write) {
     /* Giving up: a writer's "waiting" mark must not hold readers off. */
     if (write) {
       int saved = rc;
-      if (rd_eval(ro->cluster, &give_up_script, &r, 4, k.keys, 1, args,
-                  NULL) == TN_OK)
+      if (rd_eval(ro->cluster, &give_up_script, RD_NO_EXPIRY, &r, 4, k.keys,
+                  2, args, NULL) == TN_OK)
         freeReplyObject(r);
       rc = saved;
     }
@@ -287,11 +321,14 @@ static void unlock(tn_object_t *o, bool write) {
   if (l == NULL) return;
   lkeys_t k;
   lkeys_init(&k, RD(o));
-  const char *args[] = {l->token};
+  char lease_ms[16];
+  snprintf(lease_ms, sizeof lease_ms, "%d", RD_LEASE_MS);
+  const char *args[] = {l->token, lease_ms};
   redisReply *r;
   /* A failure here is recorded; the lease then runs out on its own. */
-  if (rd_eval(RD(o)->cluster, write ? &write_unlock_script : &read_unlock_script,
-              &r, 4, k.keys, 1, args, NULL) == TN_OK)
+  if (rd_eval(RD(o)->cluster,
+              write ? &write_unlock_script : &read_unlock_script,
+              RD_NO_EXPIRY, &r, 4, k.keys, 2, args, NULL) == TN_OK)
     freeReplyObject(r);
   free(l);
 }
@@ -312,10 +349,12 @@ int rd_cell_create(rd_object_t *o, tn_blob_t *init) {
   size_t len;
   int rc = rd_value_encode(init, &val, &len);
   if (rc != TN_OK) return rc;
-  const char *argv[] = {"SET", o->key, val, "NX"};
-  size_t lens[] = {3, o->keylen, len, 2};
+  const char *keys[] = {o->key};
+  const char *args[] = {val};
+  size_t lens[] = {len};
   redisReply *r;
-  rc = rd_command(o->cluster, 0, &r, 4, argv, lens);
+  rc = rd_eval(o->cluster, &create_script, INFINITY, &r, 1, keys, 1, args,
+               lens);
   free(val);
   if (rc == TN_OK) freeReplyObject(r);
   return rc;
@@ -326,7 +365,7 @@ int rd_cell_get(tn_cell_t *c, tn_blob_t **out, double timeout) {
   rd_object_t *o = RD(c);
   const char *argv[] = {"GET", o->key};
   redisReply *r;
-  int rc = rd_command(o->cluster, 0, &r, 2, argv, NULL);
+  int rc = rd_command(o->cluster, 0, INFINITY, &r, 2, argv, NULL);
   if (rc != TN_OK) return rc;
   if (r->type == REDIS_REPLY_NIL) {
     *out = NULL;
@@ -354,7 +393,8 @@ int rd_cell_set(tn_cell_t *c, tn_blob_t *b, double timeout) {
   const char *args[] = {val, token != NULL ? token : ""};
   size_t lens[] = {len, token != NULL ? strlen(token) : 0};
   redisReply *r;
-  rc = rd_eval(o->cluster, &fenced_set_script, &r, 2, keys, 2, args, lens);
+  rc = rd_eval(o->cluster, &fenced_set_script, INFINITY, &r, 2, keys, 2,
+               args, lens);
   free(val);
   if (rc != TN_OK) return rc;
   long long ok = r->type == REDIS_REPLY_INTEGER ? r->integer : -1;

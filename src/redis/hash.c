@@ -14,6 +14,7 @@
 /* -> the old value (or false); sets, or deletes when ARGV[2] is empty. */
 static rd_script_t set_script = {
     "hash.set",
+    RD_PROLOGUE
     "local old = redis.call('HGET', KEYS[1], ARGV[1])\n"
     "if ARGV[2] == '' then redis.call('HDEL', KEYS[1], ARGV[1])\n"
     "else redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end\n"
@@ -35,7 +36,7 @@ int rd_map_get(tn_map_t *m, const void *key, size_t len, tn_blob_t **out,
   const char *argv[] = {"HGET", o->key, key};
   size_t lens[] = {4, o->keylen, len};
   redisReply *r;
-  int rc = rd_command(o->cluster, 0, &r, 3, argv, lens);
+  int rc = rd_command(o->cluster, 0, INFINITY, &r, 3, argv, lens);
   if (rc != TN_OK) return rc;
   if (r->type == REDIS_REPLY_NIL) {
     *out = NULL;
@@ -61,7 +62,7 @@ int rd_map_set(tn_map_t *m, const void *key, size_t len, tn_blob_t *b,
   size_t lens[] = {len, vlen};
   const char *keys[] = {o->key};
   redisReply *r;
-  rc = rd_eval(o->cluster, &set_script, &r, 1, keys, 2, args, lens);
+  rc = rd_eval(o->cluster, &set_script, INFINITY, &r, 1, keys, 2, args, lens);
   free(val);
   if (rc != TN_OK) return rc;
   tn_blob_t *prev = NULL;
@@ -80,7 +81,7 @@ int rd_map_set(tn_map_t *m, const void *key, size_t len, tn_blob_t *b,
 size_t rd_map_size(tn_map_t *m) {
   const char *argv[] = {"HLEN", RD(m)->key};
   redisReply *r;
-  int rc = rd_command(RD(m)->cluster, 0, &r, 2, argv, NULL);
+  int rc = rd_command(RD(m)->cluster, 0, INFINITY, &r, 2, argv, NULL);
   if (rc != TN_OK) {
     tn_error_pend(rc);
     return 0;
@@ -96,7 +97,7 @@ int rd_map_snapshot(tn_map_t *m, tn_map_entry_t **entries, size_t *n,
   rd_object_t *o = RD(m);
   const char *argv[] = {"HGETALL", o->key};
   redisReply *r;
-  int rc = rd_command(o->cluster, 0, &r, 2, argv, NULL);
+  int rc = rd_command(o->cluster, 0, INFINITY, &r, 2, argv, NULL);
   if (rc != TN_OK) return rc;
   if (r->type != REDIS_REPLY_ARRAY || r->elements % 2 != 0) {
     rc = rd_bad_reply(o->cluster, "HGETALL", r);

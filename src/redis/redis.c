@@ -67,37 +67,92 @@ static void cluster_free(tn_cluster_t *c) {
   if (c == NULL) return;
   free(c->url);
   free(c->host);
+  free(c->user);
   free(c->password);
   free(c->prefix);
   free(c);
 }
 
-/* Parse `url` into a new cluster (not interned). TN_EINVAL, TN_ENOMEM. */
+static double normal_timeout(double timeout) {
+  return timeout > 0 && timeout < 1e9 ? timeout : RD_DEFAULT_TIMEOUT;
+}
+
+static int hex_digit(int ch) {
+  if (ch >= '0' && ch <= '9') return ch - '0';
+  if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+  if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+  return -1;
+}
+
+/* The percent-decoded s[0..n) (RFC 3986 userinfo): a new string, NULL for
+** a bad escape or %00 (*bad set) or no memory. */
+static char *pct_decode(const char *s, size_t n, bool *bad) {
+  char *out = malloc(n + 1), *q = out;
+  if (out == NULL) return NULL;
+  for (size_t i = 0; i < n; i++) {
+    if (s[i] != '%') {
+      *q++ = s[i];
+      continue;
+    }
+    int hi = i + 1 < n ? hex_digit((unsigned char)s[i + 1]) : -1;
+    int lo = i + 2 < n ? hex_digit((unsigned char)s[i + 2]) : -1;
+    if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
+      free(out);
+      *bad = true;
+      return NULL;
+    }
+    *q++ = (char)(hi * 16 + lo);
+    i += 2;
+  }
+  *q = '\0';
+  return out;
+}
+
+/* `url` with its credentials (between "//" and the last '@') shown as
+** "***", for messages. */
+static void redact(const char *url, char *buf, size_t size) {
+  const char *sep = strstr(url, "://");
+  const char *start = sep != NULL ? sep + 3 : url;
+  const char *at = strrchr(start, '@');
+  if (at == NULL)
+    snprintf(buf, size, "%.200s", url);
+  else
+    snprintf(buf, size, "%.*s***%.200s", (int)(start - url), url, at);
+}
+
+/*
+** Parse `url` into a new cluster (not interned). The cluster's url is
+** rebuilt without the credentials (redis://host:port/db): it is what
+** tostring shows and what a descriptor stores. TN_EINVAL, TN_ENOMEM.
+*/
 static int cluster_parse(const char *url, const char *prefix, double timeout,
                          tn_cluster_t **out) {
   const char *scheme = "redis://";
+  char shown[300];
+  redact(url, shown, sizeof shown);
   if (strncmp(url, scheme, strlen(scheme)) != 0)
     return tn_error_set(TN_EINVAL, "%s: the URL must start with redis://",
-                        url);
+                        shown);
   tn_cluster_t *c = calloc(1, sizeof *c);
   if (c == NULL) return TN_ENOMEM;
   const char *p = url + strlen(scheme);
   const char *at = strrchr(p, '@');
+  bool bad_escape = false;
   if (at != NULL) {
+    /* user:password, :password, or (as before) password alone */
     const char *colon = memchr(p, ':', (size_t)(at - p));
     const char *pw = colon != NULL ? colon + 1 : p;
-    c->password = dup_range(pw, (size_t)(at - pw));
-    if (c->password == NULL) goto nomem;
+    if (colon != NULL && colon > p) {
+      c->user = pct_decode(p, (size_t)(colon - p), &bad_escape);
+      if (c->user == NULL) goto decode_failed;
+    }
+    c->password = pct_decode(pw, (size_t)(at - pw), &bad_escape);
+    if (c->password == NULL) goto decode_failed;
     p = at + 1;
   }
   size_t hl = strcspn(p, ":/");
-  c->host = dup_range(p, hl);
+  c->host = hl == 0 ? dup_range("127.0.0.1", 9) : dup_range(p, hl);
   if (c->host == NULL) goto nomem;
-  if (hl == 0) {
-    free(c->host);
-    c->host = dup_range("127.0.0.1", 9);
-    if (c->host == NULL) goto nomem;
-  }
   p += hl;
   c->port = 6379;
   if (*p == ':') {
@@ -117,53 +172,59 @@ static int cluster_parse(const char *url, const char *prefix, double timeout,
   } else if (*p != '\0') {
     goto bad;
   }
-  c->url = strdup(url);
+  size_t ul = strlen(c->host) + 40;
+  c->url = malloc(ul);
   c->prefix = strdup(prefix != NULL ? prefix : "tunnel:");
   if (c->url == NULL || c->prefix == NULL) goto nomem;
-  c->timeout = timeout > 0 && timeout < 1e9 ? timeout : 0;
+  snprintf(c->url, ul, "redis://%s:%d/%d", c->host, c->port, c->db);
+  c->timeout = normal_timeout(timeout);
   *out = c;
   return TN_OK;
+decode_failed:
+  if (!bad_escape) goto nomem;
+  cluster_free(c);
+  return tn_error_set(TN_EINVAL,
+                      "%s: a bad percent-escape in the user or password",
+                      shown);
 bad:
   cluster_free(c);
   return tn_error_set(TN_EINVAL,
-                      "%s: not a redis://[:password@]host[:port][/db] URL",
-                      url);
+                      "%s: not a redis://[[user]:password@]host[:port][/db] "
+                      "URL",
+                      shown);
 nomem:
   cluster_free(c);
   return TN_ENOMEM;
 }
 
-/* The interned cluster equal to (url, prefix, data_only) and, if
-** `match_timeout`, the timeout; NULL if none. Registry mutex held. */
-static tn_cluster_t *cluster_find(const char *url, const char *prefix,
-                                  double timeout, bool match_timeout,
-                                  bool data_only) {
+static bool same_str(const char *a, const char *b) {
+  return a == NULL ? b == NULL : b != NULL && strcmp(a, b) == 0;
+}
+
+static bool same_server(const tn_cluster_t *a, const tn_cluster_t *b) {
+  return strcmp(a->host, b->host) == 0 && a->port == b->port;
+}
+
+/* The interned cluster equal to `want` (server, database, credentials,
+** prefix and, if `match_timeout`, timeout); NULL if none. Registry mutex
+** held. */
+static tn_cluster_t *cluster_find(const tn_cluster_t *want,
+                                  bool match_timeout) {
   for (tn_cluster_t *c = clusters; c != NULL; c = c->next)
-    if (strcmp(c->url, url) == 0 && strcmp(c->prefix, prefix) == 0 &&
-        (!match_timeout || c->timeout == timeout) &&
-        c->data_only == data_only)
+    if (same_server(c, want) && c->db == want->db &&
+        strcmp(c->prefix, want->prefix) == 0 &&
+        same_str(c->user, want->user) &&
+        same_str(c->password, want->password) &&
+        c->data_only == want->data_only &&
+        (!match_timeout || c->timeout == want->timeout))
       return c;
   return NULL;
 }
 
-/* Intern without checking the server. */
-static int cluster_intern(const char *url, const char *prefix, double timeout,
-                          bool match_timeout, bool data_only,
-                          tn_cluster_t **out) {
-  if (prefix == NULL) prefix = "tunnel:";
-  double t = timeout > 0 && timeout < 1e9 ? timeout : 0;
+/* Intern `c` (parsed, taken over) without checking the server. */
+static tn_cluster_t *cluster_intern(tn_cluster_t *c, bool match_timeout) {
   pthread_mutex_lock(&registry_mutex);
-  tn_cluster_t *c = cluster_find(url, prefix, t, match_timeout, data_only);
-  pthread_mutex_unlock(&registry_mutex);
-  if (c != NULL) {
-    *out = c;
-    return TN_OK;
-  }
-  int rc = cluster_parse(url, prefix, t, &c);
-  if (rc != TN_OK) return rc;
-  c->data_only = data_only;
-  pthread_mutex_lock(&registry_mutex);
-  tn_cluster_t *other = cluster_find(url, prefix, t, match_timeout, data_only);
+  tn_cluster_t *other = cluster_find(c, match_timeout);
   if (other == NULL) {
     c->next = clusters;
     clusters = c;
@@ -173,7 +234,54 @@ static int cluster_intern(const char *url, const char *prefix, double timeout,
     cluster_free(c);
     c = other;
   }
-  *out = c;
+  return c;
+}
+
+/*
+** The cluster a descriptor names. Descriptors hold no credentials (the
+** URL is redis://host:port/db), so the receiver supplies them: the
+** cluster `near` (the one the value was read from) when it is the same
+** server, database and prefix; else an interned cluster of this process
+** for the same server and database and prefix; else the credentials of
+** any interned cluster of the same server (one password per server); else
+** none (the server then answers NOAUTH if it needs a password). A
+** descriptor written by an older tunnel may carry a password: it is used.
+*/
+static int cluster_for_descriptor(tn_cluster_t *near, const char *url,
+                                  const char *prefix, tn_cluster_t **out) {
+  tn_cluster_t *want;
+  int rc = cluster_parse(url, prefix, near->timeout, &want);
+  if (rc != TN_OK) return rc;
+  want->data_only = near->data_only; /* inherited: see redis.h */
+  if (want->password == NULL) {
+    pthread_mutex_lock(&registry_mutex);
+    tn_cluster_t *found = NULL, *server = NULL;
+    if (same_server(near, want) && near->db == want->db &&
+        strcmp(near->prefix, want->prefix) == 0)
+      found = near;
+    for (tn_cluster_t *c = clusters; found == NULL && c != NULL; c = c->next)
+      if (same_server(c, want) && c->db == want->db &&
+          strcmp(c->prefix, want->prefix) == 0 &&
+          c->data_only == want->data_only)
+        found = c;
+    if (same_server(near, want) && near->password != NULL) server = near;
+    for (tn_cluster_t *c = clusters; server == NULL && c != NULL; c = c->next)
+      if (same_server(c, want) && c->password != NULL) server = c;
+    if (found == NULL && server != NULL) {
+      want->password = strdup(server->password);
+      want->user = server->user != NULL ? strdup(server->user) : NULL;
+      if (want->password == NULL || (server->user != NULL && !want->user))
+        found = NULL, rc = TN_ENOMEM;
+    }
+    pthread_mutex_unlock(&registry_mutex);
+    if (found != NULL || rc != TN_OK) {
+      cluster_free(want);
+      if (rc != TN_OK) return rc;
+      *out = found;
+      return TN_OK;
+    }
+  }
+  *out = cluster_intern(want, false);
   return TN_OK;
 }
 
@@ -182,37 +290,42 @@ static int cluster_intern(const char *url, const char *prefix, double timeout,
 ** host, password or database fails here, with its message, rather than
 ** at the first operation.
 */
-int tn_cluster_open(const char *url, const char *prefix, double timeout,
-                    tn_cluster_t **out) {
-  return rd_cluster_open(url, prefix, timeout, false, out);
-}
-
 int rd_cluster_open(const char *url, const char *prefix, double timeout,
                     bool data_only, tn_cluster_t **out) {
   tn_cluster_t *c;
-  int rc = cluster_intern(url, prefix, timeout, true, data_only, &c);
+  int rc = cluster_parse(url, prefix, timeout, &c);
   if (rc != TN_OK) return rc;
+  c->data_only = data_only;
+  c = cluster_intern(c, true);
   const char *argv[] = {"PING"};
   redisReply *r;
-  rc = rd_command(c, 0, &r, 1, argv, NULL);
+  rc = rd_command(c, 0, INFINITY, &r, 1, argv, NULL);
   if (rc != TN_OK) return rc;
   freeReplyObject(r);
   *out = c;
   return TN_OK;
 }
 
-const char *tn_cluster_url(const tn_cluster_t *c) { return c->url; }
-const char *tn_cluster_prefix(const tn_cluster_t *c) { return c->prefix; }
-double tn_cluster_timeout(const tn_cluster_t *c) {
-  return c->timeout > 0 ? c->timeout : TN_FOREVER;
+int tn_cluster_open(const char *url, const char *prefix, double timeout,
+                    tn_cluster_t **out) {
+  return rd_cluster_open(url, prefix, timeout, false, out);
 }
 
+const char *tn_cluster_url(const tn_cluster_t *c) { return c->url; }
+const char *tn_cluster_prefix(const tn_cluster_t *c) { return c->prefix; }
+double tn_cluster_timeout(const tn_cluster_t *c) { return c->timeout; }
+
 /* ---- connections ------------------------------------------------------------- */
+
+/* How often a connection measures the server's clock again (seconds):
+** the two clocks drift apart (NTP slews the server's by up to 0.05%). */
+#define RD_CLOCK_CHECK 30.0
 
 typedef struct rd_conn {
   tn_cluster_t *cluster;
   redisContext *ctx; /* NULL: connect on the next call */
-  double rtimeout;   /* the read timeout set on ctx (0: none) */
+  double offset;     /* server time (TIME, seconds) - tn_clock() */
+  double offset_at;  /* tn_clock() when measured */
   struct rd_conn *next;
 } rd_conn_t;
 
@@ -275,17 +388,62 @@ static void describe(char *buf, size_t size, int argc, const char **argv,
     if ((unsigned char)*p < 0x20) *p = '?';
 }
 
-/* Run a command on a connected context; NULL reply: I/O failure. */
-static redisReply *conn_run(rd_conn_t *k, int argc, const char **argv,
-                            const size_t *lens) {
+/* Run a command on a connected context, its reply due by `until` (a
+** tn_clock() value); NULL reply: I/O failure or timeout. */
+static redisReply *conn_run(rd_conn_t *k, double until, int argc,
+                            const char **argv, const size_t *lens) {
+  double left = until - tn_clock();
+  redisSetTimeout(k->ctx, to_timeval(left > 0.001 ? left : 0.001));
   return redisCommandArgv(k->ctx, argc, argv, lens);
 }
 
-/* Connect `k`, then AUTH and SELECT. On failure the context is dropped. */
-static int conn_open(tn_cluster_t *c, rd_conn_t *k, const char *what) {
-  struct timeval tv = to_timeval(c->timeout);
-  k->ctx = c->timeout > 0 ? redisConnectWithTimeout(c->host, c->port, tv)
-                          : redisConnect(c->host, c->port);
+/* A failed command's message: "redis HOST:PORT: WHAT: why"; drops the
+** connection (its state is unknown). */
+static int conn_failed(tn_cluster_t *c, rd_conn_t *k, const char *what) {
+  const char *why = k->ctx->err == REDIS_ERR_IO &&
+                            (errno == EAGAIN || errno == EWOULDBLOCK)
+                        ? "timed out"
+                        : k->ctx->errstr;
+  if (k->ctx->err == REDIS_ERR_EOF) why = "connection lost";
+  int rc = tn_error_set(TN_EIO, "redis %s:%d: %s: %s", c->host, c->port,
+                        what, why);
+  conn_drop(k);
+  return rc;
+}
+
+/* Learn the server's clock: offset = TIME - the middle of the round
+** trip (off by at most half of it, far below the deadlines' margin). */
+static int conn_clock(tn_cluster_t *c, rd_conn_t *k, const char *what,
+                      double until) {
+  const char *argv[] = {"TIME"};
+  double t0 = tn_clock();
+  redisReply *r = conn_run(k, until, 1, argv, NULL);
+  double t1 = tn_clock();
+  if (r == NULL) return conn_failed(c, k, what);
+  int rc = TN_OK;
+  if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+      r->element[0]->type == REDIS_REPLY_STRING &&
+      r->element[1]->type == REDIS_REPLY_STRING) {
+    double server = strtod(r->element[0]->str, NULL) +
+                    strtod(r->element[1]->str, NULL) * 1e-6;
+    k->offset = server - (t0 + t1) / 2;
+    k->offset_at = t1;
+  } else {
+    rc = rd_bad_reply(c, "TIME", r);
+    conn_drop(k);
+  }
+  freeReplyObject(r);
+  return rc;
+}
+
+/* Connect `k`, then AUTH, SELECT and TIME, all by `until` (the reply
+** deadline of the command that needs the connection). On failure the
+** context is dropped. */
+static int conn_open(tn_cluster_t *c, rd_conn_t *k, const char *what,
+                     double until) {
+  double left = until - tn_clock();
+  struct timeval tv = to_timeval(left > 0.001 ? left : 0.001);
+  k->ctx = redisConnectWithTimeout(c->host, c->port, tv);
   if (k->ctx == NULL) return TN_ENOMEM;
   if (k->ctx->err) {
     int rc = tn_error_set(TN_EIO, "redis %s:%d: %s: %s", c->host, c->port,
@@ -293,31 +451,28 @@ static int conn_open(tn_cluster_t *c, rd_conn_t *k, const char *what) {
     conn_drop(k);
     return rc;
   }
-  k->rtimeout = 0;
-  if (c->timeout > 0) {
-    redisSetTimeout(k->ctx, tv);
-    k->rtimeout = c->timeout;
-  }
   redisEnableKeepAlive(k->ctx);
   char dbs[16];
   snprintf(dbs, sizeof dbs, "%d", c->db);
-  const char *auth[] = {"AUTH", c->password};
+  const char *auth[] = {"AUTH", c->user != NULL ? c->user : c->password,
+                        c->password};
   const char *sel[] = {"SELECT", dbs};
   for (int step = 0; step < 2; step++) {
     if (step == 0 && c->password == NULL) continue;
     if (step == 1 && c->db == 0) continue;
-    redisReply *r = conn_run(k, 2, step == 0 ? auth : sel, NULL);
-    if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+    int argc = step == 1 ? 2 : c->user != NULL ? 3 : 2;
+    redisReply *r = conn_run(k, until, argc, step == 0 ? auth : sel, NULL);
+    if (r == NULL) return conn_failed(c, k, step == 0 ? "AUTH" : "SELECT");
+    if (r->type == REDIS_REPLY_ERROR) {
       int rc = tn_error_set(TN_EIO, "redis %s:%d: %s: %s", c->host, c->port,
-                            step == 0 ? "AUTH" : "SELECT",
-                            r != NULL ? r->str : k->ctx->errstr);
-      if (r != NULL) freeReplyObject(r);
+                            step == 0 ? "AUTH" : "SELECT", r->str);
+      freeReplyObject(r);
       conn_drop(k);
       return rc;
     }
     freeReplyObject(r);
   }
-  return TN_OK;
+  return conn_clock(c, k, what, until);
 }
 
 /*
@@ -331,44 +486,48 @@ static bool conn_stale(rd_conn_t *k) {
   return poll(&p, 1, 0) != 0;
 }
 
-/* Set the read timeout a command that blocks `block` seconds needs. */
-static void conn_timeout_for(tn_cluster_t *c, rd_conn_t *k, double block) {
-  double want;
-  if (block < 0)
-    want = 0; /* blocks forever: no read timeout at all */
-  else if (block == 0)
-    want = c->timeout;
-  else
-    want = c->timeout > 0 ? block + c->timeout + 1 : 0;
-  if (want == k->rtimeout) return;
-  /* hiredis has no way to clear a timeout: a very long one instead. */
-  redisSetTimeout(k->ctx, to_timeval(want > 0 ? want : 1e8));
-  k->rtimeout = want;
-}
-
-int rd_command(tn_cluster_t *c, double block, redisReply **reply, int argc,
-               const char **argv, const size_t *lens) {
+/* This thread's open connection to `c` (connecting first, by `until`). */
+static int conn_ready(tn_cluster_t *c, const char *what, double until,
+                      rd_conn_t **out) {
   rd_conn_t *k = conn_of(c);
   if (k == NULL) return TN_ENOMEM;
-  char what[128];
-  describe(what, sizeof what, argc, argv, lens);
   if (k->ctx != NULL && conn_stale(k)) conn_drop(k);
   if (k->ctx == NULL) {
-    int rc = conn_open(c, k, what);
+    int rc = conn_open(c, k, what, until);
     if (rc != TN_OK) return rc;
   }
-  conn_timeout_for(c, k, block);
-  redisReply *r = conn_run(k, argc, argv, lens);
-  if (r == NULL) {
-    const char *why = k->ctx->err == REDIS_ERR_IO && errno == EAGAIN
-                          ? "timed out"
-                          : k->ctx->errstr;
-    if (k->ctx->err == REDIS_ERR_EOF) why = "connection lost";
-    int rc = tn_error_set(TN_EIO, "redis %s:%d: %s: %s", c->host, c->port,
-                          what, why);
-    conn_drop(k);
-    return rc;
+  *out = k;
+  return TN_OK;
+}
+
+double rd_margin(const tn_cluster_t *c) {
+  return c->timeout / 2 < 0.5 ? c->timeout / 2 : 0.5;
+}
+
+double rd_expiry(const tn_cluster_t *c, double deadline, double now) {
+  double m = rd_margin(c), lo = now + m, hi = now + c->timeout - m;
+  if (isinf(deadline) || deadline > hi) return hi;
+  return deadline < lo ? lo : deadline;
+}
+
+/* When the reply of a command sent now is due (see redis.h). A blocking
+** command gets its block on top: the server times it out itself, up to
+** 1/hz late (0.1 s at the default hz), hence at least 0.25 s. */
+static double reply_by(const tn_cluster_t *c, double block, double deadline,
+                       double now) {
+  if (block > 0) {
+    double m = rd_margin(c) < 0.25 ? 0.25 : rd_margin(c);
+    return now + block + (isinf(deadline) ? c->timeout : m);
   }
+  return rd_expiry(c, deadline, now) + rd_margin(c);
+}
+
+/* The reply to `argv` (an error reply is TN_EIO). */
+static int command_on(tn_cluster_t *c, rd_conn_t *k, double until,
+                      const char *what, redisReply **reply, int argc,
+                      const char **argv, const size_t *lens) {
+  redisReply *r = conn_run(k, until, argc, argv, lens);
+  if (r == NULL) return conn_failed(c, k, what);
   if (r->type == REDIS_REPLY_ERROR) {
     int rc = tn_error_set(TN_EIO, "redis %s:%d: %s: %s", c->host, c->port,
                           what, r->str);
@@ -377,6 +536,19 @@ int rd_command(tn_cluster_t *c, double block, redisReply **reply, int argc,
   }
   *reply = r;
   return TN_OK;
+}
+
+int rd_command(tn_cluster_t *c, double block, double deadline,
+               redisReply **reply, int argc, const char **argv,
+               const size_t *lens) {
+  char what[128];
+  describe(what, sizeof what, argc, argv, lens);
+  double until = reply_by(c, block, deadline, tn_clock());
+  rd_conn_t *k;
+  int rc = conn_ready(c, what, until, &k);
+  if (rc != TN_OK) return rc;
+  if (block > 0) until = reply_by(c, block, deadline, tn_clock());
+  return command_on(c, k, until, what, reply, argc, argv, lens);
 }
 
 int rd_bad_reply(tn_cluster_t *c, const char *what, const redisReply *r) {
@@ -388,10 +560,11 @@ int rd_bad_reply(tn_cluster_t *c, const char *what, const redisReply *r) {
 
 static pthread_mutex_t script_mutex = PTHREAD_MUTEX_INITIALIZER;
 
-static int script_load(tn_cluster_t *c, rd_script_t *s) {
+static int script_load(tn_cluster_t *c, rd_script_t *s, double deadline) {
   const char *argv[] = {"SCRIPT", "LOAD", s->source};
   redisReply *r;
-  int rc = rd_command(c, 0, &r, 3, argv, NULL);
+  int rc = rd_command(c, 0, deadline == RD_NO_EXPIRY ? INFINITY : deadline,
+                      &r, 3, argv, NULL);
   if (rc != TN_OK) return rc;
   if (r->type != REDIS_REPLY_STRING || r->len != 40) {
     rc = rd_bad_reply(c, "SCRIPT LOAD", r);
@@ -407,10 +580,35 @@ static int script_load(tn_cluster_t *c, rd_script_t *s) {
   return TN_OK;
 }
 
-int rd_eval(tn_cluster_t *c, rd_script_t *s, redisReply **reply, int nkeys,
-            const char **keys, int nargs, const char **args,
-            const size_t *arglens) {
-  int argc = 3 + nkeys + nargs;
+/* One EVALSHA of `argv` (its last argument, `exp`, is the expiry: written
+** here, in server milliseconds, once the connection is up). */
+static int eval_once(tn_cluster_t *c, double deadline, char *exp,
+                     redisReply **reply, int argc, const char **argv,
+                     size_t *lens) {
+  /* The deadlines are fixed before connecting: a reconnection (and the
+  ** clock check) counts against them. */
+  double now = tn_clock();
+  double e = deadline == RD_NO_EXPIRY ? 0 : rd_expiry(c, deadline, now);
+  double until = deadline == RD_NO_EXPIRY ? now + c->timeout
+                                          : e + rd_margin(c);
+  rd_conn_t *k;
+  int rc = conn_ready(c, "EVALSHA", until, &k);
+  if (rc != TN_OK) return rc;
+  if (deadline != RD_NO_EXPIRY && tn_clock() - k->offset_at > RD_CLOCK_CHECK &&
+      (rc = conn_clock(c, k, "EVALSHA", until)) != TN_OK)
+    return rc;
+  if (deadline == RD_NO_EXPIRY)
+    snprintf(exp, 32, "-1");
+  else
+    snprintf(exp, 32, "%.0f", floor((e + k->offset) * 1000));
+  lens[argc - 1] = strlen(exp);
+  return command_on(c, k, until, "EVALSHA", reply, argc, argv, lens);
+}
+
+int rd_eval(tn_cluster_t *c, rd_script_t *s, double deadline,
+            redisReply **reply, int nkeys, const char **keys, int nargs,
+            const char **args, const size_t *arglens) {
+  int argc = 3 + nkeys + nargs + 1;
   const char *stack_argv[24];
   size_t stack_lens[24];
   const char **argv = stack_argv;
@@ -424,7 +622,7 @@ int rd_eval(tn_cluster_t *c, rd_script_t *s, redisReply **reply, int nkeys,
       return TN_ENOMEM;
     }
   }
-  char nk[16], sha[41];
+  char nk[16], sha[41], exp[32];
   snprintf(nk, sizeof nk, "%d", nkeys);
   argv[0] = "EVALSHA";
   argv[1] = sha;
@@ -440,6 +638,7 @@ int rd_eval(tn_cluster_t *c, rd_script_t *s, redisReply **reply, int nkeys,
     argv[3 + nkeys + i] = args[i];
     lens[3 + nkeys + i] = arglens != NULL ? arglens[i] : strlen(args[i]);
   }
+  argv[argc - 1] = exp;
   int rc = TN_OK;
   bool reloaded = false;
   for (;;) {
@@ -448,11 +647,21 @@ int rd_eval(tn_cluster_t *c, rd_script_t *s, redisReply **reply, int nkeys,
     memcpy(sha, s->sha, sizeof sha);
     pthread_mutex_unlock(&script_mutex);
     if (!loaded) {
-      if ((rc = script_load(c, s)) != TN_OK) break;
+      if ((rc = script_load(c, s, deadline)) != TN_OK) {
+        const char *why = strstr(tn_last_error(), "SCRIPT LOAD: ");
+        if (why != NULL) {
+          char tmp[400];
+          snprintf(tmp, sizeof tmp, "%s", why + 13);
+          tn_error_set(rc, "redis %s:%d: %s %.200s: %s (loading the script)",
+                       c->host, c->port, s->name, nkeys > 0 ? keys[0] : "",
+                       tmp);
+        }
+        break;
+      }
       continue;
     }
     redisReply *r;
-    rc = rd_command(c, 0, &r, argc, argv, lens);
+    rc = eval_once(c, deadline, exp, &r, argc, argv, lens);
     if (rc == TN_OK) {
       *reply = r;
       break;
@@ -466,13 +675,31 @@ int rd_eval(tn_cluster_t *c, rd_script_t *s, redisReply **reply, int nkeys,
       reloaded = true;
       continue;
     }
-    /* "EVALSHA <sha>: why" reads better as "<script> <key>: why". */
+    const char *key = nkeys > 0 ? keys[0] : "";
+    if (rc == TN_EIO && strstr(tn_last_error(), "TUNNEL-LATE") != NULL) {
+      /* Late: the script changed nothing. Past the caller's own deadline
+      ** that is an ordinary timeout. */
+      if (!isinf(deadline) && deadline != RD_NO_EXPIRY &&
+          tn_clock() >= deadline)
+        rc = tn_error_set(TN_ETIMEDOUT, "redis %s:%d: %s %.200s: timed out",
+                          c->host, c->port, s->name, key);
+      else
+        tn_error_set(rc,
+                     "redis %s:%d: %s %.200s: timed out (the server ran it "
+                     "after its deadline: nothing was changed)",
+                     c->host, c->port, s->name, key);
+      break;
+    }
+    /* "EVALSHA: why" reads better as "<script> <key>: why"; our own
+    ** error replies lose their tag. */
     const char *why = strstr(tn_last_error(), "EVALSHA");
     if (why != NULL && (why = strchr(why, ':')) != NULL) {
       char tmp[400];
-      snprintf(tmp, sizeof tmp, "%s", why + 2);
-      tn_error_set(rc, "redis %s:%d: %s %s: %s", c->host, c->port, s->name,
-                   nkeys > 0 ? keys[0] : "", tmp);
+      why += 2;
+      if (strncmp(why, "TUNNEL-CORRUPT ", 15) == 0) why += 15;
+      snprintf(tmp, sizeof tmp, "%s", why);
+      tn_error_set(rc, "redis %s:%d: %s %.200s: %s", c->host, c->port,
+                   s->name, key, tmp);
     }
     break;
   }
@@ -635,8 +862,8 @@ int rd_value_decode(tn_cluster_t *c, const char *what, const char *data,
       free(name);
       break;
     }
-    rc = cluster_intern(url, prefix, c->timeout, false, c->data_only,
-                        &rc_cluster);
+    rc = cluster_for_descriptor(c, url, prefix, &rc_cluster);
+    if (rc == TN_EINVAL) rc = TN_EPROTO; /* not a URL: corrupt */
     if (rc == TN_OK)
       rc = rd_object_get(rc_cluster, (tn_type_t)type, name, &refs[got]);
     free(url);

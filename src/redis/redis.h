@@ -26,14 +26,25 @@
 */
 #define RD_BLOCK_SLICE 5.0
 
+/* The reply timeout of a cluster opened without one (seconds). */
+#define RD_DEFAULT_TIMEOUT 5.0
+
+/*
+** Passed as a script's deadline: the script has none (unlocks and lease
+** renewals, which are right whenever they run). Its reply is still waited
+** for at most the cluster's timeout.
+*/
+#define RD_NO_EXPIRY (-1.0)
+
 struct tn_cluster {
-  char *url;    /* as given */
+  char *url;    /* redis://host:port/db: never the credentials */
   char *host;   /* parsed from the URL */
   int port;
-  char *password; /* NULL: no AUTH */
+  char *user;     /* NULL: AUTH password (the default user) */
+  char *password; /* NULL: no AUTH; percent-decoded */
   int db;
   char *prefix;
-  double timeout; /* <= 0: none */
+  double timeout; /* > 0, finite: each command's reply bound */
   /* trusted = false: every value read gets RD_DATA_ONLY in front. Part of
   ** the intern key, and inherited by the objects a value names, so bytes
   ** read through such a cluster never decode into code. */
@@ -84,13 +95,30 @@ const char *rd_subkey(const rd_object_t *o, const char *suffix, char *buf,
 /*
 ** Run one command on the calling thread's connection to `c` (connecting,
 ** or reconnecting after a failure, first). `block` is how long the
-** command may block on the server (0 for ordinary commands; < 0 forever):
-** the read timeout is raised above it for this command. On TN_OK `*reply`
-** is the reply (freeReplyObject it); an error reply is TN_EIO too. Every
-** failure sets tn_last_error: "redis HOST:PORT: CMD KEY: why".
+** command may block on the server (0 for ordinary commands), `deadline`
+** the calling operation's own (a tn_clock() value; INFINITY: none). The
+** reply is waited for at most the cluster's timeout, and not much past a
+** finite deadline (rd_expiry). On TN_OK `*reply` is the reply
+** (freeReplyObject it); an error reply is TN_EIO too. Every failure sets
+** tn_last_error: "redis HOST:PORT: CMD KEY: why".
 */
-int rd_command(tn_cluster_t *c, double block, redisReply **reply, int argc,
-               const char **argv, const size_t *lens);
+int rd_command(tn_cluster_t *c, double block, double deadline,
+               redisReply **reply, int argc, const char **argv,
+               const size_t *lens);
+
+/*
+** Deadlines of one command sent now, for an operation whose own deadline
+** is `deadline` (INFINITY: none). A script must not act after
+** rd_expiry() (it gets that instant in server time); the client waits
+** for the reply a margin after it, so a script that
+** starts after the client gave up always finds itself late.
+**   no deadline:  expiry = now + timeout - margin, reply by now + timeout
+**   a deadline:   expiry = the deadline, kept within [now + margin,
+**                 now + timeout - margin]; reply by expiry + margin
+** margin = min(0.5 s, timeout / 2).
+*/
+double rd_expiry(const tn_cluster_t *c, double deadline, double now);
+double rd_margin(const tn_cluster_t *c);
 
 /* A server-side script: its source and, once loaded, its SHA1. */
 typedef struct rd_script {
@@ -102,12 +130,35 @@ typedef struct rd_script {
 
 /*
 ** EVALSHA `script` with `nkeys` keys and `nargs` arguments (loading it
-** first, and again after NOSCRIPT when the server restarted). As
-** rd_command otherwise.
+** first, and again after NOSCRIPT when the server restarted), plus one
+** more argument: the script's expiry in server milliseconds
+** (rd_expiry of `deadline`; RD_NO_EXPIRY: none), which RD_PROLOGUE takes
+** off ARGV. A script that starts later changes nothing and replies
+** "TUNNEL-LATE": TN_ETIMEDOUT when `deadline` has passed, else TN_EIO
+** ("... not applied"). As rd_command otherwise.
 */
-int rd_eval(tn_cluster_t *c, rd_script_t *script, redisReply **reply,
-            int nkeys, const char **keys, int nargs, const char **args,
-            const size_t *arglens);
+int rd_eval(tn_cluster_t *c, rd_script_t *script, double deadline,
+            redisReply **reply, int nkeys, const char **keys, int nargs,
+            const char **args, const size_t *arglens);
+
+/*
+** The start of every script: takes the expiry off ARGV, reads the server
+** clock into `now` (milliseconds; TIME before writes needs effects
+** replication, the default since Redis 5 and the only mode in 7), and
+** returns the TUNNEL-LATE error, before any write, if it is past the
+** expiry. Scripts validate what they read before their first write and
+** answer bad stored state with a TUNNEL-CORRUPT error reply, so a failed
+** script has changed nothing (Redis keeps the writes a script made before
+** it failed).
+*/
+#define RD_PROLOGUE                                                         \
+  "local expiry = tonumber(table.remove(ARGV))\n"                           \
+  "if redis.replicate_commands then redis.replicate_commands() end\n"       \
+  "local now_t = redis.call('TIME')\n"                                      \
+  "local now = tonumber(now_t[1]) * 1000 + math.floor(tonumber(now_t[2]) / 1000)\n" \
+  "if expiry >= 0 and now > expiry then return redis.error_reply("          \
+  "'TUNNEL-LATE the server ran the command after its deadline: nothing "   \
+  "was changed') end\n"
 
 /* TN_EPROTO with the message "redis HOST:PORT: WHAT: unexpected reply". */
 int rd_bad_reply(tn_cluster_t *c, const char *what, const redisReply *r);

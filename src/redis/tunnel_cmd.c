@@ -27,17 +27,34 @@ static void usage(void) {
   exit(2);
 }
 
-/* Connect, AUTH and SELECT as the URL says; NULL (with a message) on
-** failure. The URL was checked by tn_cluster_open already. */
+/* s[0..n) percent-decoded into buf (the URL was checked already). */
+static void decode(char *buf, size_t size, const char *s, size_t n) {
+  size_t j = 0;
+  for (size_t i = 0; i < n && j + 1 < size; i++) {
+    unsigned int ch;
+    if (s[i] == '%' && i + 2 < n && sscanf(s + i + 1, "%2x", &ch) == 1) {
+      buf[j++] = (char)ch;
+      i += 2;
+    } else {
+      buf[j++] = s[i];
+    }
+  }
+  buf[j] = '\0';
+}
+
+/* Connect, AUTH ([user] password, percent-decoded) and SELECT as the URL
+** says; NULL (with a message) on failure. The URL was checked by
+** tn_cluster_open already. */
 static redisContext *connect_url(const char *url) {
-  char host[256] = "127.0.0.1", pass[256] = "";
+  char host[256] = "127.0.0.1", pass[256] = "", user[256] = "";
   int port = 6379, db = 0;
   const char *p = url + strlen("redis://");
   const char *at = strrchr(p, '@');
   if (at != NULL) {
     const char *colon = memchr(p, ':', (size_t)(at - p));
     const char *pw = colon != NULL ? colon + 1 : p;
-    snprintf(pass, sizeof pass, "%.*s", (int)(at - pw), pw);
+    if (colon != NULL) decode(user, sizeof user, p, (size_t)(colon - p));
+    decode(pass, sizeof pass, pw, (size_t)(at - pw));
     p = at + 1;
   }
   size_t hl = strcspn(p, ":/");
@@ -53,8 +70,10 @@ static redisContext *connect_url(const char *url) {
     return NULL;
   }
   redisReply *r = NULL;
-  if (pass[0] && ((r = redisCommand(c, "AUTH %s", pass)) == NULL ||
-                  r->type == REDIS_REPLY_ERROR))
+  if (pass[0] &&
+      ((r = user[0] ? redisCommand(c, "AUTH %s %s", user, pass)
+                    : redisCommand(c, "AUTH %s", pass)) == NULL ||
+       r->type == REDIS_REPLY_ERROR))
     goto fail;
   if (r != NULL) freeReplyObject(r);
   r = NULL;

@@ -34,8 +34,27 @@
 
 #include "redis.h"
 
-/* Shared prologue: the meta fields and the token invariant. */
+/*
+** Shared prologue: the deadline (RD_PROLOGUE), then every key and meta
+** field the scripts read is checked before anything is written (a
+** corrupt K:meta or a key of the wrong type is a TUNNEL-CORRUPT error
+** reply and nothing changes), then the token invariant.
+*/
 #define FIX                                                                  \
+  RD_PROLOGUE                                                                \
+  "local kinds = {'list', 'hash', 'list', 'list'}\n"                         \
+  "for i = 1, 4 do\n"                                                        \
+  "  local t = redis.call('TYPE', KEYS[i])['ok']\n"                          \
+  "  if t ~= 'none' and t ~= kinds[i] then return redis.error_reply("       \
+  "'TUNNEL-CORRUPT ' .. KEYS[i] .. ' is a ' .. t .. ', not a ' .. kinds[i] .. ': nothing was changed') end\n" \
+  "end\n"                                                                    \
+  "local m = redis.call('HMGET', KEYS[2], 'hint', 'closed', 'v')\n"          \
+  "local function int(x) return x == false or (#x <= 18 and string.match(x, '^%-?%d+$') ~= nil) end\n" \
+  "if not int(m[1]) or not int(m[3]) or (m[2] ~= false and m[2] ~= '1') then\n" \
+  "  return redis.error_reply('TUNNEL-CORRUPT ' .. KEYS[2] .. ' holds a hint, closed or v field tunnel did not write: nothing was changed')\n" \
+  "end\n"                                                                    \
+  "local function ours(v) return type(v) == 'string' and string.sub(v, 1, 3) == 'TN\\1' end\n" \
+  "local function foreign(i) return redis.error_reply('TUNNEL-CORRUPT the item at ' .. i .. ' of ' .. KEYS[1] .. ' was not written by this tunnel: nothing was changed') end\n" \
   "local function fix(n, hint, closed)\n"                                    \
   "  if n > 0 or closed then\n"                                              \
   "    if redis.call('LLEN', KEYS[3]) == 0 then redis.call('RPUSH', KEYS[3], '1') end\n" \
@@ -46,7 +65,6 @@
   "    else redis.call('DEL', KEYS[4]) end\n"                                \
   "  end\n"                                                                  \
   "end\n"                                                                    \
-  "local m = redis.call('HMGET', KEYS[2], 'hint', 'closed')\n"               \
   "local hint = tonumber(m[1] or '0')\n"                                     \
   "local closed = m[2] ~= false\n"                                           \
   "local n = redis.call('LLEN', KEYS[1])\n"
@@ -68,9 +86,11 @@ static rd_script_t pop_script = {
     "vector.pop",
     FIX "if n == 0 then fix(n, hint, closed) if closed then return {-1} end "
         "return {0} end\n"
-        "local v\n"
-        "if ARGV[1] == '1' then v = redis.call('LPOP', KEYS[1])\n"
-        "else v = redis.call('RPOP', KEYS[1]) end\n"
+        "local at = ARGV[1] == '1' and 0 or -1\n"
+        "local v = redis.call('LINDEX', KEYS[1], at)\n"
+        "if not ours(v) then return foreign(at) end\n"
+        "if at == 0 then redis.call('LPOP', KEYS[1])\n"
+        "else redis.call('RPOP', KEYS[1]) end\n"
         "redis.call('HINCRBY', KEYS[2], 'v', 1)\n"
         "fix(n - 1, hint, closed)\n"
         "return {1, v}\n",
@@ -104,6 +124,7 @@ static rd_script_t remove_script = {
     FIX "local i = tonumber(ARGV[1])\n"
         "if i >= n then return {-3} end\n"
         "local v = redis.call('LINDEX', KEYS[1], i)\n"
+        "if not ours(v) then return foreign(i) end\n"
         "if i == 0 then redis.call('LPOP', KEYS[1])\n"
         "elseif i == n - 1 then redis.call('RPOP', KEYS[1])\n"
         "else redis.call('LSET', KEYS[1], i, ARGV[2])\n"
@@ -146,6 +167,7 @@ static rd_script_t close_script = {
 /* -> {version, {values...}} */
 static rd_script_t snapshot_script = {
     "vector.snapshot",
+    RD_PROLOGUE
     "local v = redis.call('HGET', KEYS[2], 'v') or '0'\n"
     "return {v, redis.call('LRANGE', KEYS[1], 0, -1)}\n",
     "", 0};
@@ -178,8 +200,11 @@ static void vkeys_init(vkeys_t *k, const rd_object_t *o) {
   k->keys[3] = rd_subkey(o, ":space", k->space, sizeof k->space);
 }
 
+/* A call's deadline: TN_TRY (never wait for items or room) is now; the
+** commands it sends still get rd_expiry's minimum to be answered. */
 static double deadline_of(double timeout) {
-  return timeout >= 0 && timeout < 1e9 ? tn_clock() + timeout : INFINITY;
+  if (timeout < 0) return tn_clock();
+  return timeout < 1e9 ? tn_clock() + timeout : INFINITY;
 }
 
 static int bad(rd_object_t *o, rd_script_t *s, redisReply *r) {
@@ -209,19 +234,29 @@ static int wait_token(rd_object_t *o, const char *key, double deadline,
   snprintf(secs, sizeof secs, "%.3f", block);
   const char *argv[] = {front ? "BLPOP" : "BRPOP", key, secs};
   redisReply *r;
-  int rc = rd_command(o->cluster, block, &r, 3, argv, NULL);
+  int rc = rd_command(o->cluster, block, deadline, &r, 3, argv, NULL);
   if (rc == TN_OK) freeReplyObject(r);
   return rc;
 }
 
+/* ARGV: hint -> 1 (the first creator's hint is kept). */
+static rd_script_t create_script = {
+    "vector.create",
+    FIX "if not m[1] then redis.call('HSET', KEYS[2], 'hint', ARGV[1])\n"
+        "  fix(n, tonumber(ARGV[1]), closed) end\n"
+        "return 1\n",
+    "", 0};
+
 int rd_deque_create(rd_object_t *o, size_t hint) {
   if (hint == TN_UNBOUNDED) return TN_OK;
-  char meta[512], h[32];
+  vkeys_t k;
+  vkeys_init(&k, o);
+  char h[32];
   snprintf(h, sizeof h, "%zu", hint);
-  const char *argv[] = {"HSETNX", rd_subkey(o, ":meta", meta, sizeof meta),
-                        "hint", h};
+  const char *args[] = {h};
   redisReply *r;
-  int rc = rd_command(o->cluster, 0, &r, 4, argv, NULL);
+  int rc = rd_eval(o->cluster, &create_script, INFINITY, &r, 4, k.keys, 1,
+                   args, NULL);
   if (rc == TN_OK) freeReplyObject(r);
   return rc;
 }
@@ -239,7 +274,9 @@ int rd_deque_push(tn_deque_t *d, tn_blob_t *b, double timeout, bool front) {
   double deadline = deadline_of(timeout);
   for (;;) {
     redisReply *r;
-    rc = rd_eval(o->cluster, &push_script, &r, 4, k.keys, 2, args, lens);
+    rc = rd_eval(o->cluster, &push_script, deadline, &r, 4, k.keys, 2, args,
+                 lens);
+    if (rc == TN_ETIMEDOUT && timeout < 0) rc = TN_EAGAIN;
     if (rc != TN_OK) break;
     if (r->type != REDIS_REPLY_INTEGER) {
       rc = bad(o, &push_script, r);
@@ -269,6 +306,32 @@ int rd_deque_push(tn_deque_t *d, tn_blob_t *b, double timeout, bool front) {
   return rc;
 }
 
+/* ARGV: value, front -> 1: a popped value put back at its end (past the
+** hint and the close: it was in the vector). */
+static rd_script_t unpop_script = {
+    "vector.unpop",
+    FIX "if ARGV[2] == '1' then redis.call('LPUSH', KEYS[1], ARGV[1])\n"
+        "else redis.call('RPUSH', KEYS[1], ARGV[1]) end\n"
+        "redis.call('HINCRBY', KEYS[2], 'v', 1)\n"
+        "fix(n + 1, hint, closed)\n"
+        "return 1\n",
+    "", 0};
+
+/* Put back a popped value the caller cannot take; keeps tn_last_error
+** (the reason the pop failed). */
+static void unpop(rd_object_t *o, vkeys_t *k, const redisReply *v,
+                  bool front, int why) {
+  char saved[512];
+  snprintf(saved, sizeof saved, "%s", tn_last_error());
+  const char *args[] = {v->str, front ? "1" : "0"};
+  size_t lens[] = {v->len, 1};
+  redisReply *r;
+  if (rd_eval(o->cluster, &unpop_script, INFINITY, &r, 4, k->keys, 2, args,
+              lens) == TN_OK)
+    freeReplyObject(r);
+  tn_error_set(why, "%s", saved);
+}
+
 int rd_deque_pop(tn_deque_t *d, tn_blob_t **out, double timeout, bool front) {
   rd_object_t *o = RD(d);
   vkeys_t k;
@@ -277,7 +340,9 @@ int rd_deque_pop(tn_deque_t *d, tn_blob_t **out, double timeout, bool front) {
   double deadline = deadline_of(timeout);
   for (;;) {
     redisReply *r;
-    int rc = rd_eval(o->cluster, &pop_script, &r, 4, k.keys, 1, args, NULL);
+    int rc = rd_eval(o->cluster, &pop_script, deadline, &r, 4, k.keys, 1,
+                     args, NULL);
+    if (rc == TN_ETIMEDOUT && timeout < 0) rc = TN_EAGAIN;
     if (rc != TN_OK) return rc;
     if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
         r->element[0]->type != REDIS_REPLY_INTEGER)
@@ -285,9 +350,11 @@ int rd_deque_pop(tn_deque_t *d, tn_blob_t **out, double timeout, bool front) {
     long long res = r->element[0]->integer;
     if (res == 1 && r->elements == 2) {
       rc = decode(o, "vector.pop", r->element[1], out);
+      /* The script let only values with our header go; one whose body is
+      ** corrupt (or needs memory we lack) goes back where it was. */
+      if (rc != TN_OK && r->element[1]->type == REDIS_REPLY_STRING)
+        unpop(o, &k, r->element[1], front, rc);
       freeReplyObject(r);
-      /* The value is off the server: if it cannot be decoded it is lost,
-      ** and the caller hears why. */
       return rc;
     }
     freeReplyObject(r);
@@ -316,7 +383,7 @@ int rd_deque_insert(tn_deque_t *d, size_t index, tn_blob_t *b,
   const char *args[] = {idx, val};
   size_t lens[] = {strlen(idx), len};
   redisReply *r;
-  rc = rd_eval(o->cluster, &insert_script, &r, 4, k.keys, 2, args, lens);
+  rc = rd_eval(o->cluster, &insert_script, INFINITY, &r, 4, k.keys, 2, args, lens);
   free(val);
   if (rc != TN_OK) return rc;
   if (r->type != REDIS_REPLY_INTEGER) return bad(o, &insert_script, r);
@@ -343,7 +410,7 @@ int rd_deque_remove(tn_deque_t *d, size_t index, tn_blob_t **out,
   const char *args[] = {idx, tombstone};
   size_t lens[] = {strlen(idx), sizeof tombstone - 1};
   redisReply *r;
-  int rc = rd_eval(o->cluster, &remove_script, &r, 4, k.keys, 2, args, lens);
+  int rc = rd_eval(o->cluster, &remove_script, INFINITY, &r, 4, k.keys, 2, args, lens);
   if (rc != TN_OK) return rc;
   if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
       r->element[0]->type != REDIS_REPLY_INTEGER)
@@ -366,7 +433,7 @@ int rd_deque_get(tn_deque_t *d, size_t index, tn_blob_t **out,
   snprintf(idx, sizeof idx, "%zu", index);
   const char *argv[] = {"LINDEX", o->key, idx};
   redisReply *r;
-  int rc = rd_command(o->cluster, 0, &r, 3, argv, NULL);
+  int rc = rd_command(o->cluster, 0, INFINITY, &r, 3, argv, NULL);
   if (rc != TN_OK) return rc;
   if (r->type == REDIS_REPLY_NIL) {
     freeReplyObject(r);
@@ -393,7 +460,7 @@ int rd_deque_set(tn_deque_t *d, size_t index, tn_blob_t *b, tn_blob_t **old,
   const char *args[] = {idx, val, rd_nil_value};
   size_t lens[] = {strlen(idx), len, sizeof rd_nil_value};
   redisReply *r;
-  rc = rd_eval(o->cluster, &set_script, &r, 4, k.keys, 3, args, lens);
+  rc = rd_eval(o->cluster, &set_script, INFINITY, &r, 4, k.keys, 3, args, lens);
   free(val);
   if (rc != TN_OK) return rc;
   if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
@@ -420,7 +487,8 @@ static long long simple_int(rd_object_t *o, const char *cmd, const char *key,
                             const char *field) {
   const char *argv[] = {cmd, key, field};
   redisReply *r;
-  int rc = rd_command(o->cluster, 0, &r, field != NULL ? 3 : 2, argv, NULL);
+  int rc = rd_command(o->cluster, 0, INFINITY, &r, field != NULL ? 3 : 2,
+                      argv, NULL);
   if (rc != TN_OK) {
     tn_error_pend(rc); /* for tn_error_take */
     return 0;
@@ -453,7 +521,7 @@ void rd_deque_close(tn_deque_t *d) {
   vkeys_t k;
   vkeys_init(&k, o);
   redisReply *r;
-  int rc = rd_eval(o->cluster, &close_script, &r, 4, k.keys, 0, NULL, NULL);
+  int rc = rd_eval(o->cluster, &close_script, INFINITY, &r, 4, k.keys, 0, NULL, NULL);
   if (rc == TN_OK)
     freeReplyObject(r);
   else
@@ -474,7 +542,7 @@ int rd_deque_snapshot(tn_deque_t *d, tn_blob_t ***items, size_t *n,
   vkeys_t k;
   vkeys_init(&k, o);
   redisReply *r;
-  int rc = rd_eval(o->cluster, &snapshot_script, &r, 2, k.keys, 0, NULL, NULL);
+  int rc = rd_eval(o->cluster, &snapshot_script, INFINITY, &r, 2, k.keys, 0, NULL, NULL);
   if (rc != TN_OK) return rc;
   if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
       r->element[0]->type != REDIS_REPLY_STRING ||
@@ -529,7 +597,7 @@ int rd_deque_replace(tn_deque_t *d, tn_blob_t **items, size_t n,
   }
   redisReply *r = NULL;
   if (rc == TN_OK)
-    rc = rd_eval(o->cluster, &replace_script, &r, 4, k.keys, (int)n + 1, args,
+    rc = rd_eval(o->cluster, &replace_script, INFINITY, &r, 4, k.keys, (int)n + 1, args,
                  lens);
   if (vals != NULL)
     for (size_t i = 0; i < n; i++) free(vals[i]);
