@@ -638,6 +638,38 @@ for _, B in ipairs(BACKENDS) do
         assert.are.equal(2, h:read('k', function(v) return v end))
       end)
 
+      if B.name == 'local' then -- a cluster's callback lock does not gate the server
+        it('gives an iterator that yields nothing and nil from iteratorAsync beside a write', function()
+          local h = B.Hash()
+          h:set('k', 1)
+          local entered, release = tunnel.Counter(), tunnel.Counter()
+          local b = tunnel.Block(1)
+          b:add(h, entered, release)
+          b:run(function(hash, inside, go)
+            return hash:write('k', function(v)
+              inside:increase()
+              local deadline = tunnel.clock() + 10
+              while go:get() == 0 and tunnel.clock() < deadline do tunnel.sleep(0.001) end
+              return v + 1
+            end)
+          end)
+          local deadline = tunnel.clock() + 10
+          while entered:get() == 0 and tunnel.clock() < deadline do tunnel.sleep(0.001) end
+          assert.are.equal(1, entered:get())
+          local iter, status = h:iteratorAsync()
+          release:increase()
+          local result, ok = b:synchronize()
+          b:terminate()
+          assert.is_true(ok[1], tostring(result[1][1]))
+          assert.is_nil(status)
+          assert.are.equal('function', type(iter))
+          local n = 0
+          for _ in iter do n = n + 1 end
+          assert.are.equal(0, n)
+          assert.are.equal(2, h:get('k'))
+        end)
+      end
+
       it('keeps a Hash alive in a thread after the main thread drops it', function()
         local h = B.Hash()
         local out = tunnel.Vector()

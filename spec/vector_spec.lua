@@ -674,6 +674,39 @@ for _, B in ipairs(BACKENDS) do
     end)
 
     describe('across threads', function()
+      if B.name == 'local' then -- a cluster's callback lock does not gate the server
+        it('gives an iterator that yields nothing and false from iteratorAsync beside a write', function()
+          local v = vector_of('a', 'b')
+          local entered, release = tunnel.Counter(), tunnel.Counter()
+          local b = tunnel.Block(1)
+          b:add(v, entered, release)
+          b:run(function(vector, inside, go)
+            return vector:write(1, function(x)
+              inside:increase()
+              local deadline = tunnel.clock() + 10
+              while go:get() == 0 and tunnel.clock() < deadline do tunnel.sleep(0.001) end
+              return x .. '!'
+            end)
+          end)
+          local deadline = tunnel.clock() + 10
+          while entered:get() == 0 and tunnel.clock() < deadline do tunnel.sleep(0.001) end
+          assert.are.equal(1, entered:get())
+          local iter, status = v:iteratorAsync()
+          local set_results = select('#', v:setAsync(1, 'lost'))
+          release:increase()
+          local result, ok = b:synchronize()
+          b:terminate()
+          assert.is_true(ok[1], tostring(result[1][1]))
+          assert.is_false(status)
+          assert.are.equal('function', type(iter))
+          local n = 0
+          for _ in iter do n = n + 1 end
+          assert.are.equal(0, n)
+          assert.are.equal(2, set_results) -- nil, nil: the original's setAsync
+          assert.are.same({'a!', 'b', n = 2}, contents(v))
+        end)
+      end
+
       it('wakes a pop waiting on an empty vector when a set grows it', function()
         -- (the original's set never signalled: its count of new slots was 0)
         local v = B.Vector()
