@@ -94,9 +94,8 @@ function joe:counterTest()
       end
    end
    -- write: the value the callback returned is the new value.
-   -- FAILS NOW (often on lua5.4): Counter:write is not yet atomic with
-   -- respect to increase/decrease, which land between the callback and the
-   -- store, so write returns the callback's value plus their steps.
+   -- (Before e5fbce9 this failed: increases landed between the callback and
+   -- the store.)
    local these = support.lines(lines, 'sync_write')
    assert.are.equal(120, #these)
    for _, line in ipairs(these) do
