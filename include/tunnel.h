@@ -226,7 +226,12 @@ size_t tn_deque_size(tn_deque_t *d);
 size_t tn_deque_size_hint(const tn_deque_t *d);
 
 /* Close: pushes and inserts fail with TN_ECLOSED from now on, pops drain
-** what is left, and every waiter wakes. Idempotent. */
+** what is left, and every waiter wakes. Idempotent. It waits while another
+** thread's callback holds the deque: tn_deque_close_timed returns TN_OK,
+** TN_EAGAIN (TN_TRY), TN_ETIMEDOUT or TN_EDEADLK (from the deque's own
+** read callback); tn_deque_close waits as long as it takes and keeps a
+** failure for tn_error_take(). */
+int tn_deque_close_timed(tn_deque_t *d, double timeout);
 void tn_deque_close(tn_deque_t *d);
 int tn_deque_is_closed(tn_deque_t *d);
 

@@ -49,6 +49,8 @@ describe('callbacks (local)', function()
     assert.is_nil((v:getAsync(1)))
     assert.is_nil((v:pushBackAsync(2)))
     assert.is_nil((v:popFrontAsync()))
+    assert.is_nil((v:closeAsync()))
+    assert.is_false(v:isClosed())
     -- a sync set from another thread waits for the callback
     local setter = tunnel.Block(1)
     setter:add(v)

@@ -11,7 +11,7 @@
 /* ---- an operation on another thread ---------------------------------------- */
 
 typedef enum op_kind {
-  OP_PUSH, OP_POP, OP_GET, OP_SET, OP_SNAPSHOT, OP_CLOSE,
+  OP_PUSH, OP_POP, OP_GET, OP_SET, OP_SNAPSHOT, OP_CLOSE, OP_CLOSE_TRY,
   OP_MAP_GET, OP_MAP_SET, OP_MAP_SNAPSHOT,
   OP_ADD, OP_COUNTER_GET, OP_COUNTER_SET
 } op_kind_t;
@@ -62,6 +62,8 @@ static int run_op(tn_object_t *o, op_kind_t kind, double timeout, long v) {
   case OP_CLOSE:
     tn_deque_close(d);
     return tn_error_take();
+  case OP_CLOSE_TRY:
+    return tn_deque_close_timed(d, TN_TRY);
   case OP_MAP_GET:
     rc = tn_map_get(m, "k", 1, &b, timeout);
     tn_blob_release(b);
@@ -134,6 +136,8 @@ TEST(gate_deque_write,
   check_shut(o, OP_GET);
   check_shut(o, OP_SET);
   check_shut(o, OP_SNAPSHOT);
+  CHECK_RC(elsewhere(o, OP_CLOSE_TRY, 0), TN_EAGAIN);
+  CHECK(!tn_deque_is_closed(d));
   CHECK_RC(run_op(o, OP_GET, TN_TRY, 0), TN_OK);
   CHECK_RC(run_op(o, OP_SET, TN_TRY, 5), TN_OK);
   CHECK_RC(run_op(o, OP_PUSH, TN_TRY, 6), TN_OK);

@@ -276,22 +276,25 @@ size_t tn_deque_size_hint(const tn_deque_t *d) {
 
 /* Close under both locks, so that every operation sees it or finished
 ** before; then wake every sleeper: pushers to fail, poppers to drain. */
-void tn_deque_close(tn_deque_t *d) {
+int tn_deque_close_timed(tn_deque_t *d, double timeout) {
   if (TN_REMOTE(d)) {
     TN_BACKEND(d)->deque_close(d);
-    return;
+    return tn_error_take();
   }
-  int rc = lock_both_gated(d, TN_FOREVER, true);
-  if (rc != TN_OK) { /* TN_EDEADLK: from a read callback of this deque */
-    tn_error_pend(rc);
-    return;
-  }
+  int rc = lock_both_gated(d, timeout, true);
+  if (rc != TN_OK) return rc;
   atomic_store(&d->closed, true);
   unlock_both(d);
   pthread_mutex_lock(&d->wait);
   pthread_cond_broadcast(&d->not_empty);
   pthread_cond_broadcast(&d->not_full);
   pthread_mutex_unlock(&d->wait);
+  return TN_OK;
+}
+
+void tn_deque_close(tn_deque_t *d) {
+  int rc = tn_deque_close_timed(d, TN_FOREVER);
+  if (rc != TN_OK) tn_error_pend(rc);
 }
 
 int tn_deque_is_closed(tn_deque_t *d) {

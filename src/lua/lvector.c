@@ -320,19 +320,25 @@ static int l_vector_sizeasync(lua_State *L) {
   return 1;
 }
 
-/* close() and isClosed() take the deque's mutex only for an instant: their
-** Async twins are the same calls. */
-static int vector_close(lua_State *L, const char *method) {
-  tn_deque_close(check_vector(L, method));
-  tn_l_checkpending(L, method);
+/* close() -> true; it waits while another thread's callback holds the
+** vector, closeAsync() gives nil then. isClosed() never waits. */
+static int vector_close(lua_State *L, const char *method, double timeout) {
+  int rc = tn_deque_close_timed(check_vector(L, method), timeout);
+  if (tn_l_waited(rc)) {
+    lua_pushnil(L);
+    return 1;
+  }
+  if (rc != TN_OK) return tn_l_coreerror(L, method, rc);
   lua_pushboolean(L, 1);
   return 1;
 }
 
-static int l_vector_close(lua_State *L) { return vector_close(L, M("close")); }
+static int l_vector_close(lua_State *L) {
+  return vector_close(L, M("close"), TN_FOREVER);
+}
 
 static int l_vector_closeasync(lua_State *L) {
-  return vector_close(L, M("closeAsync"));
+  return vector_close(L, M("closeAsync"), TN_TRY);
 }
 
 static int vector_isclosed(lua_State *L, const char *method) {
