@@ -50,6 +50,8 @@ describe('callbacks (local)', function()
     assert.is_nil((v:pushBackAsync(2)))
     assert.is_nil((v:popFrontAsync()))
     assert.is_nil((v:closeAsync()))
+    -- a busy writeAsync: nil, nil (status, new value), as in the original
+    assert.are.equal(2, select('#', v:writeAsync(1, function() return 0 end)))
     assert.is_false(v:isClosed())
     -- a sync set from another thread waits for the callback
     local setter = tunnel.Block(1)

@@ -156,7 +156,8 @@ static int hash_callback(lua_State *L, const char *method, int write,
   tn_l_slot_t slot = {hash_slot_get, hash_slot_set, m, k.data, k.len};
   int n;
   int rc = tn_l_callback(L, TN_OBJECT(m), &slot, write, timeout, method, &n);
-  if (tn_l_waited(rc)) return tn_l_pushnils(L, 1);
+  if (tn_l_waited(rc)) /* status, new value */
+    return tn_l_pushnils(L, write ? 2 : 1);
   if (rc != TN_OK) return tn_l_coreerror(L, method, rc);
   if (!write) return n;
   lua_pushboolean(L, 1);

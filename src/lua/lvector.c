@@ -389,7 +389,8 @@ static int vector_callback(lua_State *L, const char *method, int write,
   tn_l_slot_t slot = {vector_slot_get, vector_slot_set, d, NULL, index};
   int n;
   int rc = tn_l_callback(L, TN_OBJECT(d), &slot, write, timeout, method, &n);
-  if (tn_l_waited(rc)) return tn_l_pushnils(L, 1);
+  if (tn_l_waited(rc)) /* status, new value */
+    return tn_l_pushnils(L, write ? 2 : 1);
   if (rc == TN_ECLOSED) return closed_error(L, method);
   if (rc != TN_OK) return tn_l_coreerror(L, method, rc);
   if (!write) return n;
