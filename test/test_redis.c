@@ -8,6 +8,7 @@
 ** Each test uses names of its own (pid and a counter), so runs never see
 ** each other's keys.
 */
+#include <hiredis/hiredis.h>
 #include <math.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -258,4 +259,88 @@ TEST(redis_cell_lock, "the write lock of a cluster cell loses no update "
   CHECK_RC(tn_object_write_lock(TN_OBJECT(cell), 0), TN_OK);
   tn_object_write_unlock(TN_OBJECT(cell));
   tn_object_release(TN_OBJECT(cell));
+}
+
+/* A raw connection to the test server, for what tunnel would never write. */
+static redisContext *raw(void) {
+  const char *url = getenv("TUNNEL_REDIS_URL");
+  const char *port = strrchr(url, ':');
+  redisContext *r = redisConnect("127.0.0.1", port != NULL ? atoi(port + 1)
+                                                           : 6379);
+  if (r == NULL || r->err) {
+    test_fail(__FILE__, __LINE__, "redisConnect failed");
+    if (r != NULL) redisFree(r);
+    return NULL;
+  }
+  return r;
+}
+
+static void raw_do(redisContext *r, const char *fmt, const char *a,
+                   const char *b, const char *c) {
+  redisReply *x = redisCommand(r, fmt, a, b, c);
+  if (x != NULL) freeReplyObject(x);
+}
+
+TEST(redis_corrupt_meta, "a script that finds a corrupt K:meta or a foreign "
+                         "item changes nothing (issue 11, 4)") {
+  tn_cluster_t *c = cluster();
+  if (c == NULL) return;
+  redisContext *r = raw();
+  if (r == NULL) return;
+  char name[128], key[256];
+  snprintf(name, sizeof name, "%s", fresh("corrupt"));
+  snprintf(key, sizeof key, "tunnel-ctest:%s:meta", name);
+  tn_deque_t *d;
+  CHECK_RC(tn_cluster_deque(c, name, 10, &d), TN_OK);
+  for (long i = 1; i <= 3; i++)
+    CHECK_RC(tn_deque_push_back(d, blob_long(i), TN_FOREVER), TN_OK);
+  raw_do(r, "HSET %s %s %s", key, "v", "garbage");
+  tn_blob_t *b = NULL;
+  CHECK_RC(tn_deque_pop_front(d, &b, 0), TN_EIO);
+  CHECK(strstr(tn_last_error(), "nothing was changed") != NULL);
+  b = blob_long(4);
+  CHECK_RC(tn_deque_push_back(d, b, 0), TN_EIO);
+  tn_blob_release(b);
+  CHECK_INT(tn_deque_size(d), 3);
+  raw_do(r, "HDEL %s %s%s", key, "v", "");
+  snprintf(key, sizeof key, "tunnel-ctest:%s", name);
+  raw_do(r, "LPUSH %s %s%s", key, "not-tunnel", "");
+  CHECK_RC(tn_deque_pop_front(d, &b, 0), TN_EIO);
+  CHECK(strstr(tn_last_error(), "not written by this tunnel") != NULL);
+  CHECK_INT(tn_deque_size(d), 4);
+  CHECK_RC(tn_deque_pop_back(d, &b, 0), TN_OK);
+  CHECK_INT(long_of(b), 3);
+  tn_blob_release(b);
+  CHECK_INT(tn_error_take(), TN_OK);
+  tn_object_release(TN_OBJECT(d));
+  redisFree(r);
+}
+
+TEST(redis_url_credentials, "the cluster's URL holds no credentials, they "
+                            "are percent-decoded, and the timeout is finite "
+                            "by default (issue 11, 9 and 12)") {
+  tn_cluster_t *c = cluster();
+  if (c == NULL) return;
+  redisContext *r = raw();
+  if (r == NULL) return;
+  char user[128];
+  snprintf(user, sizeof user, "%s", fresh("user"));
+  raw_do(r, "ACL SETUSER %s on >p@ss:w%s ~* &* +@all%s", user, "", "");
+  const char *url = getenv("TUNNEL_REDIS_URL"); /* redis://host:port/db */
+  char secret[512];
+  snprintf(secret, sizeof secret, "redis://%s:p%%40ss%%3Aw@%s", user,
+           url + strlen("redis://"));
+  tn_cluster_t *s;
+  CHECK_RC(tn_cluster_open(secret, "tunnel-ctest:", TN_FOREVER, &s), TN_OK);
+  CHECK(strstr(tn_cluster_url(s), "ss") == NULL);
+  CHECK(strstr(tn_cluster_url(s), user) == NULL);
+  CHECK(strcmp(tn_cluster_url(s), url) == 0);
+  CHECK(tn_cluster_timeout(s) == 5);
+  /* A bad escape is refused; the message does not echo the password. */
+  CHECK_RC(tn_cluster_open("redis://u:hunter2%zz@127.0.0.1:1/0", NULL, 1, &s),
+           TN_EINVAL);
+  CHECK(strstr(tn_last_error(), "hunter2") == NULL);
+  CHECK(strstr(tn_last_error(), "percent") != NULL);
+  raw_do(r, "ACL DELUSER %s%s%s", user, "", "");
+  redisFree(r);
 }
