@@ -10,14 +10,16 @@ local C = backends[2]
 local unpack = table.unpack or unpack
 local describe_cluster = C and describe or pending
 
--- Run a Lua program in another process with the module of this build.
-local function spawn(code)
+-- Run a Lua program in another process with the module of this build,
+-- killed after `limit` seconds (default 60).
+local function spawn(code, limit)
   local lua = os.getenv('TUNNEL_LUA') or 'lua5.4'
   local name = os.tmpname()
   local f = assert(io.open(name, 'w'))
   f:write(code)
   f:close()
-  return assert(io.popen(lua .. ' ' .. name .. ' 2>&1; rm -f ' .. name))
+  return assert(io.popen(('timeout %d %s %s 2>&1; rm -f %s')
+    :format(limit or 60, lua, name, name)))
 end
 
 -- redis-cli on the spec server: each argument single-quoted; bounded.
@@ -210,7 +212,7 @@ describe_cluster('tunnel.Cluster', function()
         out[#out + 1] = a:read(function(d) return d.n end)
       end
       io.write(table.concat(out, ' '))
-    ]]):format(url, ('%q, '):rep(#names):format(unpack(names))))
+    ]]):format(url, ('%q, '):rep(#names):format(unpack(names))), 20)
     local out = p:read('*a')
     p:close()
     assert.are.equal(('1 '):rep(#names):sub(1, -2), out)
