@@ -12,7 +12,7 @@
 ** - A cluster Atomic's data is a copy: each callback gets it decoded from
 **   the server, and write stores it back (plain tables travel by value).
 ** - The Cluster value cannot be sent to other threads; send the objects
-**   (or the URL) instead.
+**   (or the URL with its credentials: cluster.url has none) instead.
 ** - trusted = false makes a distinct cluster (and distinct objects: not ==
 **   to those of a trusted Cluster of the same URL and prefix) whose every
 **   value decodes as data only (src/lua/codec.h, TN_DECODE_DATA); objects
