@@ -114,6 +114,26 @@ tn_type_t tn_object_type(const tn_object_t *o);
 int tn_object_is_remote(const tn_object_t *o);
 
 /*
+** Free the in-process structures that only reference cycles keep alive
+** (a deque holding a blob that refers to the deque itself; two maps
+** holding each other; any cycle through deques, maps and cells). Counting
+** frees everything else; a program that makes cycles calls this now and
+** then. An object is freed only when every reference to it comes from the
+** garbage itself: one that a thread, a Lua box or a blob outside the cycle
+** holds is never touched, nor is anything it reaches. Safe from any thread
+** while others work; one collection runs at a time. It stops every
+** structure operation of the process while it looks (time proportional to
+** the objects, blobs and references there are), then empties the garbage
+** and releases it. `*freed` (if not NULL) receives the number of objects
+** freed (counters, printers and remote objects freed along with them are
+** not counted). TN_OK; TN_EAGAIN when objects stayed locked or references
+** moved during each of its attempts (nothing freed: call again); TN_ENOMEM.
+** Not from inside a read/write callback of an object another thread
+** may wait on (it waits for no callback lock, but stops all structures).
+*/
+int tn_collect(size_t *freed);
+
+/*
 ** The callback lock of an object: a reader-writer lock that user-level
 ** read/write callbacks take (the Lua `read`/`write` methods). Many readers
 ** or one writer; a waiting writer holds off new readers.

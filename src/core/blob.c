@@ -38,6 +38,7 @@ struct tn_blob {
   tn_object_t **objects;   /* points into this allocation */
   unsigned char *bytes;    /* points into this allocation */
   bool pooled;             /* a chunk of the pool, not a malloc */
+  atomic_bool touched;     /* retained while a collection ran (collect.c) */
 };
 
 /* ---- the pool of small chunks ------------------------------------------- */
@@ -145,6 +146,7 @@ tn_blob_t *tn_blob_new(const void *data, size_t len, tn_object_t *const *refs,
   if (b == NULL) return NULL;
   atomic_init(&b->refs, 1);
   b->pooled = pooled;
+  atomic_init(&b->touched, false);
   b->size = len;
   b->nrefs = nrefs;
   b->objects = (tn_object_t **)(b + 1);
@@ -155,11 +157,20 @@ tn_blob_t *tn_blob_new(const void *data, size_t len, tn_object_t *const *refs,
   return b;
 }
 
+/* As tn_object_retain: seq_cst, then the collector's mark (collect.c). */
 tn_blob_t *tn_blob_retain(tn_blob_t *b) {
-  if (b != NULL) atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);
+  if (b != NULL) {
+    atomic_fetch_add_explicit(&b->refs, 1, memory_order_seq_cst);
+    if (__builtin_expect(atomic_load(&tn_gc_running) != 0, 0))
+      atomic_store(&b->touched, true);
+  }
   return b;
 }
 
+/*
+** No recursion here: the objects a dying blob releases are destroyed by
+** the outermost release of the thread (object.c), not inside this call.
+*/
 void tn_blob_release(tn_blob_t *b) {
   if (b == NULL) return;
   /* acq_rel rather than release + an acquire fence: the same guarantee
@@ -187,3 +198,7 @@ void tn_blob_array_free(tn_blob_t **items, size_t n) {
   for (size_t i = 0; i < n; i++) tn_blob_release(items[i]);
   tn_free(items);
 }
+
+long tn_blob_refs_now(tn_blob_t *b) { return atomic_load(&b->refs); }
+void tn_blob_touch_clear(tn_blob_t *b) { atomic_store(&b->touched, false); }
+bool tn_blob_touched(tn_blob_t *b) { return atomic_load(&b->touched); }

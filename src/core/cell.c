@@ -29,6 +29,33 @@ static void cell_destroy(tn_object_t *o) {
   tn_free(c);
 }
 
+/* ---- the cycle collector's hooks (internal.h, collect.c) ---------------- */
+
+static bool cell_gc_trylock(tn_object_t *o) {
+  return pthread_mutex_trylock(&((tn_cell_t *)o)->mutex) == 0;
+}
+
+static void cell_gc_unlock(tn_object_t *o) {
+  pthread_mutex_unlock(&((tn_cell_t *)o)->mutex);
+}
+
+static void cell_gc_children(tn_object_t *o, tn_visit_fn visit, void *arg) {
+  tn_cell_t *c = (tn_cell_t *)o;
+  if (c->value != NULL) visit(c->value, arg);
+}
+
+static void cell_gc_clear(tn_object_t *o) {
+  tn_cell_t *c = (tn_cell_t *)o;
+  pthread_mutex_lock(&c->mutex);
+  tn_blob_t *b = c->value;
+  c->value = NULL;
+  pthread_mutex_unlock(&c->mutex);
+  tn_blob_release(b);
+}
+
+static const tn_gc_ops_t cell_gc = {cell_gc_trylock, cell_gc_unlock,
+                                    cell_gc_children, cell_gc_clear};
+
 /*
 ** A cell holding `b` (its reference taken on TN_OK, left with the caller
 ** otherwise). TN_EINVAL for a type other than TN_TYPE_SHARE or
@@ -41,6 +68,7 @@ int tn_cell_new(tn_type_t type, tn_blob_t *b, tn_cell_t **out) {
   tn_object_init(&c->object, type, cell_destroy);
   tn_mutex_init(&c->mutex);
   c->value = b;
+  tn_gc_register(&c->object, &cell_gc);
   *out = c;
   return TN_OK;
 }

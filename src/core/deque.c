@@ -225,6 +225,38 @@ static void deque_destroy(tn_object_t *o) {
   tn_free(d);
 }
 
+/* ---- the cycle collector's hooks (internal.h, collect.c) ---------------- */
+
+static bool deque_gc_trylock(tn_object_t *o) {
+  return lock_both((tn_deque_t *)o, TN_TRY) == TN_OK;
+}
+
+static void deque_gc_unlock(tn_object_t *o) { unlock_both((tn_deque_t *)o); }
+
+static void deque_gc_children(tn_object_t *o, tn_visit_fn visit, void *arg) {
+  tn_deque_t *d = (tn_deque_t *)o;
+  size_t n = size_of(d);
+  for (size_t i = 0; i < n; i++)
+    if (*slot(d, i) != NULL) visit(*slot(d, i), arg);
+}
+
+/* Unreachable: no one else will look at the slots once the size is 0. */
+static void deque_gc_clear(tn_object_t *o) {
+  tn_deque_t *d = (tn_deque_t *)o;
+  lock_both(d, TN_FOREVER);
+  size_t n = size_of(d);
+  ring_changed(d, 0);
+  unlock_both(d);
+  for (size_t i = 0; i < n; i++) {
+    tn_blob_t *b = *slot(d, i);
+    *slot(d, i) = NULL;
+    tn_blob_release(b);
+  }
+}
+
+static const tn_gc_ops_t deque_gc = {deque_gc_trylock, deque_gc_unlock,
+                                     deque_gc_children, deque_gc_clear};
+
 /*
 ** A new, empty deque with one reference. TN_EINVAL for a zero hint,
 ** TN_ENOMEM (nothing allocated) when memory runs out.
@@ -260,6 +292,7 @@ int tn_deque_new_as(tn_type_t type, size_t size_hint, tn_deque_t **out) {
   tn_mutex_init(&d->wait);
   tn_cond_init(&d->not_empty);
   tn_cond_init(&d->not_full);
+  tn_gc_register(&d->object, &deque_gc);
   *out = d;
   return TN_OK;
 }

@@ -144,6 +144,26 @@ enum {
   TN_GATE_WRITE = 2  /* a write callback: every operation waits */
 };
 
+/*
+** The cycle collector's view of a structure that holds blobs (collect.c):
+** every in-process deque, map and cell registers itself with one of these
+** (counters, printers and remote objects hold no blobs: no cycle can pass
+** through them). The collector calls trylock, then children, then unlock;
+** clear only on an object it proved unreachable.
+*/
+typedef void (*tn_visit_fn)(tn_blob_t *b, void *arg);
+typedef struct tn_gc_ops {
+  /* Take every structure mutex without waiting: true with all of them
+  ** held, false with none. */
+  bool (*trylock)(tn_object_t *o);
+  void (*unlock)(tn_object_t *o);
+  /* visit(b) for every non-NULL blob held, once per slot (mutexes held). */
+  void (*children)(tn_object_t *o, tn_visit_fn visit, void *arg);
+  /* Empty the structure, releasing every blob it held (no mutex held by
+  ** the caller; the object is unreachable, the collector holds it). */
+  void (*clear)(tn_object_t *o);
+} tn_gc_ops_t;
+
 struct tn_object {
   atomic_long refs;
   tn_type_t type;
@@ -159,7 +179,34 @@ struct tn_object {
   void (*quiesce)(tn_object_t *o, int gate);
   atomic_int gate;                 /* TN_GATE_*, in-process objects only */
   tn_rwlock_t callback_lock;       /* in-process objects only */
+  /* Release and collection (object.c, collect.c). */
+  tn_object_t *dead_next;          /* this thread's objects to destroy */
+  const tn_gc_ops_t *gc;           /* NULL: not registered (no blobs) */
+  tn_object_t *gc_next, *gc_prev;  /* the registry (under its mutex) */
+  size_t gc_index;                 /* during a collection: its node */
+  unsigned gc_epoch;               /* == the collection's: gc_index valid */
+  atomic_bool gc_touched;          /* retained while a collection runs */
 };
+
+/*
+** Nonzero while a collection runs: every retain then marks what it
+** retained (gc_touched), so the collector sees a reference that moved
+** while it counted (collect.c explains why that is enough).
+*/
+extern atomic_int tn_gc_running;
+
+/* Join / leave the registry of structures that hold blobs (collect.c).
+** Register a structure once it is fully built (the collector may look at
+** it at once); unregister happens in the release, before destroy. */
+void tn_gc_register(tn_object_t *o, const tn_gc_ops_t *ops);
+void tn_gc_unregister(tn_object_t *o);
+/* How many structures are registered (for the tests). */
+size_t tn_gc_registered(void);
+
+/* What the collector reads of a blob (blob.c keeps the struct private). */
+long tn_blob_refs_now(tn_blob_t *b);      /* seq_cst load */
+void tn_blob_touch_clear(tn_blob_t *b);
+bool tn_blob_touched(tn_blob_t *b);
 
 /*
 ** Under the structure's mutex (or with the counter's word): TN_OK when an

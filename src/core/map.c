@@ -208,6 +208,64 @@ static void map_destroy(tn_object_t *o) {
   tn_free(block);
 }
 
+/* ---- the cycle collector's hooks (internal.h, collect.c) ---------------- */
+
+static bool map_gc_trylock(tn_object_t *o) {
+  tn_map_t *m = (tn_map_t *)o;
+  for (int i = 0; i < TN_MAP_SHARDS; i++)
+    if (pthread_mutex_trylock(&m->shards[i].mutex) != 0) {
+      unlock_shards(m, i);
+      return false;
+    }
+  return true;
+}
+
+static void map_gc_unlock(tn_object_t *o) {
+  unlock_shards((tn_map_t *)o, TN_MAP_SHARDS);
+}
+
+static void map_gc_children(tn_object_t *o, tn_visit_fn visit, void *arg) {
+  tn_map_t *m = (tn_map_t *)o;
+  for (int i = 0; i < TN_MAP_SHARDS; i++) {
+    map_shard_t *s = &m->shards[i];
+    for (size_t j = 0; j < s->nbuckets; j++)
+      for (map_node_t *n = s->buckets[j]; n != NULL; n = n->next)
+        visit(n->value, arg);
+  }
+}
+
+/* Unreachable: take every node out under its shard, free them after. */
+static void map_gc_clear(tn_object_t *o) {
+  tn_map_t *m = (tn_map_t *)o;
+  for (int i = 0; i < TN_MAP_SHARDS; i++) {
+    map_shard_t *s = &m->shards[i];
+    map_node_t *all = NULL;
+    pthread_mutex_lock(&s->mutex);
+    for (size_t j = 0; j < s->nbuckets; j++) {
+      map_node_t *n = s->buckets[j];
+      while (n != NULL) {
+        map_node_t *next = n->next;
+        n->next = all;
+        all = n;
+        n = next;
+      }
+      s->buckets[j] = NULL;
+    }
+    atomic_fetch_sub(&m->size, s->count);
+    s->count = 0;
+    pthread_mutex_unlock(&s->mutex);
+    while (all != NULL) {
+      map_node_t *next = all->next;
+      tn_blob_release(all->value);
+      tn_free(all);
+      all = next;
+    }
+  }
+}
+
+static const tn_gc_ops_t map_gc = {map_gc_trylock, map_gc_unlock,
+                                   map_gc_children, map_gc_clear};
+
 /*
 ** A new, empty map with one reference. TN_EINVAL for a type other than
 ** TN_TYPE_HASH or TN_TYPE_TABLE; TN_ENOMEM (nothing allocated).
@@ -235,6 +293,7 @@ int tn_map_new(tn_type_t type, tn_map_t **out) {
     s->nbuckets = 0;
     s->count = 0;
   }
+  tn_gc_register(&m->object, &map_gc);
   *out = m;
   return TN_OK;
 }

@@ -457,6 +457,12 @@ void tn_object_init(tn_object_t *o, tn_type_t type,
   o->quiesce = NULL;
   atomic_init(&o->gate, TN_GATE_OPEN);
   callback_lock_init(&o->callback_lock);
+  o->dead_next = NULL;
+  o->gc = NULL;
+  o->gc_next = o->gc_prev = NULL;
+  o->gc_index = 0;
+  o->gc_epoch = 0;
+  atomic_init(&o->gc_touched, false);
 }
 
 void tn_object_init_remote(tn_object_t *o, tn_type_t type,
@@ -470,19 +476,51 @@ int tn_object_is_remote(const tn_object_t *o) { return o->backend != NULL; }
 
 void tn_object_fini(tn_object_t *o) { callback_lock_destroy(&o->callback_lock); }
 
+/* seq_cst, and the check of tn_gc_running after it, pair with the
+** collector's reads of the counts (collect.c); on x86 the add is the same
+** instruction as a relaxed one. */
 tn_object_t *tn_object_retain(tn_object_t *o) {
-  atomic_fetch_add_explicit(&o->refs, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&o->refs, 1, memory_order_seq_cst);
+  if (__builtin_expect(atomic_load(&tn_gc_running) != 0, 0))
+    atomic_store(&o->gc_touched, true);
   return o;
 }
 
+/*
+** Destroying is iterative. An object's destroy releases its blobs, whose
+** release may drop the last reference of other objects: done recursively,
+** a chain of 10^5 shared tables each holding the next took 10^5 nested
+** destroys and overflowed the C stack. So an object whose count reaches
+** zero joins this thread's list of objects to destroy, and the outermost
+** release of the thread (the one not already draining) destroys them one
+** after the other: the stack stays flat, and everything is freed before
+** that outermost release returns, as before. The list is linked through
+** the objects (dead_next): no allocation, so a release cannot fail.
+*/
+static _Thread_local tn_object_t *dead_list;
+static _Thread_local bool draining;
+
+static __attribute__((noinline)) void object_dead(tn_object_t *o) {
+  o->dead_next = dead_list;
+  dead_list = o;
+  if (draining) return; /* an outer release of this thread destroys it */
+  draining = true;
+  while ((o = dead_list) != NULL) {
+    dead_list = o->dead_next;
+    if (o->gc != NULL) tn_gc_unregister(o);
+    o->destroy(o); /* may add to dead_list */
+  }
+  draining = false;
+}
+
 /* The acquire/release pair makes every write by any former holder visible
-** to the thread that destroys the object. */
+** to the thread that destroys the object. The count that does not reach
+** zero costs what it always did: one atomic and a branch. */
 void tn_object_release(tn_object_t *o) {
   if (o == NULL) return;
   /* acq_rel, not release + fence: ThreadSanitizer does not model fences. */
-  if (atomic_fetch_sub_explicit(&o->refs, 1, memory_order_acq_rel) == 1) {
-    o->destroy(o);
-  }
+  if (atomic_fetch_sub_explicit(&o->refs, 1, memory_order_acq_rel) == 1)
+    object_dead(o);
 }
 
 tn_type_t tn_object_type(const tn_object_t *o) { return o->type; }
