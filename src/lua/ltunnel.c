@@ -372,6 +372,20 @@ static int l_clock(lua_State *L) {
   return 1;
 }
 
+/* tunnel.collect() -> the number of shared objects freed: a full Lua
+** collection of this state first (a box waiting for its __gc still holds
+** its object), then tn_collect (the cycles nothing else reaches). Busy
+** objects (TN_EAGAIN) free nothing this time: 0. */
+static int l_collect(lua_State *L) {
+  lua_gc(L, LUA_GCCOLLECT, 0);
+  size_t n = 0;
+  int rc = tn_collect(&n);
+  if (rc != TN_OK && rc != TN_EAGAIN)
+    return tn_l_error(L, "tunnel.collect", "%s", tn_strerror(rc));
+  lua_pushinteger(L, (lua_Integer)n);
+  return 1;
+}
+
 /* tunnel.core._fault_alloc(n [, sticky]) -> allocations since the last
 ** call: make the core's n-th allocation from now fail (0: off). For the
 ** fault-injection specs only; not part of the API. */
@@ -435,6 +449,8 @@ int luaopen_tunnel_core(lua_State *L) {
   lua_setfield(L, -2, "sleep");
   lua_pushcfunction(L, l_clock);
   lua_setfield(L, -2, "clock");
+  lua_pushcfunction(L, l_collect);
+  lua_setfield(L, -2, "collect");
   lua_pushcfunction(L, tn_l_register); /* codec.c: classes cross threads */
   lua_setfield(L, -2, "register");
   lua_pushliteral(L, TN_VERSION);
