@@ -22,7 +22,8 @@
 **
 ** Caveats:
 ** - Reference counting cannot free cycles: a shared table that contains
-**   itself, directly or through other shared tables, is never freed.
+**   itself, directly or through other shared tables, is freed only by
+**   tunnel.collect() (src/core/collect.c).
 ** - #t is a border (t[n] ~= nil and t[n + 1] == nil) found by probing, as
 **   Lua does for the hash part of a table: O(log n) reads, each atomic, not
 **   the whole. While other threads write, it is a border of some mix of the
