@@ -298,3 +298,53 @@ TEST(block_lifecycle_cost,
   printf("# block create+run+free: %.0f us; per run: %.0f ns\n", per * 1e6,
          run * 1e9);
 }
+
+/* Start hooks for the next test: thread 1 fails at once, thread 2 blocks
+** until `go` is set (a Lua init popping an empty vector), then succeeds. */
+typedef struct late_start {
+  atomic_int go;
+  atomic_int in_hook;   /* thread 2 is inside its start hook */
+  atomic_int returned;  /* start hooks that returned */
+  atomic_int stopped;   /* stop hooks that ran */
+} late_start_t;
+
+static int late_start(void *ud, int index, void **ctx) {
+  late_start_t *s = ud;
+  if (index == 2) {
+    atomic_store(&s->in_hook, 1);
+    while (!atomic_load(&s->go)) tn_sleep(0.001);
+  }
+  *ctx = ud;
+  atomic_fetch_add(&s->returned, 1);
+  return index == 1 ? -1 : 0;
+}
+
+static void late_stop(void *ud, int index, void *ctx) {
+  late_start_t *s = ud;
+  if (index == 2 && ctx == ud) atomic_fetch_add(&s->stopped, 1);
+}
+
+static const tn_block_hooks_t late_hooks = {late_start, late_stop};
+
+TEST(block_start_failure_at_once,
+     "a failed start hook makes tn_block_new return TN_EINIT at once, while "
+     "another thread's hook still blocks; that thread, detached, runs its "
+     "stop hook when its start returns, and frees the block (ASan: no leak, "
+     "no use after free)") {
+  late_start_t *s = calloc(1, sizeof *s);
+  tn_block_t *b = NULL;
+  double t0 = test_now();
+  CHECK_RC(tn_block_new(2, &late_hooks, s, &b), TN_EINIT);
+  CHECK(test_now() - t0 < 1.0);
+  while (!atomic_load(&s->in_hook)) tn_sleep(0.001);
+  tn_sleep(0.05);
+  CHECK_INT(atomic_load(&s->returned), 1); /* thread 2 still in its hook */
+  CHECK_INT(atomic_load(&s->stopped), 0);
+  atomic_store(&s->go, 1);
+  t0 = test_now();
+  while (atomic_load(&s->stopped) == 0 && test_now() - t0 < 5) tn_sleep(0.001);
+  CHECK_INT(atomic_load(&s->returned), 2);
+  CHECK_INT(atomic_load(&s->stopped), 1);
+  tn_sleep(0.05); /* let it free the block before the run ends (LSan) */
+  free(s);
+}

@@ -19,6 +19,18 @@
 ** threads' start when they and the caller have a CPU each. The condition
 ** is then re-checked under the mutex, and the thread sleeps if it must.
 **
+** A failed start is reported at once. tn_block_new returns TN_EINIT as
+** soon as one start hook has failed, without waiting for the others (a
+** hook may block forever, e.g. a Lua init popping an empty vector). The
+** threads that already reported are joined there (they stop at once); the
+** others are detached ("abandoned"): each, when its hook returns, runs
+** thread_stop if it succeeded and exits, and the last of them (or the
+** creator, whichever is later) frees the block. So the hooks' userdata must
+** stay valid until each of the `size` threads' thread_start has returned
+** nonzero or its thread_stop has run. (TN_ETHREAD, a thread that could not
+** be created, still waits for every created thread's hook: then the caller
+** could not tell how many hook calls are outstanding.)
+**
 ** Caveats: a job must not call tn_block_terminate, tn_block_free or
 ** tn_block_synchronize on its own block (it would wait for itself).
 */
@@ -57,6 +69,7 @@ typedef struct block_worker {
                             terminate: what an idle thread spins on */
   bool sleeping;         /* waiting on `wake` (under the block mutex) */
   bool started;          /* its start hook succeeded */
+  bool reported;         /* its start hook returned (under the mutex) */
   void *ctx;
 } block_worker_t;
 
@@ -70,13 +83,15 @@ struct tn_block {
   pthread_cond_t joined;  /* a terminate finished joining */
   atomic_int reported;    /* threads that ran their start hook (changed
                              under the mutex, spun on without it) */
-  int start_failures;     /* ... and how many of them failed */
+  atomic_int start_failures; /* ... and how many of them failed */
   atomic_long pending;    /* jobs queued or running, all threads (changed
                              under the mutex, spun on without it) */
   int sync_waiters;       /* threads asleep on `idle` */
   bool terminating;       /* no more runs; threads drain and stop */
   bool joining;           /* a terminate is joining the threads */
   bool done;              /* the threads are joined */
+  bool abandoned;         /* creation failed: late starters exit alone */
+  atomic_int refs;        /* the creator + abandoned threads (see top) */
   block_worker_t *workers;
 };
 
@@ -110,10 +125,21 @@ typedef struct reported_all {
   int want;
 } reported_all_t;
 
+/* Every thread reported, or one failed (no need to wait for the rest). */
 static bool all_reported(void *p) {
   reported_all_t *r = p;
   return atomic_load_explicit(&r->b->reported, memory_order_relaxed) >=
-         r->want;
+             r->want ||
+         atomic_load_explicit(&r->b->start_failures, memory_order_relaxed) >
+             0;
+}
+
+static void block_destroy(tn_block_t *b);
+
+/* Drop a reference of a block whose creation failed; the last frees it. */
+static void block_unref(tn_block_t *b) {
+  if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1)
+    block_destroy(b);
 }
 
 static void *worker_main(void *p) {
@@ -127,9 +153,20 @@ static void *worker_main(void *p) {
   pthread_mutex_lock(&b->mutex);
   w->ctx = ctx;
   w->started = rc == 0;
+  w->reported = true;
   atomic_fetch_add_explicit(&b->reported, 1, memory_order_relaxed);
-  if (rc != 0) b->start_failures++;
+  if (rc != 0)
+    atomic_fetch_add_explicit(&b->start_failures, 1, memory_order_relaxed);
   pthread_cond_signal(&b->ready);
+  if (b->abandoned) {
+    /* The creator gave up on the block while our hook ran, and detached
+    ** us: stop by ourselves. */
+    pthread_mutex_unlock(&b->mutex);
+    if (rc == 0 && b->hooks.thread_stop != NULL)
+      b->hooks.thread_stop(b->userdata, w->index, ctx);
+    block_unref(b);
+    return NULL;
+  }
   if (rc != 0) {
     pthread_mutex_unlock(&b->mutex);
     return NULL;
@@ -217,12 +254,14 @@ int tn_block_new(int size, const tn_block_hooks_t *hooks, void *userdata,
   tn_cond_init(&b->idle);
   tn_cond_init(&b->joined);
   atomic_init(&b->reported, 0);
-  b->start_failures = 0;
+  atomic_init(&b->start_failures, 0);
   atomic_init(&b->pending, 0);
   b->sync_waiters = 0;
   b->terminating = false;
   b->joining = false;
   b->done = false;
+  b->abandoned = false;
+  atomic_init(&b->refs, 1);
   for (int i = 0; i < size; i++) {
     block_worker_t *w = &b->workers[i];
     w->block = b;
@@ -232,6 +271,7 @@ int tn_block_new(int size, const tn_block_hooks_t *hooks, void *userdata,
     atomic_init(&w->posted, 0);
     w->sleeping = false;
     w->started = false;
+    w->reported = false;
     w->ctx = NULL;
   }
 
@@ -250,18 +290,30 @@ int tn_block_new(int size, const tn_block_hooks_t *hooks, void *userdata,
     tn_spin_until(all_reported, &all, BLOCK_START_SPIN_NS);
   }
   pthread_mutex_lock(&b->mutex);
-  /* Re-check under the mutex: several threads may report per wake-up. */
-  while (atomic_load_explicit(&b->reported, memory_order_relaxed) < created)
+  /* Re-check under the mutex: several threads may report per wake-up. A
+  ** failed start ends the wait when every thread was created (see top). */
+  while (atomic_load_explicit(&b->reported, memory_order_relaxed) < created &&
+         !(rc == TN_OK && atomic_load_explicit(&b->start_failures,
+                                               memory_order_relaxed) > 0))
     pthread_cond_wait(&b->ready, &b->mutex);
-  if (rc == TN_OK && b->start_failures > 0) rc = TN_EINIT;
+  if (rc == TN_OK &&
+      atomic_load_explicit(&b->start_failures, memory_order_relaxed) > 0)
+    rc = TN_EINIT;
   if (rc != TN_OK) {
     b->terminating = true;
+    b->abandoned = true;
+    for (int i = 0; i < created; i++) {
+      if (b->workers[i].reported) continue;
+      pthread_detach(b->workers[i].thread); /* it frees itself (refs) */
+      atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);
+    }
     wake_all(b);
   }
   pthread_mutex_unlock(&b->mutex);
   if (rc != TN_OK) {
-    for (int i = 0; i < created; i++) pthread_join(b->workers[i].thread, NULL);
-    block_destroy(b);
+    for (int i = 0; i < created; i++)
+      if (b->workers[i].reported) pthread_join(b->workers[i].thread, NULL);
+    block_unref(b);
     return rc;
   }
   *out = b;

@@ -30,6 +30,7 @@
 */
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +48,10 @@ typedef struct block_setup {
   int compat; /* require('tunnel.compat') in each thread (see l_block_new) */
   pthread_mutex_t lock;
   char *error; /* the first start failure, malloc'd */
+  /* The block's owner + one per thread_start call not yet returned: when
+  ** an init fails, the creator raises at once and threads still in their
+  ** init go on with it, detached (see block.c), reading this setup. */
+  atomic_int refs;
 } block_setup_t;
 
 typedef struct l_block {
@@ -67,6 +72,8 @@ typedef struct block_run {
 
 static void setup_free(block_setup_t *s) {
   if (s == NULL) return;
+  if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
+    return; /* a thread still runs its init: the last one frees it */
   free(s->path);
   free(s->cpath);
   free(s->error);
@@ -221,6 +228,7 @@ static int thread_start(void *userdata, int index, void **ctx) {
     if (lua_pcall(T, 2, 0, 1) == 0) {
       lua_settop(T, 0);
       *ctx = T;
+      setup_free(s); /* this call's reference */
       return 0;
     }
     lua_rawgeti(T, -1, 1);
@@ -236,6 +244,7 @@ static int thread_start(void *userdata, int index, void **ctx) {
   }
   pthread_mutex_unlock(&s->lock);
   if (T != NULL) lua_close(T);
+  setup_free(s); /* this call's reference */
   return 1;
 }
 
@@ -395,6 +404,8 @@ static int l_block_new(lua_State *L) {
   block_setup_t *s = calloc(1, sizeof *s);
   if (s == NULL) return tn_l_error(L, method, "out of memory");
   pthread_mutex_init(&s->lock, NULL);
+  /* Each thread's start hook holds a reference until it returns. */
+  atomic_init(&s->refs, 1 + (int)size);
   b->setup = s;
   s->size = b->size;
   /* A program that opted into tunnel.compat (pairs/ipairs honouring
@@ -421,10 +432,15 @@ static int l_block_new(lua_State *L) {
   int err = tn_block_new(b->size, &block_hooks, s, &b->block);
   if (err != TN_OK) {
     b->block = NULL;
+    /* On TN_EINIT the threads still in their init keep their references
+    ** (they free the setup when the last one is done); on any other error
+    ** no hook runs any more, whatever was started, so they go now. */
+    if (err != TN_EINIT) atomic_store(&s->refs, 1);
     if (err == TN_EINIT && s->error != NULL)
       return tn_l_error(L, method, "%s", s->error);
     return tn_l_coreerror(L, method, err);
   }
+  atomic_store(&s->refs, 1); /* every start hook has returned */
   lua_newtable(L);
   b->args_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_newtable(L);
