@@ -366,6 +366,59 @@ describe('tunnel.Block', function()
     assert.matches('tunnel.Block: init failed in thread 1: .*bad init', err)
   end)
 
+  -- issue 11: 8. A failed init is reported at once: the creator does not
+  -- wait for the other threads' init (here one that waits for a value).
+  it('raises at once when an init fails, while another init still waits', function()
+    local q, done = tunnel.Vector(), tunnel.Vector()
+    local t0 = os.time()
+    local ok, err = pcall(tunnel.Block, 2, function()
+      if __threadid == 1 then error('thread 1 gives up') end
+      -- Tell the spec when this thread's state is closed.
+      local function closed() done:pushBack('closed') end
+      if newproxy then
+        sentinel = newproxy(true)
+        getmetatable(sentinel).__gc = closed
+      else
+        sentinel = setmetatable({}, {__gc = closed})
+      end
+      done:pushBack('waiting')
+      local v = q:popFront(10)
+      done:pushBack(v)
+    end)
+    local took = os.time() - t0
+    assert.is_false(ok)
+    assert.matches('tunnel.Block: init failed in thread 1: .*thread 1 gives up', err)
+    assert.is_true(took <= 2) -- not the 10 s thread 2's init may wait
+    -- Thread 2 goes on by itself, detached: its init finishes when it gets
+    -- a value, then it closes its state and exits.
+    assert.are.same({'waiting', true}, {done:popFront(10)})
+    q:pushBack('go')
+    assert.are.same({'go', true}, {done:popFront(10)})
+    assert.are.same({'closed', true}, {done:popFront(10)})
+  end)
+
+  it('lets the process end when an init fails and another blocks forever', function()
+    local lua = os.getenv('TUNNEL_LUA') or 'lua5.4'
+    local name = os.tmpname()
+    local f = assert(io.open(name, 'w'))
+    f:write([[
+      local tunnel = require('tunnel')
+      local q = tunnel.Vector()
+      local ok, err = pcall(tunnel.Block, 3, function()
+        if __threadid == 2 then error('no') end
+        q:popFront() -- forever: nobody pushes
+      end)
+      print('raised', ok, err)
+    ]])
+    f:close()
+    local p = assert(io.popen('timeout 30 ' .. lua .. ' ' .. name .. ' 2>&1; echo "rc=$?"'))
+    local out = p:read('*a')
+    p:close()
+    os.remove(name)
+    assert.matches('raised\tfalse\ttunnel.Block: init failed in thread 2', out)
+    assert.matches('rc=0', out)
+  end)
+
   it('resolves globals of a job in the thread', function()
     local b = tunnel.Block(1)
     b:run(function() return type(tunnel), type(string.format), math.pi end)
@@ -406,5 +459,110 @@ describe('tunnel.Block', function()
     assert.matches('main ends', out)
     assert.matches('done\t1', out)
     assert.matches('done\t2', out)
+  end)
+end)
+
+-- issue 11: 10. A block keeps the results of its last `keep` runs.
+describe('tunnel.Block keep', function()
+  local function run_n(b, n)
+    for _ = 1, n do b:run(function() return __threadid end) end
+    b:synchronize()
+  end
+
+  it('keeps the last keep runs; an older one is forgotten, and says so', function()
+    for _, b in ipairs({tunnel.Block(2, nil, {keep = 3}), tunnel.Block(2, {keep = 3}),
+                        tunnel.Block(2, function() end, {keep = 3})}) do
+      run_n(b, 5)
+      for id = 1, 2 do
+        local r, s, why = b:getResult(id)
+        assert.is_nil(r)
+        assert.is_nil(s)
+        assert.are.equal('tunnel.Block:getResult: run ' .. id .. ' is forgotten (the block'
+                         .. ' keeps its last 3 runs: tunnel.Block(size, init, {keep = n}))', why)
+      end
+      for id = 3, 5 do
+        local r, s = b:getResult(id)
+        assert.are.same({true, true}, s)
+        assert.are.same({{1, n = 1}, {2, n = 1}}, r)
+      end
+      -- Unknown ids stay nil, nil, without a message.
+      assert.are.same({n = 2}, table.pack and table.pack(b:getResult(6))
+                      or {n = select('#', b:getResult(6))})
+      assert.are.equal(2, select('#', b:getResult(0)))
+      b:terminate()
+    end
+  end)
+
+  it('keeps 100 runs by default', function()
+    local b = tunnel.Block(1)
+    run_n(b, 101)
+    local r, s, why = b:getResult(1)
+    assert.is_nil(r)
+    assert.matches('run 1 is forgotten %(the block keeps its last 100 runs', why)
+    assert.are.same({true}, select(2, b:getResult(2)))
+    assert.are.same({true}, select(2, b:getResult(101)))
+    b:terminate()
+  end)
+
+  it('leaves the tables of a forgotten run live for who holds them', function()
+    local gate = tunnel.Vector()
+    local b = tunnel.Block(1, nil, {keep = 1})
+    b:add(gate)
+    b:run(function(g) return g:popFront(10) end)
+    local r, s = b:getResult(1)
+    assert.is_nil(s[1])
+    b:run(function() return 'second' end) -- pushes run 1 out
+    assert.is_nil(b:getResult(1))
+    gate:pushBack('opened')
+    local r2 = b:synchronize()
+    assert.are.equal('second', r2[1][1])
+    assert.is_true(s[1])                -- read through to the run
+    assert.are.equal('opened', r[1][1])
+    b:terminate()
+  end)
+
+  it('rejects a bad keep or options, naming the method', function()
+    assert.has_error(function() tunnel.Block(1, nil, {keep = 0}) end,
+                     'tunnel.Block: keep must be an integer from 1 to 2^31-1 (got 0)')
+    assert.has_error(function() tunnel.Block(1, nil, {keep = 1.5}) end,
+                     'tunnel.Block: keep must be an integer from 1 to 2^31-1 (got 1.5)')
+    assert.has_error(function() tunnel.Block(1, {keep = 'x'}) end,
+                     'tunnel.Block: keep must be an integer from 1 to 2^31-1 (got string)')
+    assert.has_error(function() tunnel.Block(1, nil, 5) end,
+                     'tunnel.Block: options must be a table (got number)')
+    assert.has_error(function() tunnel.Block(1, {}, {}) end,
+                     'tunnel.Block: init must be a function (got table)')
+  end)
+
+  it('runs 10^5 times (or for ~10 s) at flat memory', function()
+    local function rss()
+      collectgarbage()
+      collectgarbage()
+      local f = assert(io.open('/proc/self/statm'))
+      local pages = f:read('*n')
+      pages = f:read('*n')
+      f:close()
+      return pages * 4096
+    end
+    local b = tunnel.Block(2)
+    local n, read = 0, 0
+    local function batch()
+      for _ = 1, 1000 do b:run(function() return __threadid, 'x' end) end
+      n = n + 1000
+      local r, s = b:synchronize()
+      assert.are.same({true, true}, s)
+      assert.are.equal('x', r[2][2])
+      read = read + 1
+    end
+    for _ = 1, 5 do batch() end -- warm up: the ring fills, allocators settle
+    local before = rss()
+    local t0 = os.time()
+    while n < 100000 and os.time() - t0 < 10 do batch() end
+    local grown = rss() - before
+    b:terminate()
+    -- Before the ring, ~2.4 KB a run: 10^5 runs grew RSS by 240 MB.
+    assert.is_true(n >= 20000, 'only ' .. n .. ' runs')
+    assert.is_true(grown < 16 * 1024 * 1024,
+                   ('%d runs grew RSS by %.1f MB'):format(n, grown / 2^20))
   end)
 end)

@@ -25,8 +25,12 @@
 ** the metatable goes and the vectors are dropped: a finished run's
 ** result and status are plain tables.
 **
-** Caveat: every run's record is kept until the block is collected, so a
-** block that runs millions of times holds millions of small records.
+** Bounded memory: the block keeps the records of its last `keep` runs
+** (option of tunnel.Block, default BLOCK_KEEP) in a ring, runs[(id - 1) %
+** keep + 1]: a run pushes out the record of run id - keep, so a block that
+** runs forever holds at most `keep` records. getResult of a run pushed out
+** returns nil, nil and a message saying so. Tables already handed out stay
+** valid: a pending run's tables hold its record through their metatable.
 */
 #include <math.h>
 #include <pthread.h>
@@ -38,6 +42,7 @@
 #include "ltunnel.h"
 
 #define BLOCK_MT "tunnel.Block"
+#define BLOCK_KEEP 100 /* runs whose results a block keeps, by default */
 
 /* What a thread needs to build its state; lives as long as the block. */
 typedef struct block_setup {
@@ -59,8 +64,9 @@ typedef struct l_block {
   block_setup_t *setup;
   int size;
   int args_ref;      /* registry ref: the table of added values */
-  int runs_ref;      /* registry ref: runs[id] = a run record (RUN_*) */
+  int runs_ref;      /* registry ref: the ring of run records (RUN_*) */
   lua_Integer nruns;
+  lua_Integer keep;  /* the ring's size: runs kept */
 } l_block_t;
 
 /* One run, shared by every thread of the block. */
@@ -390,14 +396,39 @@ static int l_block_new(lua_State *L) {
   if (size < 1 || size > 4096)
     return tn_l_error(L, method, "size must be between 1 and 4096 (got %d)",
                       (int)size);
+  /* Block(size, init, options) or Block(size, options). */
+  int opts = 3;
+  if (lua_type(L, 2) == LUA_TTABLE && lua_isnoneornil(L, 3)) {
+    lua_pushnil(L);
+    lua_insert(L, 2);
+  }
   if (!lua_isnoneornil(L, 2) && lua_type(L, 2) != LUA_TFUNCTION)
     return tn_l_error(L, method, "init must be a function (got %s)",
                       luaL_typename(L, 2));
+  lua_Integer keep = BLOCK_KEEP;
+  if (!lua_isnoneornil(L, opts)) {
+    if (lua_type(L, opts) != LUA_TTABLE)
+      return tn_l_error(L, method, "options must be a table (got %s)",
+                        luaL_typename(L, opts));
+    lua_getfield(L, opts, "keep");
+    if (!lua_isnil(L, -1)) {
+      lua_Number k = lua_tonumber(L, -1);
+      if (lua_type(L, -1) != LUA_TNUMBER || k != floor(k) || k < 1 ||
+          k > 2147483647.0)
+        return tn_l_error(L, method,
+                          "keep must be an integer from 1 to 2^31-1 (got %s)",
+                          lua_type(L, -1) == LUA_TNUMBER
+                              ? lua_tostring(L, -1)
+                              : luaL_typename(L, -1));
+      keep = (lua_Integer)k;
+    }
+  }
   lua_settop(L, 2);
   l_block_t *b = tn_newuserdata(L, sizeof(l_block_t));
   memset(b, 0, sizeof *b);
   b->args_ref = b->runs_ref = LUA_NOREF;
   b->size = (int)size;
+  b->keep = keep;
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_setmetatable(L, -2); /* from here on __gc cleans up */
 
@@ -520,7 +551,8 @@ static int l_block_run(lua_State *L) {
   b->nruns++;
   lua_rawgeti(L, LUA_REGISTRYINDEX, b->runs_ref);
   lua_pushvalue(L, -2);
-  lua_rawseti(L, -2, (int)b->nruns);
+  /* Into the ring: replaces (frees) the record of run nruns - keep. */
+  lua_rawseti(L, -2, (int)((b->nruns - 1) % b->keep + 1));
   lua_pushinteger(L, b->nruns);
   return 1;
 }
@@ -655,8 +687,9 @@ static int l_results_pairs(lua_State *L) {
   return 3;
 }
 
-/* Push result, status of run `id` (nil, nil if unknown), with every slot
-** that is done filled in. */
+/* Push result, status of run `id` (nil, nil if unknown; nil, nil and a
+** message if the ring has dropped it), with every slot that is done
+** filled in. */
 static int push_result(lua_State *L, l_block_t *b, lua_Integer id,
                        const char *method) {
   if (id < 1 || id > b->nruns || b->runs_ref == LUA_NOREF) {
@@ -664,8 +697,17 @@ static int push_result(lua_State *L, l_block_t *b, lua_Integer id,
     lua_pushnil(L);
     return 2;
   }
+  if (id <= b->nruns - b->keep) {
+    lua_pushnil(L);
+    lua_pushnil(L);
+    lua_pushfstring(L,
+                    "%s: run %d is forgotten (the block keeps its last %d "
+                    "runs: tunnel.Block(size, init, {keep = n}))",
+                    method, (int)id, (int)b->keep);
+    return 3;
+  }
   lua_rawgeti(L, LUA_REGISTRYINDEX, b->runs_ref);
-  lua_rawgeti(L, -1, (int)id);
+  lua_rawgeti(L, -1, (int)((id - 1) % b->keep + 1));
   int rec = lua_gettop(L);
   lua_rawgeti(L, rec, RUN_SIZE);
   int size = (int)lua_tointeger(L, -1);
