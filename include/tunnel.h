@@ -121,15 +121,15 @@ int tn_object_is_remote(const tn_object_t *o);
 ** then. An object is freed only when every reference to it comes from the
 ** garbage itself: one that a thread, a Lua box or a blob outside the cycle
 ** holds is never touched, nor is anything it reaches. Safe from any thread
-** while others work; one collection runs at a time. It stops every
-** structure operation of the process while it looks (time proportional to
-** the objects, blobs and references there are), then empties the garbage
-** and releases it. `*freed` (if not NULL) receives the number of objects
+** while others work; one collection runs at a time. It looks at every
+** live structure, under that structure's own mutexes for a moment (time
+** proportional to the objects, blobs and references there are; making or
+** freeing a structure waits meanwhile), then empties the garbage and
+** releases it. `*freed` (if not NULL) receives the number of objects
 ** freed (counters, printers and remote objects freed along with them are
 ** not counted). TN_OK; TN_EAGAIN when objects stayed locked or references
 ** moved during each of its attempts (nothing freed: call again); TN_ENOMEM.
-** Not from inside a read/write callback of an object another thread
-** may wait on (it waits for no callback lock, but stops all structures).
+** It takes no callback lock: a callback may call it.
 */
 int tn_collect(size_t *freed);
 

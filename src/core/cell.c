@@ -19,6 +19,7 @@ struct tn_cell {
   tn_object_t object;
   pthread_mutex_t mutex; /* guards `value` for get/set */
   tn_blob_t *value;      /* may be NULL (nil) */
+  uint64_t version;      /* sets so far (for the collector) */
 };
 
 static void cell_destroy(tn_object_t *o) {
@@ -44,17 +45,23 @@ static void cell_gc_children(tn_object_t *o, tn_visit_fn visit, void *arg) {
   if (c->value != NULL) visit(c->value, arg);
 }
 
+static uint64_t cell_gc_version(tn_object_t *o) {
+  return ((tn_cell_t *)o)->version;
+}
+
 static void cell_gc_clear(tn_object_t *o) {
   tn_cell_t *c = (tn_cell_t *)o;
   pthread_mutex_lock(&c->mutex);
   tn_blob_t *b = c->value;
   c->value = NULL;
+  c->version++;
   pthread_mutex_unlock(&c->mutex);
   tn_blob_release(b);
 }
 
 static const tn_gc_ops_t cell_gc = {cell_gc_trylock, cell_gc_unlock,
-                                    cell_gc_children, cell_gc_clear};
+                                    cell_gc_children, cell_gc_version,
+                                    cell_gc_clear};
 
 /*
 ** A cell holding `b` (its reference taken on TN_OK, left with the caller
@@ -68,6 +75,7 @@ int tn_cell_new(tn_type_t type, tn_blob_t *b, tn_cell_t **out) {
   tn_object_init(&c->object, type, cell_destroy);
   tn_mutex_init(&c->mutex);
   c->value = b;
+  c->version = 0;
   tn_gc_register(&c->object, &cell_gc);
   *out = c;
   return TN_OK;
@@ -96,6 +104,7 @@ int tn_cell_set(tn_cell_t *c, tn_blob_t *b, double timeout) {
   if (rc != TN_OK) return rc;
   tn_blob_t *old = c->value;
   c->value = b;
+  c->version++;
   pthread_mutex_unlock(&c->mutex);
   tn_blob_release(old);
   return TN_OK;

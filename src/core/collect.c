@@ -23,47 +23,54 @@
 **
 ** Concurrency. Other threads run meanwhile, hold references and may be in
 ** the middle of operations. A collection:
-**  1. takes the collector's mutex (one collection at a time) and sets
-**     tn_gc_running;
-**  2. takes the registry's mutex (objects made or destroyed meanwhile wait
-**     for it) and every registered object's structure mutexes, without
-**     waiting (trylock, a bounded spin per object): a structure is only
-**     ever held for a few instructions, and a thread that holds one while
-**     it waits for the registry (a release under a structure lock) must
-**     not deadlock with us: after the spin everything is dropped and the
-**     collection starts over (a few times, then TN_EAGAIN). From here on no
-**     object's content changes: the edges are fixed;
-**  3. for each node clears its `touched` mark, then reads its count (round
-**     one), and computes the garbage as above. An object whose count is 0
-**     is being destroyed by another thread (waiting for the registry): it is
-**     a root, so what it holds is left to its destroy;
-**  4. re-reads the count and then the mark of every garbage node (round
-**     two): each must be exactly its internal count and unmarked, else the
-**     collection frees nothing (TN_EAGAIN after the retries);
-**  5. retains every garbage object, drops every mutex, and clears each
-**     garbage object (its blobs are released, which frees the cycle's
-**     other members' references), then releases it: its count reaches 0.
-** Why the two rounds are enough. The counts are read one at a time, while
-** references move: a thread holding a blob can retain an object in it and
-** drop the blob; one holding a Share can read its value without a lock.
-** But to get a reference to a garbage node a thread must hold one to a
-** node that reaches it, and every node that reaches a garbage node is
-** garbage (no container can be read: we hold their mutexes). So if no
-** garbage node has an external reference at the moment round one ends, none
-** ever gets one. If some has one then, it was retained after that node's
-** round-one read (else round one would have counted it), so while
-** tn_gc_running was set: the retain is seq_cst and checks tn_gc_running
-** after it, so it marks the node. Round two reads the count, then the
-** mark: either the reference is still there (the count is too high) or it
-** was released, after the mark was set, and the mark is seen. Either way
-** the collection gives up rather than free a node someone holds.
+**  1. takes the collector's mutex (one collection at a time), sets
+**     tn_gc_running, and holds the registry's mutex to the end (a structure
+**     being made or destroyed meanwhile waits for it: no node is freed
+**     under us);
+**  2. lists the edges: one object at a time, under its structure mutexes
+**     (trylock with a bounded spin: a thread that holds one while it waits
+**     for the registry must not deadlock with us; if one stays busy the
+**     attempt starts over, a few times, then TN_EAGAIN), its blobs and a
+**     version of its content; each blob met is pinned (retained) so it stays
+**     valid whatever happens to the object. Nothing else is stopped: at
+**     most one structure (16 mutexes for a map) is held at a time. An
+**     object whose count is 0 is being destroyed (its destroy waits for the
+**     registry): not a node, so what it holds counts as held from outside;
+**  3. round one: for each node clears its `touched` mark, then reads its
+**     count; computes the garbage as above (our pins taken off);
+**  4. round two: re-reads the count and then the mark of every garbage
+**     node, which must be exactly as in round one and unmarked, and checks
+**     under its mutexes that each garbage object's version has not moved;
+**     else the attempt frees nothing;
+**  5. retains every garbage object, drops the registry, unpins, empties
+**     each garbage object (its blobs are released, which drops the cycle's
+**     references) and releases it: its count reaches 0.
+** Why that is enough. To get a reference to a garbage node a thread must
+** hold one to a node that reaches it: every node that reaches a garbage
+** node is garbage (an edge from a live node would have made it live; an
+** edge added after that node's listing is a reference its count shows and
+** no edge explains: a root). So if no garbage node has a reference from
+** outside at the moment round one ends, none ever gets one, and nothing
+** but its own cycle reaches it. If one has, that reference was taken after
+** the node's round-one read (else the read would have counted it), hence
+** while tn_gc_running was set: a retain is seq_cst and checks
+** tn_gc_running after its add, so it marks the node. Round two reads the
+** count, then the mark: either the reference is still there (the count is
+** too high) or it was released after the mark was set (the mark is seen).
+** A reference that changes hands without a retain (a push or a pop moves
+** the caller's to the structure or back) changes the structure's content,
+** which for a garbage object its version shows. Either way the collection
+** gives up rather than free a node someone holds. The counts that round
+** one subtracts are fixed meanwhile: a pinned blob's references never
+** change, and a garbage object's blobs are the ones listed (its version).
 **
 ** Costs. A retain checks tn_gc_running (one load and a branch; the add is
-** seq_cst, on x86 the same instruction). Making or destroying a structure
-** takes the registry mutex. A collection stops every structure operation
-** of every thread for its length: O(objects + blobs held + their
-** references), with arrays of that size (TN_ENOMEM if they cannot be
-** allocated: nothing is freed then).
+** seq_cst, on x86 the same instruction). A map set and a cell set bump a
+** version. Making or destroying a structure takes the registry mutex, and
+** waits while a collection runs. A collection takes each structure's
+** mutexes once or twice, briefly, and time and memory proportional to
+** the live structures, the blobs they hold and those blobs' references
+** (TN_ENOMEM if its arrays cannot be allocated: nothing is freed then).
 */
 #include <sched.h>
 #include <stdint.h>
@@ -117,13 +124,15 @@ typedef struct gc_obj {
   long refs;        /* round one's count */
   long ext;         /* refs minus the edges into it */
   size_t first, n;  /* its blobs: edges[first .. first + n) */
+  uint64_t version; /* its content's, when its blobs were listed */
   bool live;
 } gc_obj_t;
 
 typedef struct gc_blob {
-  tn_blob_t *b;
-  long refs;
+  tn_blob_t *b;     /* pinned: one reference of ours while we look */
+  long refs;        /* round one's count */
   long ext;
+  long holders;     /* edges into it */
   bool live;
 } gc_blob_t;
 
@@ -136,7 +145,6 @@ typedef struct gc {
   size_t captable;  /* a power of two, > 2 * nblobs */
   size_t *edges;    /* blob indexes */
   size_t nedges, capedges;
-  size_t cur;       /* the object whose children are visited */
   bool nomem;
   unsigned epoch;
 } gc_t;
@@ -187,9 +195,9 @@ static bool in_graph(const gc_t *g, const tn_object_t *o) {
          o->gc_index < g->nobjs && g->objs[o->gc_index].o == o;
 }
 
-/* children() of object g->cur: one edge to `b`; a blob met for the first
-** time gets its node (mark cleared, then count read: round one) and takes
-** its edges into objects off their external counts. */
+/* children() of an object: one edge to `b`; a blob met for the first time
+** gets its node and is pinned (retained), so that it stays valid after the
+** object's mutexes are dropped, whatever happens to the object. */
 static void visit(tn_blob_t *b, void *arg) {
   gc_t *g = arg;
   if (g->nomem) return;
@@ -205,24 +213,11 @@ static void visit(tn_blob_t *b, void *arg) {
       g->nomem = true;
       return;
     }
-    gc_blob_t *n = &g->blobs[g->nblobs++];
-    n->b = b;
-    tn_blob_touch_clear(b);
-    n->refs = n->ext = tn_blob_refs_now(b);
-    n->live = false;
+    g->blobs[g->nblobs++] = (gc_blob_t){tn_blob_retain(b), 0, 0, 0, false};
     *s = g->nblobs;
-    for (size_t i = 0; i < tn_blob_nrefs(b); i++) {
-      tn_object_t *r = tn_blob_ref(b, i);
-      if (in_graph(g, r)) g->objs[r->gc_index].ext--;
-    }
   }
-  g->blobs[*s - 1].ext--;
+  g->blobs[*s - 1].holders++;
   g->edges[g->nedges++] = *s - 1;
-}
-
-/* Drop the structure mutexes of objs[0 .. n). */
-static void unlock_objs(gc_t *g, size_t n) {
-  for (size_t i = 0; i < n; i++) g->objs[i].o->gc->unlock(g->objs[i].o);
 }
 
 /* Lock without waiting, spinning a little: structure mutexes are held for
@@ -296,11 +291,23 @@ static bool verify(gc_t *g) {
 
 #define BUSY 1 /* an object stayed locked, or a reference moved: retry */
 
-/* One attempt. TN_OK with the garbage objects retained in `*dead`, BUSY,
-** or TN_ENOMEM. Called with the collector's mutex, tn_gc_running set. */
+/* Release the pins of the last attempt (no mutex of ours held: a release
+** may destroy objects, which takes the registry's mutex). */
+static void unpin(gc_t *g) {
+  for (size_t i = 0; i < g->nblobs; i++) tn_blob_release(g->blobs[i].b);
+  g->nblobs = 0;
+}
+
+/*
+** One attempt. TN_OK with the garbage objects retained in `*dead`, BUSY,
+** or TN_ENOMEM; the blobs stay pinned (the caller unpins). Called with the
+** collector's mutex, tn_gc_running set.
+*/
 static int attempt(gc_t *g, tn_object_t ***dead, size_t *ndead) {
   *dead = NULL;
   *ndead = 0;
+  /* Held throughout: no registered object is freed (its destroy waits at
+  ** the unregister) nor made meanwhile. */
   pthread_mutex_lock(&registry_mutex);
   g->epoch = ++collect_epoch;
   g->nobjs = g->nblobs = g->nedges = 0;
@@ -311,49 +318,74 @@ static int attempt(gc_t *g, tn_object_t ***dead, size_t *ndead) {
     return TN_ENOMEM;
   }
   for (size_t i = 0; i < g->captable; i++) g->table[i] = 0;
-  /* Freeze: every live registered object, locked. A count of 0 is an
-  ** object being destroyed: its destroy waits for the registry. */
-  for (tn_object_t *o = registry; o != NULL; o = o->gc_next) {
+  int rc = TN_OK;
+  /* The edges: each object's blobs and content version, under its
+  ** mutexes, one object at a time. A count of 0 is an object being
+  ** destroyed (it waits for the registry): not a node, so what it holds
+  ** counts as referenced from outside. */
+  for (tn_object_t *o = registry; o != NULL && rc == TN_OK; o = o->gc_next) {
     if (atomic_load(&o->refs) == 0) continue;
     if (!spin_trylock(o)) {
-      unlock_objs(g, g->nobjs);
-      pthread_mutex_unlock(&registry_mutex);
-      tn_free(g->objs);
-      g->objs = NULL;
-      return BUSY;
+      rc = BUSY;
+      break;
     }
+    gc_obj_t *n = &g->objs[g->nobjs];
+    *n = (gc_obj_t){o, 0, 0, g->nedges, 0, 0, false};
+    o->gc->children(o, visit, g);
+    n->n = g->nedges - n->first;
+    n->version = o->gc->version(o);
+    o->gc->unlock(o);
     o->gc_epoch = g->epoch;
-    o->gc_index = g->nobjs;
-    g->objs[g->nobjs++] = (gc_obj_t){o, 0, 0, 0, 0, false};
+    o->gc_index = g->nobjs++;
+    if (g->nomem) rc = TN_ENOMEM;
   }
-  /* Round one: objects, then (while listing the edges) blobs. */
+  if (rc != TN_OK) goto done;
+  /* Round one: each node's mark cleared, then its count read. */
   for (size_t i = 0; i < g->nobjs; i++) {
     tn_object_t *o = g->objs[i].o;
     atomic_store(&o->gc_touched, false);
     g->objs[i].refs = g->objs[i].ext = atomic_load(&o->refs);
   }
-  for (size_t i = 0; i < g->nobjs && !g->nomem; i++) {
-    g->cur = i;
-    g->objs[i].first = g->nedges;
-    g->objs[i].o->gc->children(g->objs[i].o, visit, g);
-    g->objs[i].n = g->nedges - g->objs[i].first;
+  for (size_t i = 0; i < g->nblobs; i++) {
+    gc_blob_t *n = &g->blobs[i];
+    tn_blob_touch_clear(n->b);
+    n->refs = tn_blob_refs_now(n->b);
+    n->ext = n->refs - 1 - n->holders; /* 1: our pin */
+    for (size_t k = 0; k < tn_blob_nrefs(n->b); k++) {
+      tn_object_t *r = tn_blob_ref(n->b, k);
+      if (in_graph(g, r)) g->objs[r->gc_index].ext--;
+    }
   }
-  int rc = g->nomem || !mark(g) ? TN_ENOMEM : TN_OK;
+  if (!mark(g)) {
+    rc = TN_ENOMEM;
+    goto done;
+  }
   size_t n = 0;
-  if (rc == TN_OK) {
-    for (size_t i = 0; i < g->nobjs; i++) n += !g->objs[i].live;
-    if (n > 0 && !verify(g)) rc = BUSY;
+  for (size_t i = 0; i < g->nobjs; i++) n += !g->objs[i].live;
+  if (n == 0) goto done;
+  if (!verify(g)) {
+    rc = BUSY;
+    goto done;
   }
-  if (rc == TN_OK && n > 0) {
-    *dead = tn_malloc(n * sizeof **dead);
-    if (*dead == NULL) rc = TN_ENOMEM;
+  /* The garbage's content is what it was when its blobs were listed. */
+  for (size_t i = 0; i < g->nobjs && rc == TN_OK; i++) {
+    gc_obj_t *o = &g->objs[i];
+    if (o->live) continue;
+    if (!spin_trylock(o->o)) {
+      rc = BUSY;
+      break;
+    }
+    if (o->o->gc->version(o->o) != o->version) rc = BUSY;
+    o->o->gc->unlock(o->o);
   }
-  if (rc == TN_OK && n > 0) {
-    for (size_t i = 0; i < g->nobjs; i++)
-      if (!g->objs[i].live)
-        (*dead)[(*ndead)++] = tn_object_retain(g->objs[i].o);
+  if (rc != TN_OK) goto done;
+  if ((*dead = tn_malloc(n * sizeof **dead)) == NULL) {
+    rc = TN_ENOMEM;
+    goto done;
   }
-  unlock_objs(g, g->nobjs);
+  for (size_t i = 0; i < g->nobjs; i++)
+    if (!g->objs[i].live) (*dead)[(*ndead)++] = tn_object_retain(g->objs[i].o);
+done:
   pthread_mutex_unlock(&registry_mutex);
   tn_free(g->objs);
   g->objs = NULL;
@@ -371,6 +403,7 @@ int tn_collect(size_t *freed) {
   for (int tries = 0; tries < 20 && rc == BUSY; tries++) {
     if (tries > 0) tn_sleep(0.001 * tries);
     rc = attempt(&g, &dead, &ndead);
+    unpin(&g);
   }
   atomic_store(&tn_gc_running, 0);
   tn_free(g.blobs);

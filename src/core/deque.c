@@ -240,6 +240,11 @@ static void deque_gc_children(tn_object_t *o, tn_visit_fn visit, void *arg) {
     if (*slot(d, i) != NULL) visit(*slot(d, i), arg);
 }
 
+static uint64_t deque_gc_version(tn_object_t *o) {
+  tn_deque_t *d = (tn_deque_t *)o;
+  return d->front_version + d->back_version; /* both only grow */
+}
+
 /* Unreachable: no one else will look at the slots once the size is 0. */
 static void deque_gc_clear(tn_object_t *o) {
   tn_deque_t *d = (tn_deque_t *)o;
@@ -255,7 +260,8 @@ static void deque_gc_clear(tn_object_t *o) {
 }
 
 static const tn_gc_ops_t deque_gc = {deque_gc_trylock, deque_gc_unlock,
-                                     deque_gc_children, deque_gc_clear};
+                                     deque_gc_children, deque_gc_version,
+                                     deque_gc_clear};
 
 /*
 ** A new, empty deque with one reference. TN_EINVAL for a zero hint,

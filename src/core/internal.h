@@ -148,8 +148,8 @@ enum {
 ** The cycle collector's view of a structure that holds blobs (collect.c):
 ** every in-process deque, map and cell registers itself with one of these
 ** (counters, printers and remote objects hold no blobs: no cycle can pass
-** through them). The collector calls trylock, then children, then unlock;
-** clear only on an object it proved unreachable.
+** through them). The collector calls trylock, then children and version,
+** then unlock; clear only on an object it proved unreachable.
 */
 typedef void (*tn_visit_fn)(tn_blob_t *b, void *arg);
 typedef struct tn_gc_ops {
@@ -159,6 +159,9 @@ typedef struct tn_gc_ops {
   void (*unlock)(tn_object_t *o);
   /* visit(b) for every non-NULL blob held, once per slot (mutexes held). */
   void (*children)(tn_object_t *o, tn_visit_fn visit, void *arg);
+  /* A number that changes with every change of the content (mutexes
+  ** held). */
+  uint64_t (*version)(tn_object_t *o);
   /* Empty the structure, releasing every blob it held (no mutex held by
   ** the caller; the object is unreachable, the collector holds it). */
   void (*clear)(tn_object_t *o);

@@ -53,6 +53,7 @@ typedef struct map_shard {
   map_node_t **buckets; /* NULL until the first insert */
   size_t nbuckets;      /* 0 or a power of two */
   size_t count;         /* nodes in this shard (under the mutex) */
+  uint64_t version;     /* changes of the content (for the collector) */
 } map_shard_t;
 
 struct tn_map {
@@ -234,6 +235,13 @@ static void map_gc_children(tn_object_t *o, tn_visit_fn visit, void *arg) {
   }
 }
 
+static uint64_t map_gc_version(tn_object_t *o) {
+  tn_map_t *m = (tn_map_t *)o;
+  uint64_t v = 0;
+  for (int i = 0; i < TN_MAP_SHARDS; i++) v += m->shards[i].version;
+  return v; /* each only grows */
+}
+
 /* Unreachable: take every node out under its shard, free them after. */
 static void map_gc_clear(tn_object_t *o) {
   tn_map_t *m = (tn_map_t *)o;
@@ -253,6 +261,7 @@ static void map_gc_clear(tn_object_t *o) {
     }
     atomic_fetch_sub(&m->size, s->count);
     s->count = 0;
+    s->version++;
     pthread_mutex_unlock(&s->mutex);
     while (all != NULL) {
       map_node_t *next = all->next;
@@ -264,7 +273,8 @@ static void map_gc_clear(tn_object_t *o) {
 }
 
 static const tn_gc_ops_t map_gc = {map_gc_trylock, map_gc_unlock,
-                                   map_gc_children, map_gc_clear};
+                                   map_gc_children, map_gc_version,
+                                   map_gc_clear};
 
 /*
 ** A new, empty map with one reference. TN_EINVAL for a type other than
@@ -292,6 +302,7 @@ int tn_map_new(tn_type_t type, tn_map_t **out) {
     s->buckets = NULL;
     s->nbuckets = 0;
     s->count = 0;
+    s->version = 0;
   }
   tn_gc_register(&m->object, &map_gc);
   *out = m;
@@ -373,6 +384,7 @@ int tn_map_set(tn_map_t *m, const void *key, size_t len, tn_blob_t *b,
       atomic_fetch_add_explicit(&m->size, 1, memory_order_relaxed);
     }
   }
+  if (rc == TN_OK) s->version++; /* (a delete of an absent key: harmless) */
   pthread_mutex_unlock(&s->mutex);
   if (rc != TN_OK) return rc;
   tn_free(dead);
