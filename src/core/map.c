@@ -384,7 +384,7 @@ int tn_map_set(tn_map_t *m, const void *key, size_t len, tn_blob_t *b,
       atomic_fetch_add_explicit(&m->size, 1, memory_order_relaxed);
     }
   }
-  if (rc == TN_OK) s->version++; /* (a delete of an absent key: harmless) */
+  s->version++; /* for the collector: any call may have changed it */
   pthread_mutex_unlock(&s->mutex);
   if (rc != TN_OK) return rc;
   tn_free(dead);
