@@ -1107,7 +1107,10 @@ static void push_module(dec_t *d, const char *kind) {
     lua_pop(L, 1);
     lua_getglobal(L, "require");
     lua_pushlstring(L, name, len);
-    lua_call(L, 1, 1);
+    /* require's own error does not say which call failed: name it. */
+    if (lua_pcall(L, 1, 1, 0) != 0)
+      tn_l_error(L, d->method, "cannot receive value: %s",
+                 lua_isstring(L, -1) ? lua_tostring(L, -1) : "require failed");
   }
   if (!lua_istable(L, -1))
   {

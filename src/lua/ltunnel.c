@@ -92,6 +92,27 @@ void tn_l_pushblob(lua_State *L, tn_blob_t *b, const char *method) {
   tn_blob_release(b);
 }
 
+/* What the protected body of tn_l_trydecode works on. */
+typedef struct trydecode_ctx {
+  tn_blob_t *b;
+  const char *method;
+} trydecode_ctx_t;
+
+static int trydecode_body(lua_State *L) {
+  trydecode_ctx_t *ctx = lua_touserdata(L, 1);
+  int n = tn_l_decode(L, ctx->b, ctx->method);
+  lua_settop(L, lua_gettop(L) - n + 1); /* the first value only */
+  return 1;
+}
+
+int tn_l_trydecode(lua_State *L, tn_blob_t *b, const char *method) {
+  trydecode_ctx_t ctx = {b, method};
+  luaL_checkstack(L, 3, method);
+  lua_pushcfunction(L, trydecode_body);
+  lua_pushlightuserdata(L, &ctx);
+  return lua_pcall(L, 1, 1, 0);
+}
+
 int tn_l_pushnils(lua_State *L, int count) {
   for (int i = 0; i < count; i++) lua_pushnil(L);
   return count;

@@ -93,6 +93,12 @@ void tn_l_checkcallback(lua_State *L, int idx, const char *method);
 /* Push the one value of `b` (NULL: nil) and drop the reference. */
 void tn_l_pushblob(lua_State *L, tn_blob_t *b, const char *method);
 
+/* Decode the one value of `b` under a protected call, keeping the
+** reference: 0 with the value pushed, or a Lua status with the error
+** pushed. For calls that took `b` out of a structure and must put it back
+** when the receiver cannot decode it (see docs/guarantees.md). */
+int tn_l_trydecode(lua_State *L, tn_blob_t *b, const char *method);
+
 /* Push `count` nils (a nil status) and return `count`. */
 int tn_l_pushnils(lua_State *L, int count);
 

@@ -21,10 +21,10 @@
 **   get past the end is `nil, true`; a missing value (v:pushBack(),
 **   v:set(i)) is nil; iterator() returns the iterator and `true`, and a
 **   busy iteratorAsync an iterator that yields nothing and `false`.
-** - The value a pop/get/remove takes is decoded after the core call,
-**   outside any protected call, to keep the hot path one C call: if the
-**   decoding itself raises (out of memory), that value and its blob are
-**   lost.
+** - The value a pop/remove takes is decoded after the core call under a
+**   protected call: a value this state cannot decode goes back where it
+**   was (push_taken) and the error is raised. A get decodes a new
+**   reference, so nothing is taken.
 ** - sort hands nil values to `compare` as the original did; without a
 **   compare it uses < and puts nils last. It is a stable merge sort that
 **   takes any comparator, as the original's qsort did (see merge_sort).
@@ -141,6 +141,32 @@ static int l_vector_pushfrontasync(lua_State *L) {
   return vector_push(L, M("pushFrontAsync"), 1, TN_TRY);
 }
 
+/*
+** Push the value `b` just taken from `d` at core index `at` (0: the front,
+** TN_END: the back). If this state cannot decode it (a module it cannot
+** require, an unregistered class) the value goes back where it was and
+** the decoding error is raised: a failed call leaves the vector as it was,
+** apart from the order among values other threads moved meanwhile. A
+** position past the end by then means the end. Only a vector closed in
+** that window refuses the value back, which is then dropped (the error
+** says so).
+*/
+static void push_taken(lua_State *L, tn_deque_t *d, tn_blob_t *b, size_t at,
+                       const char *method) {
+  if (tn_l_trydecode(L, b, method) == 0) {
+    tn_blob_release(b);
+    return;
+  }
+  int rc = tn_deque_insert(d, at, b, TN_FOREVER);
+  if (rc == TN_ERANGE) rc = tn_deque_insert(d, TN_END, b, TN_FOREVER);
+  if (rc != TN_OK) {
+    tn_blob_release(b);
+    lua_pushliteral(L, " (the vector was closed meanwhile: value dropped)");
+    lua_concat(L, 2);
+  }
+  lua_error(L);
+}
+
 /* -> value, true; nil, nil (timeout / would wait); nil, false (closed and
 ** drained). */
 static int vector_pop(lua_State *L, const char *method, int front,
@@ -150,7 +176,7 @@ static int vector_pop(lua_State *L, const char *method, int front,
   int rc = front ? tn_deque_pop_front(d, &b, timeout)
                  : tn_deque_pop_back(d, &b, timeout);
   if (rc == TN_OK) {
-    tn_l_pushblob(L, b, method);
+    push_taken(L, d, b, front ? 0 : TN_END, method);
     lua_pushboolean(L, 1);
     return 2;
   }
@@ -219,12 +245,13 @@ static int vector_remove(lua_State *L, const char *method, double timeout) {
   tn_deque_t *d = check_vector(L, method);
   tn_blob_t *b;
   int rc;
+  size_t at = TN_END;
   if (lua_isnoneornil(L, 2)) /* the end; timeout 0 never waits for items */
     rc = tn_deque_pop_back(d, &b, timeout == TN_TRY ? TN_TRY : 0);
   else
-    rc = tn_deque_remove(d, check_index(L, 2, method), &b, timeout);
+    rc = tn_deque_remove(d, at = check_index(L, 2, method), &b, timeout);
   if (rc == TN_OK) {
-    tn_l_pushblob(L, b, method);
+    push_taken(L, d, b, at, method);
     lua_pushboolean(L, 1);
     return 2;
   }
