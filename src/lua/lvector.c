@@ -707,7 +707,7 @@ static int l_vector_pairs(lua_State *L) {
 }
 
 /* toString() -> 'tunnel.Vector{1, "a", nil, true}' (a snapshot). */
-static int vector_tostring(lua_State *L, const char *method, double timeout) {
+static int vector_contents(lua_State *L, const char *method, double timeout) {
   tn_deque_t *d = check_vector(L, method);
   lua_Integer n = push_snapshot(L, d, method, timeout);
   if (n < 0) return tn_l_pushnils(L, 1);
@@ -733,6 +733,72 @@ static int vector_tostring(lua_State *L, const char *method, double timeout) {
   }
   luaL_addchar(&buf, '}');
   luaL_pushresult(&buf);
+  return 1;
+}
+
+/* Protected: (method, timeout, vector) -> vector_contents's result. */
+static int tostring_body(lua_State *L) {
+  const char *method = lua_touserdata(L, 1);
+  double timeout = (double)lua_tonumber(L, 2);
+  lua_remove(L, 1);
+  lua_remove(L, 1);
+  return vector_contents(L, method, timeout);
+}
+
+/*
+** A vector printing a vector prints that one's contents too, through its
+** __tostring: without a guard a vector holding itself (or a chain of a
+** thousand) recurses until the C stack ends. The registry table PRINTING
+** holds the vectors being printed in this state (and [1], how deep): one
+** already there prints as "<cycle: tunnel.Vector: 0x...>", and one more
+** than PRINT_DEPTH deep as "...". The body runs under a pcall so that an
+** error (a value that does not decode) still clears the marks.
+*/
+#define PRINTING "tunnel.Vector.printing"
+#define PRINT_DEPTH 16
+
+static int vector_tostring(lua_State *L, const char *method, double timeout) {
+  tn_deque_t *d = check_vector(L, method);
+  lua_settop(L, 1);
+  lua_getfield(L, LUA_REGISTRYINDEX, PRINTING);
+  if (!lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, PRINTING);
+  }
+  int p = lua_gettop(L);
+  lua_pushlightuserdata(L, d);
+  lua_rawget(L, p);
+  if (!lua_isnil(L, -1)) {
+    lua_pushfstring(L, "<cycle: " VECTOR ": %p>", (void *)d);
+    return 1;
+  }
+  lua_pop(L, 1);
+  lua_rawgeti(L, p, 1);
+  int depth = (int)lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  if (depth >= PRINT_DEPTH) {
+    lua_pushliteral(L, "...");
+    return 1;
+  }
+  lua_pushlightuserdata(L, d);
+  lua_pushboolean(L, 1);
+  lua_rawset(L, p);
+  lua_pushinteger(L, depth + 1);
+  lua_rawseti(L, p, 1);
+  lua_pushvalue(L, lua_upvalueindex(1)); /* the class, for check_vector */
+  lua_pushcclosure(L, tostring_body, 1);
+  lua_pushlightuserdata(L, (void *)method);
+  lua_pushnumber(L, (lua_Number)timeout);
+  lua_pushvalue(L, 1);
+  int status = lua_pcall(L, 3, 1, 0);
+  lua_pushlightuserdata(L, d);
+  lua_pushnil(L);
+  lua_rawset(L, p);
+  lua_pushinteger(L, depth);
+  lua_rawseti(L, p, 1);
+  if (status != 0) return lua_error(L);
   return 1;
 }
 
