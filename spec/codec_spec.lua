@@ -222,7 +222,10 @@ describe('the codec', function()
       end, 'value.f<upvalue co>: coroutine'},
       {'a bad key', function()
         return {t = {[coroutine.create(function() end)] = 1}}
-      end, 'value.t<key>: coroutine'},
+      end, 'value.t<key thread>: coroutine'},
+      {'a bad value inside a table key', function()
+        return {[{co = coroutine.create(function() end)}] = 1}
+      end, 'value<key table>.co: coroutine'},
       {'a bad value at the root', function() return coroutine.create(function() end) end,
        'at value: coroutine'},
     }

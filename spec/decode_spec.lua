@@ -97,3 +97,47 @@ describe('a table of a class the popping thread did not register', function()
     assert.are.equal(7, t.n)
   end)
 end)
+
+describe('Block:add', function()
+  it('refuses more arguments than a run can put on a stack, naming the method', function()
+    local blk = tunnel.Block(1)
+    local many = {}
+    for i = 1, 10 ^ 6 do many[i] = i end
+    local unpack = table.unpack or unpack
+    -- 10^6 values cannot even be passed to add on LuaJIT and 5.1: add them
+    -- in slices, as a program would have to
+    local err
+    for i = 1, #many, 1000 do
+      err = error_of(blk.add, blk, unpack(many, i, i + 999))
+      if err then break end
+    end
+    assert.are.equal('tunnel.Block:add: too many arguments (at most 4000; '
+                     .. '4000 added before)', err)
+    blk:run(function(...) return select('#', ...) end)
+    local result, status = blk:synchronize()
+    assert.is_true(status[1])
+    assert.are.equal(4000, result[1][1])
+    blk:terminate()
+  end)
+end)
+
+describe('a Block result the main state cannot decode', function()
+  it('raises naming the method and can be read once it decodes', function()
+    local blk = tunnel.Block(1, function()
+      Late = tunnel.register('decode_spec.Late', {})
+    end)
+    blk:run(function() return setmetatable({v = 1}, Late) end)
+    local err = error_of(function()
+      local result = blk:synchronize()
+      return result[1][1]
+    end)
+    assert.matches("^tunnel%.Block:%a+: cannot receive a table of class "
+                   .. "'decode_spec%.Late'", err)
+    local Late = tunnel.register('decode_spec.Late', {})
+    local result, status = blk:synchronize()
+    assert.is_true(status[1])
+    assert.are.equal(Late, getmetatable(result[1][1]))
+    assert.are.equal(1, result[1][1].v)
+    blk:terminate()
+  end)
+end)

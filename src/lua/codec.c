@@ -381,7 +381,9 @@ static int enc_error(enc_t *e, const char *why) {
     case PE_KEY: push_key(L, pe->idx); break;
     case PE_INDEX: lua_pushfstring(L, "[%d]", (int)pe->n); break;
     case PE_UPVAL: lua_pushfstring(L, "<upvalue %s>", pe->name); break;
-    default: lua_pushliteral(L, "<key>"); break;
+    /* Inside a key that is itself a table (or a bad key): "<key table>"
+    ** reads as "in the table used as a key", like "<upvalue x>". */
+    default: lua_pushfstring(L, "<key %s>", luaL_typename(L, pe->idx)); break;
     }
   }
   lua_concat(L, lua_gettop(L) - top);

@@ -479,11 +479,23 @@ static int l_block_new(lua_State *L) {
   return 1;
 }
 
+/*
+** The most arguments add collects. run puts them all on a Lua stack (here
+** to encode, in the thread to call the job), and a C function's stack ends
+** near 8000 slots on 5.1 (LUAI_MAXCSTACK), 65500 on LuaJIT: past this
+** bound add raises at once rather than run with "stack overflow".
+*/
+#define BLOCK_MAX_ARGS 4000
+
 static int l_block_add(lua_State *L) {
   l_block_t *b = check_block(L, "tunnel.Block:add");
   int n = lua_gettop(L);
   lua_rawgeti(L, LUA_REGISTRYINDEX, b->args_ref);
   int len = (int)tn_rawlen(L, -1);
+  if (n - 1 > BLOCK_MAX_ARGS - len)
+    return tn_l_error(L, "tunnel.Block:add",
+                      "too many arguments (at most %d; %d added before)",
+                      BLOCK_MAX_ARGS, len);
   for (int i = 2; i <= n; i++) {
     lua_pushvalue(L, i);
     lua_rawseti(L, -2, ++len);
