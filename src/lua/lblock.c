@@ -435,8 +435,7 @@ static int l_block_new(lua_State *L) {
   block_setup_t *s = calloc(1, sizeof *s);
   if (s == NULL) return tn_l_error(L, method, "out of memory");
   pthread_mutex_init(&s->lock, NULL);
-  /* Each thread's start hook holds a reference until it returns. */
-  atomic_init(&s->refs, 1 + (int)size);
+  atomic_init(&s->refs, 1); /* the block's */
   b->setup = s;
   s->size = b->size;
   /* A program that opted into tunnel.compat (pairs/ipairs honouring
@@ -460,6 +459,8 @@ static int l_block_new(lua_State *L) {
   lua_pop(L, 1);
   if (!lua_isnil(L, 2)) s->init = tn_l_encode(L, 2, 1, method);
 
+  /* Each thread's start hook holds a reference until it returns. */
+  atomic_store(&s->refs, 1 + b->size);
   int err = tn_block_new(b->size, &block_hooks, s, &b->block);
   if (err != TN_OK) {
     b->block = NULL;
