@@ -75,6 +75,37 @@ for _, b in ipairs(dofile('spec/support/backends.lua')) do
   end)
 end
 
+for _, b in ipairs(dofile('spec/support/backends.lua')) do
+  describe(b.name .. ' Hash and Atomic, a value the receiver cannot decode', function()
+    after_each(function() package.loaded[MOD] = nil end)
+
+    it('Hash:get raises naming the method and the value stays', function()
+      local h = b.Hash()
+      local m, forget = ghost()
+      h:set('k', m)
+      forget()
+      assert.matches('^tunnel%.Hash:get: cannot receive value: module', error_of(h.get, h, 'k'))
+      assert.matches('^tunnel%.Hash:getAsync: cannot receive value: module',
+                     error_of(h.getAsync, h, 'k'))
+      package.loaded[MOD] = m
+      assert.are.equal(m, h:get('k'))
+    end)
+
+    it('Atomic data raises naming the method and stays', function()
+      -- a C function found only in the ghost module (a shared table would
+      -- copy a module table into itself)
+      local m, forget = ghost()
+      m.fn = m.fn or ('a'):gmatch('a')
+      local a = b.Atomic({fn = m.fn})
+      forget()
+      local err = error_of(function() return a.data.fn end)
+      assert.matches("cannot receive value: module '" .. MOD .. "' not found", err)
+      package.loaded[MOD] = m
+      assert.are.equal(m.fn, a.data.fn)
+    end)
+  end)
+end
+
 describe('a table of a class the popping thread did not register', function()
   it('stays in the vector, and the error names the method', function()
     local Cls = tunnel.register('decode_spec.Cls', {__index = {}})

@@ -274,9 +274,7 @@ static void push_data(lua_State *L, tn_cell_t *c, const char *method) {
   tn_blob_t *b;
   int rc = tn_cell_get(c, &b, TN_FOREVER);
   if (rc != TN_OK) tn_l_coreerror(L, method, rc);
-  int n = tn_l_decode(L, b, method);
-  tn_blob_release(b);
-  if (n != 1) lua_settop(L, lua_gettop(L) - n + 1);
+  tn_l_pushblob(L, b, method); /* the cell keeps its own reference */
 }
 
 /* x.data -> the data; x.name -> the method (upvalue 2 is the methods

@@ -87,9 +87,15 @@ void tn_l_checkcallback(lua_State *L, int idx, const char *method) {
 }
 
 void tn_l_pushblob(lua_State *L, tn_blob_t *b, const char *method) {
-  int n = tn_l_decode(L, b, method);
-  if (n != 1) lua_settop(L, lua_gettop(L) - n + 1);
+  if (b == NULL) {
+    lua_pushnil(L);
+    return;
+  }
+  /* Protected, so that a value this state cannot decode still drops the
+  ** reference before the error goes on. */
+  int status = tn_l_trydecode(L, b, method);
   tn_blob_release(b);
+  if (status != 0) lua_error(L);
 }
 
 /* What the protected body of tn_l_trydecode works on. */

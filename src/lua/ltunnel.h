@@ -90,7 +90,8 @@ void tn_l_checkvalue(lua_State *L, int idx, const char *method);
 
 void tn_l_checkcallback(lua_State *L, int idx, const char *method);
 
-/* Push the one value of `b` (NULL: nil) and drop the reference. */
+/* Push the one value of `b` (NULL: nil) and drop the reference, also
+** when decoding raises (the error then goes on). */
 void tn_l_pushblob(lua_State *L, tn_blob_t *b, const char *method);
 
 /* Decode the one value of `b` under a protected call, keeping the
