@@ -419,8 +419,12 @@ typedef void (*tn_job_fn)(void *ctx, int index, void *arg);
 
 /*
 ** Start `size` threads (>= 1) and wait until each has run its start hook
-** (hooks may be NULL). TN_EINVAL, TN_ENOMEM, TN_ETHREAD, or TN_EINIT when a
-** start hook failed (then every thread is stopped and joined).
+** (hooks may be NULL). TN_EINVAL, TN_ENOMEM, TN_ETHREAD (after joining
+** every created thread), or TN_EINIT at once when a start hook failed: the
+** threads that started are stopped and joined; one still in its start hook
+** is detached, runs thread_stop (if its start succeeded) when the hook
+** returns, and exits, so `userdata` must stay valid until each of the
+** `size` threads' thread_start failed or its thread_stop ran.
 */
 int tn_block_new(int size, const tn_block_hooks_t *hooks, void *userdata,
                  tn_block_t **out);
@@ -461,9 +465,9 @@ void tn_block_free(tn_block_t *b);
 typedef struct tn_cluster tn_cluster_t;
 
 /*
-** The cluster for `url` (redis://[:password@]host[:port][/db]), `prefix`
+** The cluster for `url` (redis://[[user]:password@]host[:port][/db], percent-decoded), `prefix`
 ** (NULL: "tunnel:") and `timeout` (seconds for connecting and for each
-** non-blocking command; <= 0 or TN_FOREVER: none). Clusters are interned
+** command; <= 0 or TN_FOREVER: the default, 5 s). Clusters are interned
 ** and live until the process exits: the same arguments give the same
 ** cluster. Connects once to check the URL, password and database:
 ** TN_EINVAL for a malformed URL, TN_EIO when the server refuses (see
@@ -472,7 +476,8 @@ typedef struct tn_cluster tn_cluster_t;
 int tn_cluster_open(const char *url, const char *prefix, double timeout,
                     tn_cluster_t **out);
 
-/* The URL, prefix and timeout the cluster was opened with. */
+/* The URL (without user or password), prefix and timeout the cluster was
+** opened with. */
 const char *tn_cluster_url(const tn_cluster_t *c);
 const char *tn_cluster_prefix(const tn_cluster_t *c);
 double tn_cluster_timeout(const tn_cluster_t *c);
