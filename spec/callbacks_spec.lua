@@ -6,44 +6,13 @@
 local tunnel = require('tunnel')
 local BACKENDS = dofile('spec/support/backends.lua')
 
--- Run `job(structure, entered, release)` on a block thread; it signals
--- `entered` once inside its callback and waits there for `release`.
-local function hold(structure, job)
-  local entered, release = tunnel.Counter(), tunnel.Counter()
-  local b = tunnel.Block(1)
-  b:add(structure, entered, release)
-  b:run(job)
-  local deadline = tunnel.clock() + 10
-  while entered:get() == 0 and tunnel.clock() < deadline do tunnel.sleep(0.001) end
-  assert.are.equal(1, entered:get(), 'the callback never started')
-  return b, release
-end
-
--- What a held callback runs (crosses to the block thread as an upvalue):
--- say it is inside, wait to be let go.
-local function wait_inside(entered, release)
-  entered:increase()
-  local deadline = tunnel.clock() + 10
-  while release:get() == 0 and tunnel.clock() < deadline do tunnel.sleep(0.001) end
-end
-
-local function finish(b)
-  local result, status = b:synchronize()
-  b:terminate()
-  assert.is_true(status[1], tostring(result[1] and result[1][1]))
-  return result[1]
-end
+local hold = dofile('spec/support/hold.lua')
 
 describe('callbacks (local)', function()
   it('a Vector set from another thread during a write callback lands after it', function()
     local v = tunnel.Vector()
     v:pushBack(1)
-    local b, release = hold(v, function(vector, entered, release_)
-      return vector:write(1, function(x)
-        wait_inside(entered, release_)
-        return x + 10
-      end)
-    end)
+    local held = hold(v, 'write', function(x) return x + 10 end, 1)
     -- Async twins of every kind return nil at once while the write runs
     assert.is_nil((v:setAsync(1, 'async')))
     assert.is_nil((v:getAsync(1)))
@@ -59,11 +28,12 @@ describe('callbacks (local)', function()
     setter:run(function(vector) return vector:set(1, 'later') end)
     tunnel.sleep(0.05)
     assert.is_nil(setter:getResult()[1])
-    release:increase()
-    local r = finish(b)
+    local r = held.finish()
     assert.are.equal(true, r[1])
     assert.are.equal(11, r[2])
-    finish(setter)
+    local _, done = setter:synchronize()
+    setter:terminate()
+    assert.is_true(done[1])
     assert.are.equal('later', v:get(1))
     assert.are.equal(1, #v)
   end)
@@ -71,12 +41,7 @@ describe('callbacks (local)', function()
   it('a Hash set from another thread during a write callback lands after it', function()
     local h = tunnel.Hash()
     h:set('k', 1)
-    local b, release = hold(h, function(hash, entered, release_)
-      return hash:write('k', function(x)
-        wait_inside(entered, release_)
-        return x + 10
-      end)
-    end)
+    local held = hold(h, 'write', function(x) return x + 10 end, 'k')
     assert.is_nil((h:setAsync('k', 'async')))
     assert.is_nil((h:setAsync('other', 'async')))
     assert.is_nil((h:getAsync('k')))
@@ -85,11 +50,12 @@ describe('callbacks (local)', function()
     setter:run(function(hash) return hash:set('k', 'later') end)
     tunnel.sleep(0.05)
     assert.is_nil(setter:getResult()[1])
-    release:increase()
-    local r = finish(b)
+    local r = held.finish()
     assert.are.equal(true, r[1])
     assert.are.equal(11, r[2])
-    finish(setter)
+    local _, done = setter:synchronize()
+    setter:terminate()
+    assert.is_true(done[1])
     assert.are.equal('later', h:get('k'))
     assert.is_nil(h:get('other'))
   end)
@@ -97,19 +63,13 @@ describe('callbacks (local)', function()
   it('a read callback lets other threads read but not change', function()
     local v = tunnel.Vector()
     v:pushBack(1)
-    local b, release = hold(v, function(vector, entered, release_)
-      return vector:read(1, function(x)
-        wait_inside(entered, release_)
-        return x
-      end)
-    end)
+    local held = hold(v, 'read', function(x) return x end, 1)
     assert.are.equal(1, v:getAsync(1))
     assert.are.equal(1, v:readAsync(1, function(x) return x end))
     assert.is_nil((v:setAsync(1, 2)))
     assert.is_nil((v:pushBackAsync(2)))
     assert.is_nil((v:writeAsync(1, function() return 3 end)))
-    release:increase()
-    finish(b)
+    held.finish()
     assert.are.equal(1, (v:get(1)))
   end)
 

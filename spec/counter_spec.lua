@@ -3,6 +3,7 @@ local tunnel = require('tunnel')
 -- One body, run on each backend of spec/support/backends.lua: in process,
 -- and on a Redis server when TUNNEL_REDIS_URL is set (scripts/with-redis.sh).
 local BACKENDS = dofile('spec/support/backends.lua')
+local hold = dofile('spec/support/hold.lua')
 
 local METHODS = {'increase', 'decrease', 'get', 'set', 'read', 'write'}
 
@@ -246,19 +247,7 @@ for _, B in ipairs(BACKENDS) do
         -- increases during a callback (docs/cluster.md); set it does.
         it('holds off every other thread\'s operation during a write callback', function()
           local c = B.Counter(0)
-          local inside, go = tunnel.Counter(), tunnel.Counter()
-          local b = tunnel.Block(1)
-          b:add(c, inside, go)
-          b:run(function(counter, entered, release)
-            return counter:write(function(v)
-              entered:increase()
-              local deadline = tunnel.clock() + 10
-              while release:get() == 0 and tunnel.clock() < deadline do tunnel.sleep(0.001) end
-              return v + 100
-            end)
-          end)
-          local deadline = tunnel.clock() + 10
-          while inside:get() == 0 and tunnel.clock() < deadline do tunnel.sleep(0.001) end
+          local held = hold(c, 'write', function(v) return v + 100 end)
           assert.is_nil(c:increaseAsync())
           assert.is_nil(c:getAsync())
           assert.is_nil(c:setAsync(5))
@@ -267,14 +256,10 @@ for _, B in ipairs(BACKENDS) do
           later:run(function(counter) return counter:increase() end)
           tunnel.sleep(0.05)
           assert.is_nil(later:getResult()[1]) -- the increase waits
-          go:increase()
-          local result, status = b:synchronize()
-          assert.is_true(status[1], tostring(result[1][1]))
-          assert.are.equal(100, result[1][1])
-          result, status = later:synchronize()
+          assert.are.equal(100, held.finish()[1])
+          local result, status = later:synchronize()
           assert.is_true(status[1], tostring(result[1][1]))
           assert.are.equal(101, result[1][1]) -- it landed after the callback
-          b:terminate()
           later:terminate()
           assert.are.equal(101, c:get())
         end)

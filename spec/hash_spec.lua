@@ -3,6 +3,7 @@ local tunnel = require('tunnel')
 -- One body, run on each backend of spec/support/backends.lua: in process,
 -- and on a Redis server when TUNNEL_REDIS_URL is set (scripts/with-redis.sh).
 local BACKENDS = dofile('spec/support/backends.lua')
+local hold = dofile('spec/support/hold.lua')
 
 -- Every method, whose Async twin is `name .. 'Async'`.
 local METHODS = {
@@ -605,20 +606,7 @@ for _, B in ipairs(BACKENDS) do
       it('refuses readAsync and writeAsync beside a write held by another thread', function()
         local h = B.Hash()
         h:set('k', 1)
-        local entered, release = tunnel.Counter(), tunnel.Counter()
-        local b = tunnel.Block(1)
-        b:add(h, entered, release)
-        b:run(function(hash, inside, go)
-          return hash:write('k', function(v)
-            inside:increase()
-            local deadline = tunnel.clock() + 10
-            while go:get() == 0 and tunnel.clock() < deadline do tunnel.sleep(0.001) end
-            return v + 1
-          end)
-        end)
-        local deadline = tunnel.clock() + 10
-        while entered:get() == 0 and tunnel.clock() < deadline do tunnel.sleep(0.001) end
-        assert.are.equal(1, entered:get())
+        local held = hold(h, 'write', function(v) return v + 1 end, 'k')
         local ran = false
         assert.is_nil(h:readAsync('k', function() ran = true end))
         assert.is_nil(h:writeAsync('k', function() ran = true end))
@@ -629,12 +617,9 @@ for _, B in ipairs(BACKENDS) do
           assert.is_nil((h:getAsync('k')))
           assert.is_nil((h:setAsync('other', 1)))
         end
-        release:increase()
-        local result, status = b:synchronize()
-        b:terminate()
-        assert.is_true(status[1], tostring(result[1][1]))
-        assert.is_true(result[1][1])
-        assert.are.equal(2, result[1][2])
+        local result = held.finish()
+        assert.is_true(result[1])
+        assert.are.equal(2, result[2])
         assert.are.equal(2, h:read('k', function(v) return v end))
       end)
 
@@ -642,25 +627,9 @@ for _, B in ipairs(BACKENDS) do
         it('gives an iterator that yields nothing and nil from iteratorAsync beside a write', function()
           local h = B.Hash()
           h:set('k', 1)
-          local entered, release = tunnel.Counter(), tunnel.Counter()
-          local b = tunnel.Block(1)
-          b:add(h, entered, release)
-          b:run(function(hash, inside, go)
-            return hash:write('k', function(v)
-              inside:increase()
-              local deadline = tunnel.clock() + 10
-              while go:get() == 0 and tunnel.clock() < deadline do tunnel.sleep(0.001) end
-              return v + 1
-            end)
-          end)
-          local deadline = tunnel.clock() + 10
-          while entered:get() == 0 and tunnel.clock() < deadline do tunnel.sleep(0.001) end
-          assert.are.equal(1, entered:get())
+          local held = hold(h, 'write', function(v) return v + 1 end, 'k')
           local iter, status = h:iteratorAsync()
-          release:increase()
-          local result, ok = b:synchronize()
-          b:terminate()
-          assert.is_true(ok[1], tostring(result[1][1]))
+          held.finish()
           assert.is_nil(status)
           assert.are.equal('function', type(iter))
           local n = 0

@@ -3,6 +3,7 @@ local tunnel = require('tunnel')
 -- One body, run on each backend of spec/support/backends.lua: in process,
 -- and on a Redis server when TUNNEL_REDIS_URL is set (scripts/with-redis.sh).
 local BACKENDS = dofile('spec/support/backends.lua')
+local hold = dofile('spec/support/hold.lua')
 
 local clock = tunnel.clock or os.time
 
@@ -677,26 +678,10 @@ for _, B in ipairs(BACKENDS) do
       if B.name == 'local' then -- a cluster's callback lock does not gate the server
         it('gives an iterator that yields nothing and false from iteratorAsync beside a write', function()
           local v = vector_of('a', 'b')
-          local entered, release = tunnel.Counter(), tunnel.Counter()
-          local b = tunnel.Block(1)
-          b:add(v, entered, release)
-          b:run(function(vector, inside, go)
-            return vector:write(1, function(x)
-              inside:increase()
-              local deadline = tunnel.clock() + 10
-              while go:get() == 0 and tunnel.clock() < deadline do tunnel.sleep(0.001) end
-              return x .. '!'
-            end)
-          end)
-          local deadline = tunnel.clock() + 10
-          while entered:get() == 0 and tunnel.clock() < deadline do tunnel.sleep(0.001) end
-          assert.are.equal(1, entered:get())
+          local held = hold(v, 'write', function(x) return x .. '!' end, 1)
           local iter, status = v:iteratorAsync()
           local set_results = select('#', v:setAsync(1, 'lost'))
-          release:increase()
-          local result, ok = b:synchronize()
-          b:terminate()
-          assert.is_true(ok[1], tostring(result[1][1]))
+          held.finish()
           assert.is_false(status)
           assert.are.equal('function', type(iter))
           local n = 0
