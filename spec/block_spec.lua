@@ -560,13 +560,7 @@ describe('tunnel.Block keep', function()
     while n < 100000 and os.time() - t0 < 10 do batch() end
     local grown = rss() - before
     b:terminate()
-    -- Under a sanitizer or valgrind freed memory is held back (ASan's
-    -- quarantine) and runs are slow: resident memory says nothing there.
-    local preload = os.getenv('LD_PRELOAD') or ''
-    if preload:find('san') or os.getenv('TN_TEST_SLOW') or
-       os.getenv('ASAN_OPTIONS') or os.getenv('TSAN_OPTIONS') then
-      return
-    end
+    if dofile('spec/support/instrumented.lua') then return end
     -- Before the ring, ~2.4 KB a run: 10^5 runs grew RSS by 240 MB.
     assert.is_true(n >= 20000, 'only ' .. n .. ' runs')
     assert.is_true(grown < 32 * 1024 * 1024,

@@ -6,11 +6,9 @@ local tunnel = require('tunnel')
 
 local SECONDS = tonumber(os.getenv('TUNNEL_COLLECT_SECONDS')) or 10
 
--- Under a sanitizer or valgrind freed memory is held back (ASan's
--- quarantine), so resident memory says nothing there; the counts still do.
-local preload = os.getenv('LD_PRELOAD') or ''
-local instrumented = preload:find('san') or os.getenv('TN_TEST_SLOW') or
-  os.getenv('ASAN_OPTIONS') or os.getenv('TSAN_OPTIONS')
+-- Under a sanitizer or valgrind resident memory says nothing; the counts
+-- still do.
+local instrumented = dofile('spec/support/instrumented.lua')
 
 -- Resident memory in bytes (Linux).
 local function rss()

@@ -6,9 +6,7 @@
 -- memory is what it was after a warm-up, within a margin.
 local tunnel = require('tunnel')
 
-local preload = os.getenv('LD_PRELOAD') or ''
-local instrumented = preload:find('san') or os.getenv('TN_TEST_SLOW') or
-  os.getenv('ASAN_OPTIONS') or os.getenv('TSAN_OPTIONS')
+local instrumented = dofile('spec/support/instrumented.lua')
 local SECONDS = tonumber(os.getenv('TUNNEL_SOAK_SECONDS')) or
   (instrumented and 3 or 30)
 
