@@ -561,9 +561,11 @@ describe('tunnel.Block keep', function()
     local grown = rss() - before
     b:terminate()
     if dofile('spec/support/instrumented.lua') then return end
-    -- Before the ring, ~2.4 KB a run: 10^5 runs grew RSS by 240 MB.
+    -- Before the ring, ~2.4 KB a run: 10^5 runs grew RSS by 240 MB. With
+    -- it 1-8 MB alone, up to 34 MB seen in a busy CI run (malloc's
+    -- per-thread arenas): the margin sits between the two.
     assert.is_true(n >= 20000, 'only ' .. n .. ' runs')
-    assert.is_true(grown < 32 * 1024 * 1024,
+    assert.is_true(grown < 64 * 1024 * 1024,
                    ('%d runs grew RSS by %.1f MB'):format(n, grown / 2^20))
   end)
 end)
