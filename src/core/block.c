@@ -70,6 +70,8 @@ typedef struct block_worker {
   bool sleeping;         /* waiting on `wake` (under the block mutex) */
   bool started;          /* its start hook succeeded */
   bool reported;         /* its start hook returned (under the mutex) */
+  bool detached;         /* the creator gave up before it reported: it
+                            stops by itself (the creator's field) */
   void *ctx;
 } block_worker_t;
 
@@ -272,6 +274,7 @@ int tn_block_new(int size, const tn_block_hooks_t *hooks, void *userdata,
     w->sleeping = false;
     w->started = false;
     w->reported = false;
+    w->detached = false;
     w->ctx = NULL;
   }
 
@@ -304,6 +307,7 @@ int tn_block_new(int size, const tn_block_hooks_t *hooks, void *userdata,
     b->abandoned = true;
     for (int i = 0; i < created; i++) {
       if (b->workers[i].reported) continue;
+      b->workers[i].detached = true;
       pthread_detach(b->workers[i].thread); /* it frees itself (refs) */
       atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);
     }
@@ -311,8 +315,10 @@ int tn_block_new(int size, const tn_block_hooks_t *hooks, void *userdata,
   }
   pthread_mutex_unlock(&b->mutex);
   if (rc != TN_OK) {
+    /* Not `reported`: a detached thread may set it meanwhile (and must
+    ** not be joined); `detached` was decided under the mutex above. */
     for (int i = 0; i < created; i++)
-      if (b->workers[i].reported) pthread_join(b->workers[i].thread, NULL);
+      if (!b->workers[i].detached) pthread_join(b->workers[i].thread, NULL);
     block_unref(b);
     return rc;
   }
