@@ -3,6 +3,10 @@
 local tunnel = require('tunnel')
 
 local LUA = os.getenv('TUNNEL_LUA') or 'lua5.4'
+-- The flavour as the Makefile names it (under the sanitizer targets
+-- TUNNEL_LUA is the path of an instrumented interpreter).
+local FLAVOUR = LUA:find('luajit') and 'luajit' or LUA:find('5%.1') and 'lua5.1' or 'lua5.4'
+
 
 -- Every module of the original (its tunnel/*.lua but init.lua) and the
 -- class it returned.
@@ -176,9 +180,9 @@ describe('the original\'s module layout', function()
     local out, ok = sh(('env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u LD_PRELOAD make -s B=%s LUA=%s'
       .. ' -o %s/libtunnel.a -o %s/%s/tunnel/core.so -o %s/tunnel'
       .. ' PREFIX=/usr DESTDIR=%s install')
-      :format(build, LUA, build, build, LUA, build, dest))
+      :format(build, FLAVOUR, build, build, FLAVOUR, build, dest))
     assert.truthy(ok, out)
-    local version = LUA == 'lua5.4' and '5.4' or '5.1'
+    local version = FLAVOUR == 'lua5.4' and '5.4' or '5.1'
     local share = dest .. '/usr/share/lua/' .. version
     local lib = dest .. '/usr/lib/lua/' .. version
     for _, name in ipairs({'init', 'compat', 'vector', 'hash', 'atomic', 'block',
