@@ -38,12 +38,13 @@ local function honours(fn, name)
   return called
 end
 
-if not honours(builtin.pairs, '__pairs') then
-  function pairs(value)
-    local handler = metamethod(value, '__pairs')
+-- `fallback` made to honour the metamethod `name` first, as Lua 5.2 did.
+local function honouring(name, fallback)
+  return function(value)
+    local handler = metamethod(value, name)
     local f, s, c
     if handler == nil then
-      f, s, c = builtin.pairs(value)
+      f, s, c = fallback(value)
     else
       f, s, c = handler(value)
     end
@@ -51,17 +52,12 @@ if not honours(builtin.pairs, '__pairs') then
   end
 end
 
+if not honours(builtin.pairs, '__pairs') then
+  pairs = honouring('__pairs', builtin.pairs)
+end
+
 if not honours(builtin.ipairs, '__ipairs') then
-  function ipairs(value)
-    local handler = metamethod(value, '__ipairs')
-    local f, s, c
-    if handler == nil then
-      f, s, c = builtin.ipairs(value)
-    else
-      f, s, c = handler(value)
-    end
-    return f, s, c
-  end
+  ipairs = honouring('__ipairs', builtin.ipairs)
 end
 
 return {pairs = pairs, ipairs = ipairs}
