@@ -2,7 +2,7 @@
 #
 # Knobs (make VAR=value):
 #   LUA       the Lua to build the module for and run specs with:
-#             lua5.4 (default), luajit or lua5.1
+#             lua5.4 (default), lua5.3, lua5.2, lua5.1 or luajit
 #   PREFIX    install root (default /usr/local)
 #   CC        C compiler (default cc)
 #   WERROR=1  make warnings fatal (CI does)
@@ -31,11 +31,17 @@ ifeq ($(LUA),lua5.4)
 else ifeq ($(LUA),luajit)
   LUA_VERSION := 5.1
   LUA_PC := luajit
+else ifeq ($(LUA),lua5.3)
+  LUA_VERSION := 5.3
+  LUA_PC := lua5.3
+else ifeq ($(LUA),lua5.2)
+  LUA_VERSION := 5.2
+  LUA_PC := lua5.2
 else ifeq ($(LUA),lua5.1)
   LUA_VERSION := 5.1
   LUA_PC := lua5.1
 else
-  $(error LUA must be lua5.4, luajit or lua5.1)
+  $(error LUA must be lua5.4, lua5.3, lua5.2, lua5.1 or luajit)
 endif
 LUA_CFLAGS ?= $(shell pkg-config --cflags $(LUA_PC) 2>/dev/null)
 
