@@ -96,7 +96,8 @@ typedef enum tn_type {
   TN_TYPE_TABLE = 5,   /* a map shown as a shared table */
   TN_TYPE_SHARE = 6,   /* a cell shown as tunnel.Share */
   TN_TYPE_ATOMIC = 7,  /* a cell shown as tunnel.Atomic */
-  TN_TYPE_PLURAL = 8   /* a deque shown as tunnel.Plural */
+  TN_TYPE_PLURAL = 8,  /* a deque shown as tunnel.Plural */
+  TN_TYPE_PQUEUE = 9   /* tunnel.PriorityQueue */
 } tn_type_t;
 
 #define TN_OBJECT(p) ((tn_object_t *)(p))
@@ -273,6 +274,55 @@ int tn_deque_replace(tn_deque_t *d, tn_blob_t **items, size_t n,
 
 /* Release each blob of a snapshot array and free the array. */
 void tn_blob_array_free(tn_blob_t **items, size_t n);
+
+/* ---------------------------------------------------------------------- */
+/* Priority queue (behind tunnel.PriorityQueue)                           */
+/* ---------------------------------------------------------------------- */
+
+typedef struct tn_pqueue tn_pqueue_t;
+
+/*
+** A new, empty priority queue: pops take the value of the lowest priority
+** first, and among equal priorities the one pushed first. Pushes wait while
+** size >= size_hint (>= 1, or TN_UNBOUNDED). TN_OK, TN_EINVAL, TN_ENOMEM.
+*/
+int tn_pqueue_new(size_t size_hint, tn_pqueue_t **out);
+
+/*
+** Add `b` with `priority` (any double but NaN: TN_EINVAL), waiting while
+** the queue is full. On TN_OK the queue owns the caller's reference;
+** otherwise the caller keeps it. TN_ECLOSED once the queue is closed.
+** (A cluster queue orders by the same double: Redis sorted-set scores.)
+*/
+int tn_pqueue_push(tn_pqueue_t *q, double priority, tn_blob_t *b,
+                   double timeout);
+
+/*
+** Take the value of the lowest priority (the first pushed among equals),
+** waiting while the queue is empty: `*out` receives the queue's reference
+** and `*priority` (if not NULL) its priority. A closed queue still yields
+** its values, then TN_ECLOSED at once.
+*/
+int tn_pqueue_pop(tn_pqueue_t *q, tn_blob_t **out, double *priority,
+                  double timeout);
+
+/*
+** Put back a value the caller just popped and cannot use (a receiver that
+** cannot decode it): it goes ahead of every value of equal priority, where
+** it was, past the size hint and the close. TN_OK (the queue owns `b`),
+** TN_ENOMEM or a remote failure (the caller keeps it).
+*/
+int tn_pqueue_unpop(tn_pqueue_t *q, double priority, tn_blob_t *b);
+
+/* The number of values, read without the lock (never waits). */
+size_t tn_pqueue_size(tn_pqueue_t *q);
+size_t tn_pqueue_size_hint(const tn_pqueue_t *q);
+
+/* Close: pushes fail with TN_ECLOSED from now on, pops drain what is left,
+** every waiter wakes. Idempotent. TN_OK or a remote failure. */
+int tn_pqueue_close(tn_pqueue_t *q);
+/* 1 once closed (0 and a failure kept for tn_error_take on a remote one). */
+int tn_pqueue_is_closed(tn_pqueue_t *q);
 
 /* ---------------------------------------------------------------------- */
 /* Counter: an atomic 64-bit integer                                      */
@@ -501,6 +551,9 @@ int tn_cluster_cell(tn_cluster_t *c, const char *name, tn_blob_t *init,
                     tn_cell_t **out);
 int tn_cluster_printer(tn_cluster_t *c, const char *name, FILE *stream,
                        tn_printer_t **out);
+/* pqueue: `size_hint` as for a deque (the first creator's is kept). */
+int tn_cluster_pqueue(tn_cluster_t *c, const char *name, size_t size_hint,
+                      tn_pqueue_t **out);
 
 
 /* ---------------------------------------------------------------------- */

@@ -129,6 +129,16 @@ typedef struct tn_backend {
   void (*read_unlock)(tn_object_t *o);
   int (*write_lock)(tn_object_t *o, double timeout);
   void (*write_unlock)(tn_object_t *o);
+  /* The priority queue. */
+  int (*pqueue_push)(tn_pqueue_t *q, double priority, tn_blob_t *b,
+                     double timeout);
+  int (*pqueue_pop)(tn_pqueue_t *q, tn_blob_t **out, double *priority,
+                    double timeout);
+  int (*pqueue_unpop)(tn_pqueue_t *q, double priority, tn_blob_t *b);
+  size_t (*pqueue_size)(tn_pqueue_t *q);
+  size_t (*pqueue_size_hint)(const tn_pqueue_t *q);
+  int (*pqueue_close)(tn_pqueue_t *q);
+  int (*pqueue_is_closed)(tn_pqueue_t *q);
 } tn_backend_t;
 
 /*
