@@ -288,9 +288,11 @@ describe('tunnel.Block', function()
       assert.is_nil(status[3])
       assert.is_nil(status[0])
       assert.is_nil(status.n)
+      -- ipairs stops at the pending slot; where it honours __ipairs (5.2,
+      -- 5.3) it goes over every slot, as pairs does
       local n = 0
       for _ in ipairs(status) do n = n + 1 end
-      assert.are.equal(1, n)
+      assert.are.equal(dofile('spec/support/lua.lua').ipairs_meta and 3 or 1, n)
       -- pairs goes over every slot, as the original's did, where Lua
       -- honours __pairs (5.2+; LuaJIT and 5.1 with tunnel.compat)
       local slots = {}

@@ -759,22 +759,20 @@ static void encode_function(enc_t *e, int idx) {
   path_elem_t *pe = &e->path[e->depth];
   pe->kind = PE_UPVAL;
   for (int i = 1; i <= (int)ar.nups; i++) {
-#if TN_HAS_UPVALUEJOIN
-    /* An upvalue met before (shared by two closures) is joined, not
-    ** copied. */
-    const void *id = lua_upvalueid(L, idx, i);
-    s = seen_get(e, id);
-    if (s != NULL) {
-      mark_referenced(e, s->off);
-      put_byte(e, TAG_UPJOIN);
-      put_varint(e, s->item);
-      put_varint(e, s->up);
-      continue;
+    if (tn_has_upvaluejoin()) {
+      /* An upvalue met before (shared by two closures) is joined, not
+      ** copied. */
+      const void *id = lua_upvalueid(L, idx, i);
+      s = seen_get(e, id);
+      if (s != NULL) {
+        mark_referenced(e, s->off);
+        put_byte(e, TAG_UPJOIN);
+        put_varint(e, s->item);
+        put_varint(e, s->up);
+        continue;
+      }
+      seen_add(e, id, self, (uint32_t)i, off);
     }
-    seen_add(e, id, self, (uint32_t)i, off);
-#else
-    (void)self;
-#endif
     pe->name = lua_getupvalue(L, idx, i); /* push value */
     if (pe->name == NULL || pe->name[0] == '\0') pe->name = "?";
 #if LUA_VERSION_NUM >= 502
@@ -1064,8 +1062,7 @@ static void decode_function(dec_t *d, int tag) {
   if (get_varint(d) != (uint64_t)ar.nups) corrupt(d, "upvalue count");
   for (int i = 1; i <= (int)ar.nups; i++) {
     int utag = get_byte(d);
-#if TN_HAS_UPVALUEJOIN
-    if (utag == TAG_UPJOIN) {
+    if (utag == TAG_UPJOIN && tn_has_upvaluejoin()) {
       uint64_t g = get_varint(d), n = get_varint(d);
       dec_item(d, g, "bad upvalue join");
       if (n < 1 || n > 255 || !lua_isfunction(L, -1) || lua_iscfunction(L, -1) ||
@@ -1076,7 +1073,6 @@ static void decode_function(dec_t *d, int tag) {
       lua_pop(L, 1); /* pop the other function */
       continue;
     }
-#endif
     decode_value(d, utag);
     if (lua_setupvalue(L, f, i) == NULL) corrupt(d, "bad upvalue");
   }

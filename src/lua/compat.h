@@ -1,6 +1,6 @@
 /*
-** compat.h - every difference between Lua 5.4, 5.1 and LuaJIT that the
-** binding cares about, in one place. Names are tn_-prefixed: LuaJIT already
+** compat.h - every difference between Lua 5.4, 5.3, 5.2, 5.1 and LuaJIT
+** that the binding cares about, in one place. Names are tn_-prefixed: LuaJIT already
 ** declares some 5.2 functions, so we never define lua_* or luaL_* ourselves.
 */
 #ifndef TN_COMPAT_H
@@ -10,10 +10,34 @@
 #include <lua.h>
 #include <lualib.h>
 
-#if LUA_VERSION_NUM == 501 && defined(__has_include)
-#if __has_include(<luajit.h>)
-#include <luajit.h>
-#endif
+/*
+** The 5.1 ABI. lua5.1 and LuaJIT 2.1 load the same modules, and a module
+** built against either's headers must work in both (Debian's luarocks builds
+** against the lua5.1 headers for both; a LuaJIT build used to fail in lua5.1
+** with `undefined symbol: luaL_traceback`, a lua5.1 build loaded in LuaJIT
+** silently copied shared upvalues). So the LuaJIT extensions the binding
+** uses are weak references, bound by the dynamic linker when the host
+** interpreter has them and NULL when it does not, and which host it is is
+** known at run time: luaJIT_setmode is LuaJIT's alone.
+*/
+#if LUA_VERSION_NUM == 501
+LUA_API int luaJIT_setmode(lua_State *L, int idx, int mode);
+LUALIB_API void luaL_traceback(lua_State *L, lua_State *L1, const char *msg,
+                               int level);
+LUA_API void *lua_upvalueid(lua_State *L, int fidx, int n);
+LUA_API void lua_upvaluejoin(lua_State *L, int fidx1, int n1, int fidx2,
+                             int n2);
+LUA_API int lua_loadx(lua_State *L, lua_Reader reader, void *dt,
+                      const char *chunkname, const char *mode);
+#pragma weak luaJIT_setmode
+#pragma weak luaL_traceback
+#pragma weak lua_upvalueid
+#pragma weak lua_upvaluejoin
+#pragma weak lua_loadx
+/* Nonzero when the host interpreter is LuaJIT. */
+#define tn_is_luajit() (luaJIT_setmode != NULL)
+#else
+#define tn_is_luajit() 0
 #endif
 
 #if LUA_VERSION_NUM >= 502
@@ -49,9 +73,10 @@
 #define tn_dump(L, w, d) lua_dump((L), (w), (d))
 #endif
 
-/* A short name for the flavour, carried with function bytecode. */
-#if defined(LUAJIT_VERSION)
-#define TN_LUA_FLAVOUR 0x21 /* LuaJIT 2.1 bytecode */
+/* A short name for the flavour, carried with function bytecode (on the 5.1
+** ABI, decided at run time: 0x21 is LuaJIT 2.1 bytecode). */
+#if LUA_VERSION_NUM == 501
+#define TN_LUA_FLAVOUR (tn_is_luajit() ? 0x21 : LUA_VERSION_NUM)
 #else
 #define TN_LUA_FLAVOUR LUA_VERSION_NUM
 #endif
@@ -95,26 +120,31 @@ static inline int tn_numbertostring(lua_State *L, int idx, char *buf) {
 ** has no mode argument: it tells text from bytecode by the first byte. */
 #if LUA_VERSION_NUM >= 502
 #define tn_loadbinary(L, r, d, n) lua_load((L), (r), (d), (n), "b")
-#elif defined(LUAJIT_VERSION)
-#define tn_loadbinary(L, r, d, n) lua_loadx((L), (r), (d), (n), "b")
 #else
-#define tn_loadbinary(L, r, d, n) lua_load((L), (r), (d), (n))
+#define tn_loadbinary(L, r, d, n)                                            \
+  (lua_loadx != NULL ? lua_loadx((L), (r), (d), (n), "b")                    \
+                     : lua_load((L), (r), (d), (n)))
 #endif
 
-/* Upvalues shared by several closures can be re-joined (5.2+, LuaJIT). */
-#if LUA_VERSION_NUM >= 502 || defined(LUAJIT_VERSION)
-#define TN_HAS_UPVALUEJOIN 1
+/* Nonzero when upvalues shared by several closures can be re-joined (5.2+,
+** LuaJIT; not plain 5.1). */
+#if LUA_VERSION_NUM >= 502
+#define tn_has_upvaluejoin() 1
 #else
-#define TN_HAS_UPVALUEJOIN 0
+#define tn_has_upvaluejoin() (lua_upvalueid != NULL && lua_upvaluejoin != NULL)
 #endif
 
 /* A traceback of L1 with `msg` on top: luaL_traceback where it exists
 ** (5.2+, LuaJIT), debug.traceback on plain 5.1. Pushes one string. */
-#if LUA_VERSION_NUM >= 502 || defined(LUAJIT_VERSION)
+#if LUA_VERSION_NUM >= 502
 #define tn_traceback(L, L1, msg, level) luaL_traceback((L), (L1), (msg), (level))
 #else
 static inline void tn_traceback(lua_State *L, lua_State *L1, const char *msg,
                                 int level) {
+  if (luaL_traceback != NULL) {
+    luaL_traceback(L, L1, msg, level);
+    return;
+  }
   (void)L1; /* always L itself in tunnel */
   lua_getglobal(L, "debug");
   lua_getfield(L, -1, "traceback");

@@ -193,9 +193,10 @@ static int l_thread_setup(lua_State *T) {
 ** process flushes the other CPUs' TLBs: a short-lived block spent a fifth
 ** of its life there. malloc keeps freed memory for the next thread. (A
 ** LuaJIT built without GC64 refuses custom allocators on 64-bit systems:
-** then its own it is.)
+** then its own it is.) A 5.1-ABI module tells LuaJIT from lua5.1 at run
+** time (compat.h).
 */
-#if defined(LUAJIT_VERSION)
+#if LUA_VERSION_NUM == 501
 static void *thread_alloc(void *ud, void *p, size_t osize, size_t nsize) {
   (void)ud;
   (void)osize;
@@ -213,6 +214,7 @@ static int thread_panic(lua_State *T) {
 }
 
 static lua_State *thread_newstate(void) {
+  if (!tn_is_luajit()) return luaL_newstate();
   lua_State *T = lua_newstate(thread_alloc, NULL);
   if (T == NULL) return luaL_newstate();
   lua_atpanic(T, thread_panic);
