@@ -120,6 +120,7 @@ static const char *const class_modules[][2] = {
     {"tunnel.atomic", "Atomic"},   {"tunnel.block", "Block"},
     {"tunnel.counter", "Counter"}, {"tunnel.hash", "Hash"},
     {"tunnel.plural", "Plural"},   {"tunnel.printer", "Printer"},
+    {"tunnel.priorityqueue", "PriorityQueue"},
     {"tunnel.serializer", "Serializer"}, {"tunnel.share", "Share"},
     {"tunnel.vector", "Vector"},   {NULL, NULL}};
 

@@ -491,5 +491,6 @@ int luaopen_tunnel_core(lua_State *L) {
   tn_l_open_share(L);
   tn_l_open_plural(L);
   tn_l_open_cluster(L);
+  tn_l_open_pqueue(L);
   return 1;
 }
