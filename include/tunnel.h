@@ -97,7 +97,8 @@ typedef enum tn_type {
   TN_TYPE_SHARE = 6,   /* a cell shown as tunnel.Share */
   TN_TYPE_ATOMIC = 7,  /* a cell shown as tunnel.Atomic */
   TN_TYPE_PLURAL = 8,  /* a deque shown as tunnel.Plural */
-  TN_TYPE_PQUEUE = 9   /* tunnel.PriorityQueue */
+  TN_TYPE_PQUEUE = 9,  /* tunnel.PriorityQueue */
+  TN_TYPE_ARRAY = 12   /* tunnel.Array (and its views) */
 } tn_type_t;
 
 #define TN_OBJECT(p) ((tn_object_t *)(p))
@@ -447,6 +448,142 @@ void tn_printer_unlock(tn_printer_t *p);
 /* Write `len` bytes whole and flush, under the printer's lock. */
 int tn_printer_write(tn_printer_t *p, const void *data, size_t len,
                      double timeout);
+
+/* ---------------------------------------------------------------------- */
+/* Array: a typed numeric buffer shared by threads (behind tunnel.Array)  */
+/* ---------------------------------------------------------------------- */
+
+/* Element types. The numbers are stored in cluster descriptors: fixed. */
+typedef enum tn_dtype {
+  TN_DOUBLE = 1,
+  TN_FLOAT = 2,
+  TN_INT8 = 3,
+  TN_INT16 = 4,
+  TN_INT32 = 5,
+  TN_INT64 = 6,
+  TN_UINT8 = 7,
+  TN_UINT16 = 8,
+  TN_UINT32 = 9,
+  TN_UINT64 = 10
+} tn_dtype_t;
+
+/* One element's value (or a kernel's scalar): `f` for TN_DOUBLE and
+** TN_FLOAT, `i` for the signed integer types, `u` for the unsigned ones. */
+typedef union tn_elem {
+  double f;
+  int64_t i;
+  uint64_t u;
+} tn_elem_t;
+
+/* The size of one element in bytes; 0 for a number that is no type. */
+size_t tn_dtype_size(tn_dtype_t type);
+/* "double", "float", "int8" ... "uint64"; NULL for no type. */
+const char *tn_dtype_name(tn_dtype_t type);
+/* The type called `name`: TN_OK, or TN_EINVAL. */
+int tn_dtype_from_name(const char *name, tn_dtype_t *out);
+
+typedef struct tn_array tn_array_t;
+
+/* A base array's memory is aligned to this many bytes. */
+#define TN_ARRAY_ALIGN 64
+
+/*
+** A new array of `n` elements of `type`, all zero, with one reference.
+** TN_EINVAL for an unknown type, TN_ENOMEM (also for an `n` whose bytes
+** would not fit a size_t).
+*/
+int tn_array_new(tn_dtype_t type, size_t n, tn_array_t **out);
+
+/*
+** A view: the `n` elements of `a` from index `first` (0-based), sharing
+** a's memory (a write through either is seen by both). It keeps the
+** memory alive. TN_ERANGE unless first + n <= size; TN_EINVAL for a
+** cluster array (fetch it first).
+*/
+int tn_array_view(tn_array_t *a, size_t first, size_t n, tn_array_t **out);
+
+/* The array whose memory `a` shares (borrowed): `a` itself unless it is a
+** view. Its callback lock is the one the Lua read/write callbacks take,
+** so that callbacks on a view and on its base exclude each other. */
+tn_array_t *tn_array_base(tn_array_t *a);
+
+/* Type and size. In process: never fails. A cluster array: the stored
+** ones (asked of the server once, then kept), or a remote failure. */
+int tn_array_shape(tn_array_t *a, tn_dtype_t *type, size_t *n);
+
+/* The first element (in-process arrays; NULL for a cluster array). Valid
+** while a reference to `a` is held; for C code and LuaJIT's FFI. */
+void *tn_array_data(const tn_array_t *a);
+
+/*
+** Element `i` (0-based): TN_ERANGE past the end. get reads it, set
+** stores `v`: for an integer type TN_EINVAL when `v` is out of its range
+** (nothing stored); a double stored into a float array is rounded. These
+** are single relaxed atomic loads and stores: nothing locks them, and
+** concurrent writers race (Hogwild's choice) without tearing an element.
+** atomic_add adds `delta` to element i atomically (integers wrap; floats:
+** a compare-and-swap loop), `*old` (if not NULL) gets the value before.
+** A cluster array does each on the server, in one script.
+*/
+int tn_array_get(tn_array_t *a, size_t i, tn_elem_t *out);
+int tn_array_set(tn_array_t *a, size_t i, tn_elem_t v);
+int tn_array_atomic_add(tn_array_t *a, size_t i, tn_elem_t delta,
+                        tn_elem_t *old);
+
+/*
+** Kernels, over the whole array (views make slices). Binary ones need
+** the same type and size (else TN_EINVAL, nothing changed). Elementwise
+** kernels act as if element by element in increasing index order, also
+** when `a` and `b` overlap; copy acts as if through a temporary.
+** Integer arithmetic wraps modulo 2^bits (scale and the add's factor may
+** be any 64-bit integer); a fill value must fit the type (TN_EINVAL).
+** Reductions: dot and sum add in 64 bits (double for float types, with 8
+** partial sums, combined pairwise: the result does not depend on
+** vectorisation); min and max skip NaNs (all NaN: NaN) and give the
+** 0-based index of the first extreme (TN_ERANGE for an empty array).
+**   fill:  a[i] = x            scale: a[i] *= x
+**   copy:  a[i] = b[i]         mul:   a[i] *= b[i]
+**   add:   a[i] += s * b[i] (axpy)
+** Kernels take no lock: threads may work on one array at once, and races
+** between their writes are theirs (see tn_array_get).
+** Cluster arrays: copy into one stores (the whole array, atomically on
+** the server), add into one adds on the server (one script: concurrent
+** adds of several processes all count), and copy or add *from* one
+** fetches it first; the other kernels are TN_EINVAL on them.
+*/
+int tn_array_fill(tn_array_t *a, tn_elem_t x);
+int tn_array_copy(tn_array_t *a, tn_array_t *b);
+int tn_array_add(tn_array_t *a, tn_array_t *b, tn_elem_t s);
+int tn_array_mul(tn_array_t *a, tn_array_t *b);
+int tn_array_scale(tn_array_t *a, tn_elem_t x);
+int tn_array_dot(tn_array_t *a, tn_array_t *b, tn_elem_t *out);
+int tn_array_sum(tn_array_t *a, tn_elem_t *out);
+int tn_array_min(tn_array_t *a, tn_elem_t *out, size_t *index);
+int tn_array_max(tn_array_t *a, tn_elem_t *out, size_t *index);
+
+/*
+** A new in-process array holding a copy of `a` (`*copy`, one reference).
+** A cluster array's copy is the server's bytes at one instant, and
+** `*version` (if not NULL) its version then; in process the copy is made
+** while other threads may write (no snapshot) and the version is 0.
+*/
+int tn_array_fetch(tn_array_t *a, tn_array_t **copy, uint64_t *version);
+
+/* A cluster array's version: a number that changes with every store,
+** add and element write. TN_EINVAL in process (no version is kept). */
+int tn_array_version(tn_array_t *a, uint64_t *version);
+
+typedef struct tn_cluster tn_cluster_t;
+
+/*
+** The cluster's Array called `name`, with one new reference. Absent, it
+** is created with `n` zero elements of `type`. Present with another type
+** or size: TN_ECONFLICT (tn_last_error says what it holds). `type` 0:
+** whatever is stored (TN_EINVAL when there is none). Other failures as
+** for the other cluster structures (below).
+*/
+int tn_cluster_array(tn_cluster_t *c, const char *name, tn_dtype_t type,
+                     size_t n, tn_array_t **out);
 
 /* ---------------------------------------------------------------------- */
 /* Block: a group of threads, one job queue each                          */

@@ -125,6 +125,17 @@ typedef struct tn_backend {
   void (*printer_unlock)(tn_printer_t *p);
   int (*printer_write)(tn_printer_t *p, const void *data, size_t len,
                        double timeout);
+  /* Arrays (src/redis/array.c): fetch gives a new in-process copy; store
+  ** and add take an in-process source of the array's shape. */
+  int (*array_shape)(tn_array_t *a, tn_dtype_t *type, size_t *n);
+  int (*array_get)(tn_array_t *a, size_t i, tn_elem_t *out);
+  int (*array_set)(tn_array_t *a, size_t i, tn_elem_t v);
+  int (*array_atomic_add)(tn_array_t *a, size_t i, tn_elem_t delta,
+                          tn_elem_t *old);
+  int (*array_fetch)(tn_array_t *a, tn_array_t **copy, uint64_t *version);
+  int (*array_store)(tn_array_t *a, const tn_array_t *src);
+  int (*array_add)(tn_array_t *a, const tn_array_t *src, tn_elem_t s);
+  int (*array_version)(tn_array_t *a, uint64_t *version);
   int (*read_lock)(tn_object_t *o, double timeout);
   void (*read_unlock)(tn_object_t *o);
   int (*write_lock)(tn_object_t *o, double timeout);
