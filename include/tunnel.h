@@ -53,7 +53,10 @@ enum {
   TN_EIO = -11,        /* remote: the server failed or could not be reached */
   TN_EPROTO = -12,     /* remote: a reply or stored value cannot be decoded */
   TN_ELOCAL = -13,     /* remote: an in-process object in a remote value */
-  TN_EDEADLK = -14     /* the calling thread holds the lock it would wait for */
+  TN_EDEADLK = -14,    /* the calling thread holds the lock it would wait for */
+  TN_ECANCELED = -15,  /* the calling thread's job was asked to stop */
+  TN_EINTR = -16,      /* the wait was interrupted (a signal, see tn_cancel) */
+  TN_EBROKEN = -17     /* the barrier's round was broken (a timeout, a reset) */
 };
 
 /* A static, human-readable message for an error code. */
@@ -76,11 +79,65 @@ int tn_error_take(void);
 #define TN_FOREVER HUGE_VAL
 #define TN_TRY (-1.0)
 
-/* Sleep the calling thread for `seconds` (negative or NaN: not at all). */
-void tn_sleep(double seconds);
+/* Sleep the calling thread for `seconds` (negative or NaN: not at all).
+** TN_OK, or TN_ECANCELED / TN_EINTR when the thread's cancel token ends it
+** early (below). */
+int tn_sleep(double seconds);
 
 /* Seconds on a monotonic clock (for measuring intervals). */
 double tn_clock(void);
+
+/* ---------------------------------------------------------------------- */
+/* Cancellation                                                           */
+/* ---------------------------------------------------------------------- */
+
+/*
+** A cancel token asks the thread it belongs to to stop waiting. Every
+** blocking wait of the core (deque, map and counter gates, callback locks,
+** printers, block synchronize, tn_sleep, and the Redis backend's waits,
+** within a fraction of a second) looks at the calling thread's current
+** token: once it is requested, the wait (and every later one, until the
+** token is cleared) returns TN_ECANCELED at once, leaving its structure as
+** it was. Block threads have one each, requested by tn_block_cancel.
+**
+** A token may also have a poll function: while the thread waits, the wait
+** wakes every TN_CANCEL_POLL seconds and calls poll(arg); nonzero ends the
+** wait with TN_EINTR. The Lua binding uses it in the main state to notice
+** the interpreter's Ctrl-C.
+*/
+typedef struct tn_cancel tn_cancel_t;
+#define TN_CANCEL_POLL 0.1
+
+/* A new token, not requested. TN_OK or TN_ENOMEM. */
+int tn_cancel_new(tn_cancel_t **out);
+/* Free a token no thread has as its current one any more. */
+void tn_cancel_free(tn_cancel_t *t);
+/* Make `t` (or NULL: none) the calling thread's token; returns the
+** previous one. */
+tn_cancel_t *tn_cancel_enter(tn_cancel_t *t);
+/* The calling thread's token, or NULL. */
+tn_cancel_t *tn_cancel_current(void);
+/* Ask the token's thread to stop: sets the flag, wakes the wait it is in,
+** and calls the token's notify function (below). Any thread. */
+void tn_cancel_request(tn_cancel_t *t);
+/* Forget a request (the owner, between jobs). */
+void tn_cancel_clear(tn_cancel_t *t);
+/* 1 if `t` is requested. */
+int tn_cancel_requested(const tn_cancel_t *t);
+/* 1 if the calling thread's token is requested (0 without a token). */
+int tn_cancelled(void);
+/* The wait's poll function (NULL: none), see above. Only the owner thread
+** calls this, while it waits in nothing. */
+void tn_cancel_set_poll(tn_cancel_t *t, int (*poll)(void *arg), void *arg);
+/* A function tn_cancel_request calls, in the requesting thread, right after
+** it set the flag (the Lua binding sets a hook there that raises in
+** running Lua code). It must not block. */
+void tn_cancel_set_notify(tn_cancel_t *t, void (*notify)(void *arg),
+                          void *arg);
+/* TN_OK, TN_ECANCELED or TN_EINTR (the poll said so) for the calling
+** thread: what a wait loop that does not sleep in the core (the Redis
+** backend's) checks between its slices. */
+int tn_cancel_check(void);
 
 /* ---------------------------------------------------------------------- */
 /* Shared objects                                                         */
@@ -628,7 +685,41 @@ int tn_block_size(const tn_block_t *b);
 int tn_block_run(tn_block_t *b, tn_job_fn fn, void *arg,
                  void (*release)(void *arg));
 
-/* Wait until every queued job has finished. TN_OK or TN_ETIMEDOUT. */
+/* How many runs tn_block_run has queued (the id of the last one). */
+unsigned long tn_block_runs(tn_block_t *b);
+
+/*
+** Ask the jobs of run `run` (runs count from 1 in the order tn_block_run
+** queued them; 0: every run queued so far) to stop. A running one has its
+** thread's cancel token requested: its waits return TN_ECANCELED from then
+** on. One that has not started is still called, with the token already
+** requested (tn_cancelled() is 1): it should return at once (the Lua
+** binding records it as cancelled without running it). Returns how many
+** jobs it reached. The block stays usable: later runs are not cancelled.
+*/
+int tn_block_cancel(tn_block_t *b, unsigned long run);
+
+/*
+** Give the block up without waiting for its jobs: like tn_block_free, but
+** the threads finish what they are running (and what is queued: cancel
+** first for a quick end) by themselves, then stop, and the last one frees
+** the block. `b` is invalid afterwards. For a process that must end while
+** a job may never return.
+*/
+void tn_block_abandon(tn_block_t *b);
+
+/*
+** For a close that waits for jobs: `*stuck` = 1 when at least one block
+** thread of the process runs a job and every one of them sleeps in an
+** in-process wait without a deadline. Returns a counter that every
+** wake-up of such a sleep moves: stuck twice, with the same counter, a
+** while apart, means no job can move again unless a thread that is not a
+** block thread acts.
+*/
+unsigned long tn_jobs_progress(int *stuck);
+
+/* Wait until every queued job has finished. TN_OK or TN_ETIMEDOUT (or
+** TN_ECANCELED / TN_EINTR: the calling thread's token, see tn_cancel). */
 int tn_block_synchronize(tn_block_t *b, double timeout);
 
 /* Let queued jobs finish, then stop and join the threads. Idempotent. */

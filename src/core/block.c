@@ -34,6 +34,7 @@
 ** Caveats: a job must not call tn_block_terminate, tn_block_free or
 ** tn_block_synchronize on its own block (it would wait for itself).
 */
+#include <signal.h>
 #include <stdlib.h>
 
 #include "internal.h"
@@ -55,6 +56,8 @@ struct block_run {
   tn_job_fn fn;
   void *arg;
   void (*release)(void *arg);
+  unsigned long id;      /* 1, 2, ...: the block's runs in queue order */
+  bool cancelled;        /* tn_block_cancel reached it (block mutex) */
   atomic_int remaining;  /* threads that have not finished it yet */
   block_job_t jobs[];    /* one node per thread */
 };
@@ -65,13 +68,16 @@ typedef struct block_worker {
   pthread_t thread;
   pthread_cond_t wake;   /* a job arrived, or terminate */
   block_job_t *head, *tail;
+  block_run_t *current;  /* the run of the job it runs (block mutex) */
+  tn_cancel_t *cancel;   /* its token: tn_block_cancel requests it */
   atomic_long posted;    /* bumped (under the mutex) by a run and by
                             terminate: what an idle thread spins on */
   bool sleeping;         /* waiting on `wake` (under the block mutex) */
   bool started;          /* its start hook succeeded */
   bool reported;         /* its start hook returned (under the mutex) */
-  bool detached;         /* the creator gave up before it reported: it
-                            stops by itself (the creator's field) */
+  bool detached;         /* the creator gave up before it reported, or
+                            abandoned the block: it stops by itself and
+                            nobody joins it (under the mutex) */
   void *ctx;
 } block_worker_t;
 
@@ -94,6 +100,7 @@ struct tn_block {
   bool done;              /* the threads are joined */
   bool abandoned;         /* creation failed: late starters exit alone */
   atomic_int refs;        /* the creator + abandoned threads (see top) */
+  unsigned long runs;     /* runs queued so far (the last id) */
   block_worker_t *workers;
 };
 
@@ -149,6 +156,7 @@ static void *worker_main(void *p) {
   tn_block_t *b = w->block;
   int rc = 0;
   void *ctx = NULL;
+  tn_cancel_enter(w->cancel);
   if (b->hooks.thread_start != NULL)
     rc = b->hooks.thread_start(b->userdata, w->index, &ctx);
 
@@ -166,11 +174,13 @@ static void *worker_main(void *p) {
     pthread_mutex_unlock(&b->mutex);
     if (rc == 0 && b->hooks.thread_stop != NULL)
       b->hooks.thread_stop(b->userdata, w->index, ctx);
+    tn_cancel_enter(NULL);
     block_unref(b);
     return NULL;
   }
   if (rc != 0) {
     pthread_mutex_unlock(&b->mutex);
+    tn_cancel_enter(NULL);
     return NULL;
   }
   for (;;) {
@@ -192,21 +202,34 @@ static void *worker_main(void *p) {
     if (job == NULL) break; /* terminating and drained */
     w->head = job->next;
     if (w->head == NULL) w->tail = NULL;
-    pthread_mutex_unlock(&b->mutex);
-
     block_run_t *run = job->run;
+    /* A job of a cancelled run starts cancelled (tn_block_cancel). */
+    w->current = run;
+    bool cancelled = run->cancelled;
+    pthread_mutex_unlock(&b->mutex);
+    if (cancelled) tn_cancel_request(w->cancel);
+
+    tn_cancel_job(w->cancel, true);
     run->fn(ctx, w->index, run->arg);
+    tn_cancel_job(w->cancel, false);
     job_finish(run);
 
     pthread_mutex_lock(&b->mutex);
+    /* A request for this job is made under the mutex while `current` is
+    ** its run: forgetting both here, under it, keeps it from the next. */
+    w->current = NULL;
+    tn_cancel_clear(w->cancel);
     /* Counted down after release ran, so synchronize covers it too. */
     if (atomic_fetch_sub_explicit(&b->pending, 1, memory_order_release) == 1 &&
         b->sync_waiters > 0)
       pthread_cond_broadcast(&b->idle);
   }
+  bool alone = w->detached; /* tn_block_abandon: nobody joins us */
   pthread_mutex_unlock(&b->mutex);
   if (b->hooks.thread_stop != NULL)
     b->hooks.thread_stop(b->userdata, w->index, ctx);
+  tn_cancel_enter(NULL);
+  if (alone) block_unref(b);
   return NULL;
 }
 
@@ -219,7 +242,10 @@ static void wake_all(tn_block_t *b) {
 }
 
 static void block_destroy(tn_block_t *b) {
-  for (int i = 0; i < b->size; i++) pthread_cond_destroy(&b->workers[i].wake);
+  for (int i = 0; i < b->size; i++) {
+    pthread_cond_destroy(&b->workers[i].wake);
+    tn_cancel_free(b->workers[i].cancel);
+  }
   pthread_cond_destroy(&b->ready);
   pthread_cond_destroy(&b->idle);
   pthread_cond_destroy(&b->joined);
@@ -264,11 +290,16 @@ int tn_block_new(int size, const tn_block_hooks_t *hooks, void *userdata,
   b->done = false;
   b->abandoned = false;
   atomic_init(&b->refs, 1);
+  b->runs = 0;
+  bool tokens = true;
   for (int i = 0; i < size; i++) {
     block_worker_t *w = &b->workers[i];
     w->block = b;
     w->index = i + 1;
     tn_cond_init(&w->wake);
+    w->cancel = NULL;
+    if (tn_cancel_new(&w->cancel) != TN_OK) tokens = false;
+    w->current = NULL;
     w->head = w->tail = NULL;
     atomic_init(&w->posted, 0);
     w->sleeping = false;
@@ -277,7 +308,22 @@ int tn_block_new(int size, const tn_block_hooks_t *hooks, void *userdata,
     w->detached = false;
     w->ctx = NULL;
   }
+  if (!tokens) {
+    block_destroy(b);
+    return TN_ENOMEM;
+  }
 
+  /* The threads inherit a mask that blocks the signals meant for the
+  ** process (Ctrl-C and the like): the main thread gets them, where the
+  ** interpreter's handler and tn_cancel's poll expect them. */
+  sigset_t mask, old;
+  sigemptyset(&mask);
+  int process_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1,
+                           SIGUSR2, SIGALRM};
+  for (size_t i = 0; i < sizeof process_signals / sizeof *process_signals;
+       i++)
+    sigaddset(&mask, process_signals[i]);
+  pthread_sigmask(SIG_BLOCK, &mask, &old);
   int created = 0, rc = TN_OK;
   for (; created < size; created++) {
     if (pthread_create(&b->workers[created].thread, NULL, worker_main,
@@ -286,6 +332,7 @@ int tn_block_new(int size, const tn_block_hooks_t *hooks, void *userdata,
       break;
     }
   }
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
   /* Spin only if the threads and this one have a CPU each: otherwise the
   ** spin takes the CPU a thread needs to start. */
   if (created < tn_cpu_count()) {
@@ -356,6 +403,8 @@ int tn_block_run(tn_block_t *b, tn_job_fn fn, void *arg,
     if (release != NULL) release(arg);
     return TN_ETERMINATED;
   }
+  run->id = ++b->runs;
+  run->cancelled = false;
   for (int i = 0; i < b->size; i++) {
     block_worker_t *w = &b->workers[i];
     block_job_t *job = &run->jobs[i];
@@ -395,9 +444,10 @@ int tn_block_synchronize(tn_block_t *b, double timeout) {
     /* Re-check under the mutex: new runs may have been queued since the
     ** broadcast, and wake-ups may be spurious. */
     while (atomic_load_explicit(&b->pending, memory_order_relaxed) > 0) {
-      if (tn_cond_wait_until(&b->idle, &b->mutex, &dl) == TN_ETIMEDOUT &&
+      int w = tn_cond_wait_until(&b->idle, &b->mutex, &dl);
+      if (w != TN_OK &&
           atomic_load_explicit(&b->pending, memory_order_relaxed) > 0) {
-        rc = TN_ETIMEDOUT;
+        rc = w;
         break;
       }
     }
@@ -430,6 +480,67 @@ void tn_block_terminate(tn_block_t *b) {
   b->done = true;
   pthread_cond_broadcast(&b->joined);
   pthread_mutex_unlock(&b->mutex);
+}
+
+/*
+** Mark the queued jobs of run `id` (0: of every run) cancelled, and
+** request the tokens of the threads running one. Both under the block
+** mutex, where a thread takes a job and forgets its request (worker_main),
+** so a request never outlives its job. Lock order: block mutex, token
+** mutex, the waiter's structure mutex (tried only, cancel.c).
+*/
+int tn_block_cancel(tn_block_t *b, unsigned long id) {
+  int reached = 0;
+  pthread_mutex_lock(&b->mutex);
+  for (int i = 0; i < b->size; i++) {
+    block_worker_t *w = &b->workers[i];
+    for (block_job_t *job = w->head; job != NULL; job = job->next) {
+      if (id != 0 && job->run->id != id) continue;
+      job->run->cancelled = true;
+      reached++;
+    }
+    block_run_t *run = w->current;
+    if (run != NULL && (id == 0 || run->id == id)) {
+      run->cancelled = true;
+      tn_cancel_request(w->cancel);
+      reached++;
+    }
+  }
+  pthread_mutex_unlock(&b->mutex);
+  return reached;
+}
+
+unsigned long tn_block_runs(tn_block_t *b) {
+  pthread_mutex_lock(&b->mutex);
+  unsigned long n = b->runs;
+  pthread_mutex_unlock(&b->mutex);
+  return n;
+}
+
+/*
+** Give the block up without waiting: no more runs; each thread runs what
+** is queued (a caller that wants it quick cancels first), stops by itself
+** and the last one frees the block.
+*/
+void tn_block_abandon(tn_block_t *b) {
+  pthread_mutex_lock(&b->mutex);
+  b->terminating = true;
+  if (b->joining) {
+    /* A terminate joins (or joined) the threads: it owns them. */
+    while (!b->done) pthread_cond_wait(&b->joined, &b->mutex);
+    pthread_mutex_unlock(&b->mutex);
+    block_destroy(b);
+    return;
+  }
+  b->joining = true;
+  for (int i = 0; i < b->size; i++) {
+    b->workers[i].detached = true;
+    pthread_detach(b->workers[i].thread);
+    atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);
+  }
+  wake_all(b);
+  pthread_mutex_unlock(&b->mutex);
+  block_unref(b);
 }
 
 pthread_mutex_t *tn_block_test_mutex(tn_block_t *b) { return &b->mutex; }

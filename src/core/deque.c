@@ -367,8 +367,10 @@ static int sleep_until(tn_deque_t *d, pthread_cond_t *cond,
   pthread_mutex_lock(&d->wait);
   atomic_fetch_add(waiters, 1); /* before the check: see the top */
   while (!ready(d)) {
-    if (tn_cond_wait_until(cond, &d->wait, dl) == TN_ETIMEDOUT && !ready(d)) {
-      rc = TN_ETIMEDOUT;
+    /* A timeout, cancel or interrupt ends the wait unless it is ready. */
+    int w = tn_cond_wait_until(cond, &d->wait, dl);
+    if (w != TN_OK && !ready(d)) {
+      rc = w;
       break;
     }
   }

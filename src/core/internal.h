@@ -57,11 +57,20 @@ int tn_mutex_acquire(pthread_mutex_t *m, double timeout);
 
 /*
 ** Wait on `c` (with `m` held) until signalled or `d` passes. Returns TN_OK
-** or TN_ETIMEDOUT; either way `m` is held again and the caller must
-** re-check its condition.
+** or TN_ETIMEDOUT, or TN_ECANCELED / TN_EINTR when the calling thread's
+** cancel token ends the wait (cancel.c); whatever it returns, `m` is held
+** again and the caller must re-check its condition (TN_OK may be a
+** spurious wake-up). Every wait a user can be blocked in goes through it.
 */
 int tn_cond_wait_until(pthread_cond_t *c, pthread_mutex_t *m,
                        const tn_deadline_t *d);
+
+/* The calling thread has a cancel token (its waits are cancellable). */
+bool tn_cancel_active(void);
+
+/* A block thread's token starts (running = true) or ends a job: counted
+** for tn_jobs_progress. The owner only. */
+void tn_cancel_job(tn_cancel_t *t, bool running);
 
 /* ---- reader-writer lock (for user callbacks) --------------------------- */
 

@@ -29,6 +29,9 @@ const char *tn_strerror(int err) {
   case TN_ELOCAL: return "in-process object in a cluster value";
   case TN_EDEADLK:
     return "would deadlock: this thread holds the object's callback lock";
+  case TN_ECANCELED: return "cancelled";
+  case TN_EINTR: return "interrupted!";
+  case TN_EBROKEN: return "the barrier's round was broken";
   default: return "unknown error";
   }
 }
@@ -55,15 +58,6 @@ int tn_error_set(int err, const char *fmt, ...) {
 }
 
 void tn_error_pend(int err) { pending_error = err; }
-
-void tn_sleep(double seconds) {
-  if (!(seconds > 0)) return; /* also NaN */
-  struct timespec ts;
-  ts.tv_sec = (time_t)seconds;
-  ts.tv_nsec = (long)((seconds - (double)ts.tv_sec) * 1e9);
-  while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {
-  }
-}
 
 double tn_clock(void) {
   struct timespec ts;
@@ -169,18 +163,6 @@ int tn_mutex_acquire(pthread_mutex_t *m, double timeout) {
     return TN_OK;
   }
   if (pthread_mutex_lock(m) != 0) abort();
-  return TN_OK;
-}
-
-int tn_cond_wait_until(pthread_cond_t *c, pthread_mutex_t *m,
-                       const tn_deadline_t *d) {
-  if (d->forever) {
-    if (pthread_cond_wait(c, m) != 0) abort();
-    return TN_OK;
-  }
-  int rc = pthread_cond_timedwait(c, m, &d->at);
-  if (rc == ETIMEDOUT) return TN_ETIMEDOUT;
-  if (rc != 0) abort();
   return TN_OK;
 }
 
@@ -357,9 +339,9 @@ int tn_gate_wait(tn_object_t *o, bool modifies, double timeout,
   int rc = TN_OK;
   pthread_mutex_lock(&l->mutex);
   while (gate_shut(o, modifies)) {
-    if (tn_cond_wait_until(&l->gate_cv, &l->mutex, dl) == TN_ETIMEDOUT &&
-        gate_shut(o, modifies)) {
-      rc = TN_ETIMEDOUT;
+    int w = tn_cond_wait_until(&l->gate_cv, &l->mutex, dl);
+    if (w != TN_OK && gate_shut(o, modifies)) {
+      rc = w;
       break;
     }
   }
@@ -384,10 +366,10 @@ static int callback_rdlock(tn_object_t *o, double timeout) {
     }
     tn_deadline_t d = tn_deadline_in(timeout);
     while (l->writer || l->writers_waiting > 0) {
-      if (tn_cond_wait_until(&l->readers_cv, &l->mutex, &d) == TN_ETIMEDOUT &&
-          (l->writer || l->writers_waiting > 0)) {
+      int w = tn_cond_wait_until(&l->readers_cv, &l->mutex, &d);
+      if (w != TN_OK && (l->writer || l->writers_waiting > 0)) {
         pthread_mutex_unlock(&l->mutex);
-        return TN_ETIMEDOUT;
+        return w;
       }
     }
   }
@@ -418,12 +400,12 @@ static int callback_wrlock(tn_object_t *o, double timeout) {
     tn_deadline_t d = tn_deadline_in(timeout);
     l->writers_waiting++;
     while (l->writer || l->readers > 0) {
-      if (tn_cond_wait_until(&l->writers_cv, &l->mutex, &d) == TN_ETIMEDOUT &&
-          (l->writer || l->readers > 0)) {
+      int w = tn_cond_wait_until(&l->writers_cv, &l->mutex, &d);
+      if (w != TN_OK && (l->writer || l->readers > 0)) {
         /* Giving up: readers held off for our sake may go on. */
         if (--l->writers_waiting == 0) pthread_cond_broadcast(&l->readers_cv);
         pthread_mutex_unlock(&l->mutex);
-        return TN_ETIMEDOUT;
+        return w;
       }
     }
     l->writers_waiting--;

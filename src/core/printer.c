@@ -64,11 +64,11 @@ int tn_printer_lock(tn_printer_t *p, double timeout) {
     /* Re-check under the mutex: another waiter may have taken the printer
     ** first, and wake-ups may be spurious. */
     while (p->depth > 0) {
-      if (tn_cond_wait_until(&p->released, &p->mutex, &dl) == TN_ETIMEDOUT &&
-          p->depth > 0) {
+      int w = tn_cond_wait_until(&p->released, &p->mutex, &dl);
+      if (w != TN_OK && p->depth > 0) {
         p->waiters--;
         pthread_mutex_unlock(&p->mutex);
-        return TN_ETIMEDOUT;
+        return w;
       }
     }
     p->waiters--;

@@ -44,6 +44,24 @@
 #define BLOCK_MT "tunnel.Block"
 #define BLOCK_KEEP 100 /* runs whose results a block keeps, by default */
 
+/*
+** Errors are never silent: a job that fails (not because it was
+** cancelled) leaves a note here. A note whose slot the user's tables show
+** (fill_slot filled it) is dropped when its run leaves the ring and when
+** the block is terminated or collected; the rest are then written to
+** stderr. The notes are kept in C because at lua_close the run records'
+** vector boxes are finalized before the block (the records' plain tables,
+** which settle_notes reads, are still there). At most UNREAD_MAX notes;
+** past that only a count.
+*/
+#define UNREAD_MAX 100
+typedef struct unread {
+  struct unread *next;
+  lua_Integer run;
+  int index;
+  char text[]; /* message, newline, traceback */
+} unread_t;
+
 /* What a thread needs to build its state; lives as long as the block. */
 typedef struct block_setup {
   char *path;
@@ -53,6 +71,9 @@ typedef struct block_setup {
   int compat; /* require('tunnel.compat') in each thread (see l_block_new) */
   pthread_mutex_t lock;
   char *error; /* the first start failure, malloc'd */
+  int report;  /* keep unread notes (the block's `report` option) */
+  unread_t *unread; /* under `lock` */
+  int unread_count, unread_dropped;
   /* The block's owner + one per thread_start call not yet returned: when
   ** an init fails, the creator raises at once and threads still in their
   ** init go on with it, detached (see block.c), reading this setup. */
@@ -71,6 +92,8 @@ typedef struct l_block {
 
 /* One run, shared by every thread of the block. */
 typedef struct block_run {
+  block_setup_t *setup; /* a reference: the unread notes */
+  lua_Integer id;
   tn_blob_t *job; /* callback, then the arguments */
   tn_deque_t *result;
   tn_deque_t *status;
@@ -83,6 +106,11 @@ static void setup_free(block_setup_t *s) {
   free(s->path);
   free(s->cpath);
   free(s->error);
+  while (s->unread != NULL) {
+    unread_t *u = s->unread;
+    s->unread = u->next;
+    free(u);
+  }
   tn_blob_release(s->init);
   pthread_mutex_destroy(&s->lock);
   free(s);
@@ -236,6 +264,7 @@ static int thread_start(void *userdata, int index, void **ctx) {
     lua_pushinteger(T, index);
     if (lua_pcall(T, 2, 0, 1) == 0) {
       lua_settop(T, 0);
+      tn_l_thread_cancellable(T, 1);
       *ctx = T;
       setup_free(s); /* this call's reference */
       return 0;
@@ -260,6 +289,7 @@ static int thread_start(void *userdata, int index, void **ctx) {
 static void thread_stop(void *userdata, int index, void *ctx) {
   (void)userdata;
   (void)index;
+  tn_l_thread_cancellable(ctx, 0);
   lua_close(ctx);
 }
 
@@ -273,6 +303,10 @@ static void store(lua_State *T, tn_deque_t *d, lua_Integer index, int idx,
 static int l_job_body(lua_State *T) {
   block_run_t *run = lua_touserdata(T, 1);
   lua_Integer index = lua_tointeger(T, 2);
+  if (tn_cancelled()) { /* its run was cancelled before it started */
+    lua_pushliteral(T, "cancelled");
+    return lua_error(T);
+  }
   int base = lua_gettop(T);
   int n = tn_l_decode(T, run->job, "tunnel.Block:run");
   lua_call(T, n - 1, LUA_MULTRET);
@@ -337,6 +371,84 @@ static int l_job_outcome(lua_State *T) {
   return 0;
 }
 
+/* Leave a note of the failure at stack index 2 (see unread_t). */
+static void note_unread(lua_State *T, block_run_t *run, int index) {
+  block_setup_t *s = run->setup;
+  if (!s->report) return;
+  const char *msg = "(error object is not a string)", *tb = "";
+  if (lua_istable(T, 2)) {
+    lua_rawgeti(T, 2, 1);
+    lua_getfield(T, 2, "traceback");
+    if (lua_type(T, -2) == LUA_TSTRING || lua_type(T, -2) == LUA_TNUMBER)
+      msg = lua_tostring(T, -2);
+    if (lua_type(T, -1) == LUA_TSTRING) tb = lua_tostring(T, -1);
+  }
+  size_t n = strlen(msg) + strlen(tb) + 2;
+  unread_t *u = malloc(sizeof *u + n);
+  if (u != NULL) {
+    u->run = run->id;
+    u->index = index;
+    snprintf(u->text, n, "%s", tb[0] != '\0' ? tb : msg); /* tb has msg */
+  }
+  if (lua_istable(T, 2)) lua_pop(T, 2);
+  pthread_mutex_lock(&s->lock);
+  if (u == NULL || s->unread_count >= UNREAD_MAX) {
+    s->unread_dropped++;
+    free(u);
+  } else {
+    u->next = s->unread;
+    s->unread = u;
+    s->unread_count++;
+  }
+  pthread_mutex_unlock(&s->lock);
+}
+
+/* Drop the notes of run `run` for which seen(index) is true. */
+static void forget_seen(block_setup_t *s, lua_Integer run,
+                        int (*seen)(lua_State *L, int stab, int index),
+                        lua_State *L, int stab) {
+  pthread_mutex_lock(&s->lock);
+  for (unread_t **p = &s->unread; *p != NULL;) {
+    unread_t *u = *p;
+    if (u->run == run && seen(L, stab, u->index)) {
+      *p = u->next;
+      s->unread_count--;
+      free(u);
+    } else {
+      p = &u->next;
+    }
+  }
+  pthread_mutex_unlock(&s->lock);
+}
+
+/* Write the notes left to stderr, oldest first, and drop them. */
+static void report_unread(block_setup_t *s) {
+  pthread_mutex_lock(&s->lock);
+  unread_t *list = NULL;
+  while (s->unread != NULL) { /* reverse: oldest first */
+    unread_t *u = s->unread;
+    s->unread = u->next;
+    u->next = list;
+    list = u;
+  }
+  int dropped = s->unread_dropped;
+  s->unread_count = s->unread_dropped = 0;
+  pthread_mutex_unlock(&s->lock);
+  while (list != NULL) {
+    unread_t *u = list;
+    list = u->next;
+    fprintf(stderr,
+            "tunnel.Block: run %ld failed in thread %d, and nobody read "
+            "its status: %s\n",
+            (long)u->run, u->index, u->text);
+    free(u);
+  }
+  if (dropped > 0)
+    fprintf(stderr, "tunnel.Block: %d more failed jobs nobody read\n",
+            dropped);
+  fflush(stderr);
+}
+
 static void run_job(void *ctx, int index, void *arg) {
   lua_State *T = ctx;
   lua_settop(T, 0);
@@ -344,7 +456,17 @@ static void run_job(void *ctx, int index, void *arg) {
   lua_pushcfunction(T, l_job_body);
   lua_pushlightuserdata(T, arg);
   lua_pushinteger(T, index);
+  tn_l_job_enter(1);
   int ok = lua_pcall(T, 2, 0, 1) == 0;
+  tn_l_job_enter(0);
+  /* A job that ended in error after a cancel is not reported as unread
+  ** (l_block_gc): it did what it was asked. */
+  if (!ok && tn_cancelled() && lua_istable(T, 2)) {
+    lua_pushboolean(T, 1);
+    lua_setfield(T, 2, "cancelled");
+  } else if (!ok) {
+    note_unread(T, arg, index);
+  }
   /* Stack: handler [, error]. Only running out of memory makes the outcome
   ** call fail; then status[i] stays nil. */
   lua_pushcfunction(T, l_job_outcome);
@@ -361,6 +483,7 @@ static void run_job(void *ctx, int index, void *arg) {
 
 static void run_release(void *arg) {
   block_run_t *run = arg;
+  setup_free(run->setup);
   tn_blob_release(run->job);
   tn_object_release(TN_OBJECT(run->result));
   tn_object_release(TN_OBJECT(run->status));
@@ -376,7 +499,8 @@ enum {
   RUN_SIZE,     /* the block's size */
   RUN_RTAB,     /* the result table the user sees, made at the first read */
   RUN_STAB,     /* the status table */
-  RUN_FILLED    /* how many slots of the tables are filled */
+  RUN_FILLED,   /* how many slots of the tables are filled */
+  RUN_ID        /* the run's id */
 };
 
 static l_block_t *check_block(lua_State *L, const char *method) {
@@ -409,6 +533,7 @@ static int l_block_new(lua_State *L) {
     return tn_l_error(L, method, "init must be a function (got %s)",
                       luaL_typename(L, 2));
   lua_Integer keep = BLOCK_KEEP;
+  int report = 1;
   if (!lua_isnoneornil(L, opts)) {
     if (lua_type(L, opts) != LUA_TTABLE)
       return tn_l_error(L, method, "options must be a table (got %s)",
@@ -425,6 +550,15 @@ static int l_block_new(lua_State *L) {
                               : luaL_typename(L, -1));
       keep = (lua_Integer)k;
     }
+    lua_pop(L, 1);
+    lua_getfield(L, opts, "report");
+    if (!lua_isnil(L, -1)) {
+      if (lua_type(L, -1) != LUA_TBOOLEAN)
+        return tn_l_error(L, method, "report must be a boolean (got %s)",
+                          luaL_typename(L, -1));
+      report = lua_toboolean(L, -1);
+    }
+    lua_pop(L, 1);
   }
   lua_settop(L, 2);
   l_block_t *b = tn_newuserdata(L, sizeof(l_block_t));
@@ -432,6 +566,7 @@ static int l_block_new(lua_State *L) {
   b->args_ref = b->runs_ref = LUA_NOREF;
   b->size = (int)size;
   b->keep = keep;
+
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_setmetatable(L, -2); /* from here on __gc cleans up */
 
@@ -441,6 +576,7 @@ static int l_block_new(lua_State *L) {
   atomic_init(&s->refs, 1); /* the block's */
   b->setup = s;
   s->size = b->size;
+  s->report = report;
   /* A program that opted into tunnel.compat (pairs/ipairs honouring
   ** __pairs/__ipairs) gets it in its jobs too: the original's LuaJIT had
   ** those semantics in every thread. */
@@ -524,6 +660,44 @@ static tn_deque_t *new_result_vector(lua_State *L, int size, tn_blob_t *job) {
   return d;
 }
 
+/* Slot `index` of the status table at `stab` is filled (rawget: no
+** __index call, which would fill it now). */
+static int slot_seen(lua_State *L, int stab, int index) {
+  lua_rawgeti(L, stab, index);
+  int seen = !lua_isnil(L, -1);
+  lua_pop(L, 1);
+  return seen;
+}
+
+/* Drop the notes the user's tables of the record at `rec` show. */
+static void settle_notes(lua_State *L, block_setup_t *s, int rec) {
+  if (!lua_istable(L, rec)) return;
+  lua_rawgeti(L, rec, RUN_STAB);
+  if (lua_istable(L, -1)) {
+    lua_rawgeti(L, rec, RUN_ID);
+    lua_Integer id = lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    forget_seen(s, id, slot_seen, L, lua_gettop(L));
+  }
+  lua_pop(L, 1);
+}
+
+/* The block is done with: settle every kept run, report the rest. */
+static void report_block(lua_State *L, l_block_t *b) {
+  if (b->setup == NULL) return;
+  if (b->runs_ref != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, b->runs_ref);
+    int ring = lua_gettop(L);
+    for (lua_Integer i = 1; i <= b->keep && i <= b->nruns; i++) {
+      lua_rawgeti(L, ring, (int)i);
+      settle_notes(L, b->setup, lua_gettop(L));
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+  }
+  report_unread(b->setup);
+}
+
 static int l_block_run(lua_State *L) {
   const char *method = "tunnel.Block:run";
   l_block_t *b = check_block(L, method);
@@ -543,7 +717,7 @@ static int l_block_run(lua_State *L) {
 
   /* The result vectors go into boxes first, so an error below frees them
   ** with the boxes; the run record takes references of its own. */
-  lua_createtable(L, RUN_FILLED, 0);
+  lua_createtable(L, RUN_ID, 0);
   for (int i = RUN_RVEC; i <= RUN_SVEC; i++) {
     tn_deque_t *d = new_result_vector(L, b->size, job);
     tn_l_pushnew(L, TN_OBJECT(d));
@@ -551,12 +725,17 @@ static int l_block_run(lua_State *L) {
   }
   lua_pushinteger(L, b->size);
   lua_rawseti(L, -2, RUN_SIZE);
+  lua_pushinteger(L, b->nruns + 1);
+  lua_rawseti(L, -2, RUN_ID);
   block_run_t *run = malloc(sizeof *run);
   if (run == NULL) {
     tn_blob_release(job);
     return tn_l_error(L, method, "out of memory");
   }
   run->job = job;
+  run->id = b->nruns + 1;
+  run->setup = b->setup;
+  atomic_fetch_add(&b->setup->refs, 1); /* the run's; run_release drops it */
   lua_rawgeti(L, -1, RUN_RVEC);
   run->result = (tn_deque_t *)tn_object_retain(tn_l_toobject(L, -1));
   lua_rawgeti(L, -2, RUN_SVEC);
@@ -566,9 +745,13 @@ static int l_block_run(lua_State *L) {
   if (err != TN_OK) return tn_l_coreerror(L, method, err);
   b->nruns++;
   lua_rawgeti(L, LUA_REGISTRYINDEX, b->runs_ref);
+  int slot = (int)((b->nruns - 1) % b->keep + 1);
+  lua_rawgeti(L, -1, slot); /* the record it pushes out, if any */
+  settle_notes(L, b->setup, lua_gettop(L));
+  lua_pop(L, 1);
   lua_pushvalue(L, -2);
   /* Into the ring: replaces (frees) the record of run nruns - keep. */
-  lua_rawseti(L, -2, (int)((b->nruns - 1) % b->keep + 1));
+  lua_rawseti(L, -2, slot);
   lua_pushinteger(L, b->nruns);
   return 1;
 }
@@ -777,23 +960,108 @@ static int l_block_synchronize(lua_State *L) {
   const char *method = "tunnel.Block:synchronize";
   l_block_t *b = check_block(L, method);
   double timeout = tn_l_opttimeout(L, 2, method);
-  if (b->block != NULL) tn_block_synchronize(b->block, timeout);
+  if (b->block != NULL) {
+    int rc = tn_block_synchronize(b->block, timeout);
+    if (rc == TN_EINTR || rc == TN_ECANCELED)
+      return tn_l_coreerror(L, method, rc);
+  }
   return push_result(L, b, b->nruns, method);
 }
 
 static int l_block_terminate(lua_State *L) {
   const char *method = "tunnel.Block:terminate";
   l_block_t *b = check_block(L, method);
-  if (b->block != NULL) tn_block_terminate(b->block);
-  return push_result(L, b, b->nruns, method);
+  if (b->block != NULL) {
+    /* Wait where Ctrl-C and a cancel reach (tn_block_terminate's join
+    ** does not), then stop the idle threads. */
+    int rc = tn_block_synchronize(b->block, TN_FOREVER);
+    if (rc != TN_OK) return tn_l_coreerror(L, method, rc);
+    tn_block_terminate(b->block);
+  }
+  int n = push_result(L, b, b->nruns, method);
+  report_block(L, b);
+  return n;
 }
 
-/* __gc: queued jobs finish, then the threads stop (this is what lets a main
-** chunk end while jobs run). */
+/* cancel([id]): the jobs of run id (default: every run) stop; returns how
+** many jobs were reached. */
+static int l_block_cancel(lua_State *L) {
+  const char *method = "tunnel.Block:cancel";
+  l_block_t *b = check_block(L, method);
+  lua_Integer id = 0;
+  if (!lua_isnoneornil(L, 2)) {
+    id = tn_l_checkinteger(L, 2, method, "run id");
+    if (id < 1)
+      return tn_l_error(L, method, "run id must be >= 1 (got %d)", (int)id);
+  }
+  int reached = 0;
+  if (b->block != NULL && id <= b->nruns)
+    reached = tn_block_cancel(b->block, (unsigned long)id);
+  lua_pushinteger(L, reached);
+  return 1;
+}
+
+/*
+** Seconds between the close's looks at its jobs, and how long cancelled
+** jobs get to end before the close gives their threads up.
+*/
+#define CLOSE_TICK 0.25
+#define CLOSE_GRACE 2.0
+
+/*
+** The close of a block (__gc: collected, or its state closes): queued
+** jobs finish, then the threads stop. That is what lets a main chunk end
+** while jobs run. But the close cancels the jobs instead when waiting
+** could never end or was interrupted:
+** - after a Ctrl-C (a wait of this process was interrupted, now or
+**   before): the user wants out;
+** - when every job of every block in the process sleeps without a
+**   deadline in an in-process wait, twice in a row with no wake-up in
+**   between: nothing but this closing program could have woken them (a
+**   consumer waiting for a producer that died with the main chunk's
+**   error). A C thread outside any block that would still feed them is
+**   not seen: such a program terminates its blocks itself.
+** Jobs that do not end within CLOSE_GRACE of the cancel (a JIT-compiled
+** loop that never calls tunnel) are left to the process's exit.
+*/
+static void block_close(l_block_t *b) {
+  int stuck_before = 0;
+  unsigned long progress_before = 0;
+  while (!tn_l_interrupted()) {
+    int rc = tn_block_synchronize(b->block, CLOSE_TICK);
+    if (rc == TN_OK) {
+      tn_block_free(b->block);
+      return;
+    }
+    if (rc == TN_EINTR || rc == TN_ECANCELED) break;
+    int stuck;
+    unsigned long progress = tn_jobs_progress(&stuck);
+    if (stuck && stuck_before && progress == progress_before) break;
+    stuck_before = stuck;
+    progress_before = progress;
+  }
+  tn_block_cancel(b->block, 0);
+  double end = tn_clock() + CLOSE_GRACE;
+  int rc;
+  do {
+    rc = tn_block_synchronize(b->block, CLOSE_TICK);
+  } while (rc != TN_OK && tn_clock() < end);
+  if (rc == TN_OK) {
+    tn_block_free(b->block);
+    return;
+  }
+  fprintf(stderr,
+          "tunnel.Block: %d thread(s) did not stop within %.0f s of a "
+          "cancel; left to the process's exit\n",
+          b->size, CLOSE_GRACE);
+  tn_block_abandon(b->block);
+}
+
 static int l_block_gc(lua_State *L) {
   l_block_t *b = lua_touserdata(L, 1);
-  tn_block_free(b->block);
+  if (b->block != NULL) block_close(b);
   b->block = NULL;
+  report_block(L, b);
   setup_free(b->setup);
   b->setup = NULL;
   luaL_unref(L, LUA_REGISTRYINDEX, b->args_ref);
@@ -836,6 +1104,7 @@ static const luaL_Reg block_methods[] = {
     {"getResult", l_block_getresult},
     {"synchronize", l_block_synchronize},
     {"terminate", l_block_terminate},
+    {"cancel", l_block_cancel},
     {NULL, NULL}};
 
 static const luaL_Reg block_meta[] = {{"__gc", l_block_gc},

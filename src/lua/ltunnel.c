@@ -37,6 +37,8 @@ int tn_l_error(lua_State *L, const char *method, const char *fmt, ...) {
 /* Remote failures (cluster objects) carry their details: which server,
 ** which operation, why. */
 int tn_l_coreerror(lua_State *L, const char *method, int err) {
+  if (err == TN_EINTR) return tn_l_raise_interrupted(L);
+  if (err == TN_ECANCELED) return tn_l_raise_cancelled(L, method);
   if ((err == TN_EIO || err == TN_EPROTO || err == TN_ELOCAL) &&
       tn_last_error()[0] != '\0')
     return tn_l_error(L, method, "%s", tn_last_error());
@@ -390,7 +392,8 @@ static int l_sleep(lua_State *L) {
   if (lua_type(L, 1) != LUA_TNUMBER)
     return tn_l_error(L, "tunnel.sleep", "seconds must be a number (got %s)",
                       luaL_typename(L, 1));
-  tn_sleep((double)lua_tonumber(L, 1));
+  int rc = tn_sleep((double)lua_tonumber(L, 1));
+  if (rc != TN_OK) return tn_l_coreerror(L, "tunnel.sleep", rc);
   return 0;
 }
 
@@ -462,6 +465,7 @@ int luaopen_tunnel_core(lua_State *L) {
   }
   lua_pop(L, 1);
   tn_l_codec_reset(L);
+  tn_l_open_control(L);
 
   lua_newtable(L); /* the module */
   /* Test hooks answer through the metatable: reachable by name,
@@ -478,6 +482,8 @@ int luaopen_tunnel_core(lua_State *L) {
   lua_setfield(L, -2, "clock");
   lua_pushcfunction(L, l_collect);
   lua_setfield(L, -2, "collect");
+  tn_l_push_cancelled(L);
+  lua_setfield(L, -2, "cancelled");
   lua_pushcfunction(L, tn_l_register); /* codec.c: classes cross threads */
   lua_setfield(L, -2, "register");
   lua_pushliteral(L, TN_VERSION);

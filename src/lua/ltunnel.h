@@ -230,4 +230,21 @@ void tn_l_open_share(lua_State *L);      /* lshare.c: shared tables, Share,
 void tn_l_open_plural(lua_State *L);     /* lplural.c */
 void tn_l_open_cluster(lua_State *L);    /* lcluster.c */
 
+/* lcontrol.c: interrupts and cancellation. */
+void tn_l_open_control(lua_State *L); /* the main state's cancel token */
+/* Raise "interrupted!" for a wait that ended with TN_EINTR, running the
+** interpreter's pending signal hook first. */
+int tn_l_raise_interrupted(lua_State *L);
+/* Raise "<method>: cancelled" for a wait that ended with TN_ECANCELED. */
+int tn_l_raise_cancelled(lua_State *L, const char *method);
+/* Whether a main state's wait was ever interrupted (Ctrl-C). */
+int tn_l_interrupted(void);
+/* In a block thread: let tunnel.Block:cancel interrupt running Lua code
+** of state T (on), or stop (off, before T closes). */
+void tn_l_thread_cancellable(lua_State *T, int on);
+/* In a block thread: the job's own code starts (1) or ends (0). */
+void tn_l_job_enter(int entering);
+/* Push tunnel.cancelled. */
+void tn_l_push_cancelled(lua_State *L);
+
 #endif

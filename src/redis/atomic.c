@@ -284,15 +284,8 @@ static int lock(tn_object_t *o, double timeout, bool write) {
     } else if (rd_left(deadline) <= 0) {
       rc = TN_ETIMEDOUT;
     } else {
-      double block = rd_slice(deadline);
-      char secs[32];
-      snprintf(secs, sizeof secs, "%.3f", block);
-      const char *argv[] = {"BLPOP", k.keys[3], secs};
-      rc = rd_command(ro->cluster, block, deadline, &r, 3, argv, NULL);
-      if (rc == TN_OK) {
-        freeReplyObject(r);
-        continue;
-      }
+      rc = rd_wait_token(ro->cluster, k.keys[3], deadline, true);
+      if (rc == TN_OK) continue;
     }
     /* Giving up: a writer's "waiting" mark must not hold readers off. */
     if (write) {

@@ -38,8 +38,23 @@ double rd_left(double deadline) {
 
 double rd_slice(double deadline) {
   double left = rd_left(deadline);
-  if (left > RD_BLOCK_SLICE) left = RD_BLOCK_SLICE;
+  double most = tn_cancel_current() != NULL ? RD_CANCEL_SLICE : RD_BLOCK_SLICE;
+  if (left > most) left = most;
   return left < 0.01 ? 0.01 : left;
+}
+
+int rd_wait_token(tn_cluster_t *c, const char *key, double deadline,
+                  bool front) {
+  int rc = tn_cancel_check();
+  if (rc != TN_OK) return rc;
+  double block = rd_slice(deadline);
+  char secs[32];
+  snprintf(secs, sizeof secs, "%.3f", block);
+  const char *argv[] = {front ? "BLPOP" : "BRPOP", key, secs};
+  redisReply *r;
+  rc = rd_command(c, block, deadline, &r, 3, argv, NULL);
+  if (rc == TN_OK) freeReplyObject(r);
+  return rc;
 }
 
 static struct timeval to_timeval(double s) {

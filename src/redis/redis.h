@@ -195,8 +195,20 @@ extern const char rd_nil_value[4];
 ** never below 0. */
 double rd_left(double deadline);
 
-/* The next block of a wait: min(left, RD_BLOCK_SLICE), at least 10 ms. */
+/* The next block of a wait: min(left, RD_BLOCK_SLICE), at least 10 ms;
+** at most RD_CANCEL_SLICE for a thread with a cancel token, so a cancel
+** or an interrupt is noticed that soon. */
+#define RD_CANCEL_SLICE 0.25
 double rd_slice(double deadline);
+
+/*
+** One slice of a wait for a wake-up token: BLPOP (BRPOP if !front) on `key`
+** for rd_slice(deadline). TN_OK when woken or the slice ended (re-check
+** either way); TN_ECANCELED / TN_EINTR from the thread's cancel token
+** (checked first); or a connection failure.
+*/
+int rd_wait_token(tn_cluster_t *c, const char *key, double deadline,
+                  bool front);
 
 /* ---- per-structure entry points (the backend table is in redis.c) -------- */
 
@@ -240,6 +252,17 @@ int rd_write_lock(tn_object_t *o, double timeout);
 void rd_write_unlock(tn_object_t *o);
 /* The token of this thread's write lease on `o`, or NULL. */
 const char *rd_write_token(const tn_object_t *o);
+
+int rd_pqueue_create(rd_object_t *o, size_t hint);
+int rd_pqueue_push(tn_pqueue_t *q, double priority, tn_blob_t *b,
+                   double timeout);
+int rd_pqueue_pop(tn_pqueue_t *q, tn_blob_t **out, double *priority,
+                  double timeout);
+int rd_pqueue_unpop(tn_pqueue_t *q, double priority, tn_blob_t *b);
+size_t rd_pqueue_size(tn_pqueue_t *q);
+size_t rd_pqueue_size_hint(const tn_pqueue_t *q);
+int rd_pqueue_close(tn_pqueue_t *q);
+int rd_pqueue_is_closed(tn_pqueue_t *q);
 
 int rd_printer_lock(tn_printer_t *p, double timeout);
 void rd_printer_unlock(tn_printer_t *p);

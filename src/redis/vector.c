@@ -225,20 +225,6 @@ static int decode(rd_object_t *o, const char *op, const redisReply *e,
   return rd_value_decode(o->cluster, what, e->str, e->len, out);
 }
 
-/* Block on a token list for at most the next slice of `deadline`: TN_OK
-** (woken or the slice ended: re-check either way) or a failure. */
-static int wait_token(rd_object_t *o, const char *key, double deadline,
-                      bool front) {
-  double block = rd_slice(deadline);
-  char secs[32];
-  snprintf(secs, sizeof secs, "%.3f", block);
-  const char *argv[] = {front ? "BLPOP" : "BRPOP", key, secs};
-  redisReply *r;
-  int rc = rd_command(o->cluster, block, deadline, &r, 3, argv, NULL);
-  if (rc == TN_OK) freeReplyObject(r);
-  return rc;
-}
-
 /* ARGV: hint -> 1 (the first creator's hint is kept). */
 static rd_script_t create_script = {
     "vector.create",
@@ -300,7 +286,7 @@ int rd_deque_push(tn_deque_t *d, tn_blob_t *b, double timeout, bool front) {
       rc = TN_ETIMEDOUT;
       break;
     }
-    if ((rc = wait_token(o, k.keys[3], deadline, true)) != TN_OK) break;
+    if ((rc = rd_wait_token(o->cluster, k.keys[3], deadline, true)) != TN_OK) break;
   }
   free(val);
   return rc;
@@ -361,7 +347,7 @@ int rd_deque_pop(tn_deque_t *d, tn_blob_t **out, double timeout, bool front) {
     if (res == -1) return TN_ECLOSED;
     if (timeout < 0) return TN_EAGAIN;
     if (rd_left(deadline) <= 0) return TN_ETIMEDOUT;
-    if ((rc = wait_token(o, k.keys[2], deadline, true)) != TN_OK) return rc;
+    if ((rc = rd_wait_token(o->cluster, k.keys[2], deadline, true)) != TN_OK) return rc;
   }
 }
 
