@@ -16,7 +16,11 @@
 ** sets `arg` (arg[0] the script, arg[1..] its arguments, arg[-1] this
 ** program), runs the script with the arguments as `...`, prints an error
 ** with a traceback on stderr and exits 1. No options, no REPL, no LUA_INIT.
+** Ctrl-C while the script runs is lua.c's: the handler sets a hook that
+** raises "interrupted!" and restores the default action (a second Ctrl-C
+** ends the process); the default again once the script is done.
 */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -31,6 +35,20 @@ static int traceback(lua_State *L) {
                                          luaL_typename(L, 1));
   luaL_traceback(L, L, msg, 1);
   return 1;
+}
+
+static lua_State *global_L;
+
+static void stop_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  lua_sethook(L, NULL, 0, 0);
+  luaL_error(L, "interrupted!");
+}
+
+static void on_sigint(int sig) {
+  signal(sig, SIG_DFL);
+  lua_sethook(global_L, stop_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT,
+              1);
 }
 
 int main(int argc, char **argv) {
@@ -52,7 +70,10 @@ int main(int argc, char **argv) {
   if (status == 0) {
     luaL_checkstack(L, argc, "too many arguments");
     for (int i = 2; i < argc; i++) lua_pushstring(L, argv[i]);
+    global_L = L;
+    signal(SIGINT, on_sigint);
     status = lua_pcall(L, argc - 2, 0, 1);
+    signal(SIGINT, SIG_DFL);
   }
   if (status != 0) {
     fprintf(stderr, "%s: %s\n", argv[0], lua_tostring(L, -1));
