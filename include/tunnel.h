@@ -159,6 +159,8 @@ typedef enum tn_type {
 } tn_type_t;
 
 #define TN_OBJECT(p) ((tn_object_t *)(p))
+  TN_TYPE_BARRIER = 10, /* tunnel.Barrier */
+  TN_TYPE_SEMAPHORE = 11, /* tunnel.Semaphore */
 
 /* Add a reference to `o`; returns `o`. Any thread, any time it holds one. */
 tn_object_t *tn_object_retain(tn_object_t *o);
@@ -452,6 +454,88 @@ typedef struct tn_map_entry {
   size_t len;
   tn_blob_t *value; /* a new reference */
 } tn_map_entry_t;
+
+/*
+** Wait until the counter reaches `target`: the direction is fixed by the
+** value at the call (below the target: until value >= target; above it:
+** until value <= target; equal: at once). `*value` (if not NULL) receives
+** the value that reached it on TN_OK, the value last seen otherwise.
+** TN_OK, TN_ETIMEDOUT, TN_EAGAIN (TN_TRY: not reached yet), TN_ECANCELED,
+** TN_EINTR, or a remote failure. In process no thread polls: an add or set
+** wakes the waiters whose target it reaches (an add pays one load more
+** than before when nobody waits; while someone waits, the adds that reach
+** a target take the counter's wait mutex).
+*/
+int tn_counter_wait(tn_counter_t *c, int64_t target, double timeout,
+                    int64_t *value);
+
+/* ---------------------------------------------------------------------- */
+/* Barrier: lock-step rounds of `parties` threads (behind tunnel.Barrier) */
+/* ---------------------------------------------------------------------- */
+
+typedef struct tn_barrier tn_barrier_t;
+
+/* A new barrier for `parties` (>= 1) threads. TN_OK, TN_EINVAL, TN_ENOMEM. */
+int tn_barrier_new(int parties, tn_barrier_t **out);
+
+/*
+** Arrive and wait until `parties` threads have arrived in this round; then
+** all go on and the next round starts (cyclic). On TN_OK `*index` (if not
+** NULL) receives the arrival index in the round, 1 .. parties (the last
+** to arrive gets `parties`).
+** A waiter whose timeout runs out breaks the round: it gets TN_ETIMEDOUT,
+** every other waiter of the round TN_EBROKEN, and so does every later
+** arrival until tn_barrier_reset (as Java's CyclicBarrier). A cancelled
+** or interrupted waiter (TN_ECANCELED, TN_EINTR) leaves the round as if it
+** had not arrived. TN_TRY: TN_EAGAIN if the barrier's mutex is busy, else
+** as a timeout of 0 (arrive; break the round unless it completes it).
+*/
+int tn_barrier_wait(tn_barrier_t *b, double timeout, int *index);
+
+/* Break the current round (its waiters get TN_EBROKEN) and start a new,
+** unbroken one. TN_OK or a remote failure. */
+int tn_barrier_reset(tn_barrier_t *b);
+
+/* The parties, how many wait in the current round, and whether it is
+** broken (each pointer may be NULL). TN_OK or a remote failure. */
+int tn_barrier_state(tn_barrier_t *b, int *parties, int *waiting,
+                     int *broken);
+
+/* ---------------------------------------------------------------------- */
+/* Semaphore: a bounded number of permits (behind tunnel.Semaphore)       */
+/* ---------------------------------------------------------------------- */
+
+typedef struct tn_semaphore tn_semaphore_t;
+
+/* A new semaphore with `permits` (>= 1) permits, all available. TN_OK,
+** TN_EINVAL, TN_ENOMEM. */
+int tn_semaphore_new(int64_t permits, tn_semaphore_t **out);
+
+/*
+** Take `n` permits (1 <= n <= the semaphore's permits, else TN_EINVAL),
+** all at once, waiting while fewer are available. Not fair: a waiter for
+** many permits may be overtaken by takers of few. TN_OK, TN_ETIMEDOUT,
+** TN_EAGAIN (TN_TRY), TN_ECANCELED, TN_EINTR, or a remote failure; nothing
+** is taken unless TN_OK.
+** A cluster semaphore's permits are leases of the process that took them
+** (renewed while it lives): a process that dies gives them back within the
+** lease.
+*/
+int tn_semaphore_acquire(tn_semaphore_t *s, int64_t n, double timeout);
+
+/*
+** Give back `n` (>= 1, else TN_EINVAL) permits. TN_ERANGE (nothing given
+** back) when fewer than `n` are taken; on a cluster semaphore, fewer than
+** `n` taken by this process. A cluster release whose lease ran out (the
+** holder stalled longer than the lease) gives back what was still held
+** and returns TN_EIO: the server had given the rest back already.
+*/
+int tn_semaphore_release(tn_semaphore_t *s, int64_t n);
+
+/* The permits available now, and (if not NULL) the semaphore's total.
+** TN_OK or a remote failure. */
+int tn_semaphore_available(tn_semaphore_t *s, int64_t *available,
+                           int64_t *permits);
 
 /* A consistent snapshot of every entry, in no particular order; free it
 ** with tn_map_entries_free. */

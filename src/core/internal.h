@@ -128,6 +128,16 @@ typedef struct tn_backend {
   int64_t (*counter_add)(tn_counter_t *c, int64_t delta);
   int64_t (*counter_get)(tn_counter_t *c);
   int64_t (*counter_set)(tn_counter_t *c, int64_t value);
+  int (*counter_wait)(tn_counter_t *c, int64_t target, double timeout,
+                      int64_t *value);
+  int (*barrier_wait)(tn_barrier_t *b, double timeout, int *index);
+  int (*barrier_reset)(tn_barrier_t *b);
+  int (*barrier_state)(tn_barrier_t *b, int *parties, int *waiting,
+                       int *broken);
+  int (*semaphore_acquire)(tn_semaphore_t *s, int64_t n, double timeout);
+  int (*semaphore_release)(tn_semaphore_t *s, int64_t n);
+  int (*semaphore_available)(tn_semaphore_t *s, int64_t *available,
+                             int64_t *permits);
   int (*cell_get)(tn_cell_t *c, tn_blob_t **out, double timeout);
   int (*cell_set)(tn_cell_t *c, tn_blob_t *b, double timeout);
   int (*printer_lock)(tn_printer_t *p, double timeout);
