@@ -155,12 +155,12 @@ typedef enum tn_type {
   TN_TYPE_ATOMIC = 7,  /* a cell shown as tunnel.Atomic */
   TN_TYPE_PLURAL = 8,  /* a deque shown as tunnel.Plural */
   TN_TYPE_PQUEUE = 9,  /* tunnel.PriorityQueue */
+  TN_TYPE_BARRIER = 10, /* tunnel.Barrier */
+  TN_TYPE_SEMAPHORE = 11, /* tunnel.Semaphore */
   TN_TYPE_ARRAY = 12   /* tunnel.Array (and its views) */
 } tn_type_t;
 
 #define TN_OBJECT(p) ((tn_object_t *)(p))
-  TN_TYPE_BARRIER = 10, /* tunnel.Barrier */
-  TN_TYPE_SEMAPHORE = 11, /* tunnel.Semaphore */
 
 /* Add a reference to `o`; returns `o`. Any thread, any time it holds one. */
 tn_object_t *tn_object_retain(tn_object_t *o);
