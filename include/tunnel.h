@@ -863,6 +863,14 @@ int tn_cluster_cell(tn_cluster_t *c, const char *name, tn_blob_t *init,
                     tn_cell_t **out);
 int tn_cluster_printer(tn_cluster_t *c, const char *name, FILE *stream,
                        tn_printer_t **out);
+/* barrier, semaphore: `parties` (>= 1) / `permits` (>= 1) are stored by
+** the first creator; later callers get the stored ones. A cluster
+** barrier's waiters are woken by tokens (no polling); its semaphore's
+** permits are leases (tn_semaphore_acquire). */
+int tn_cluster_barrier(tn_cluster_t *c, const char *name, int parties,
+                       tn_barrier_t **out);
+int tn_cluster_semaphore(tn_cluster_t *c, const char *name, int64_t permits,
+                         tn_semaphore_t **out);
 /* pqueue: `size_hint` as for a deque (the first creator's is kept). */
 int tn_cluster_pqueue(tn_cluster_t *c, const char *name, size_t size_hint,
                       tn_pqueue_t **out);

@@ -205,6 +205,7 @@ static void *renewer(void *arg) {
     }
     free(copy);
     free(objs);
+    rd_semaphore_renew(); /* the leased permits (semaphore.c) */
   }
   return NULL;
 }
@@ -213,6 +214,8 @@ static void start_renewer(void) {
   pthread_t t;
   if (pthread_create(&t, NULL, renewer, NULL) == 0) pthread_detach(t);
 }
+
+void rd_renewer_start(void) { pthread_once(&renewer_once, start_renewer); }
 
 static void new_token(char *buf, size_t size) {
   /* Made once, by whichever thread comes first (threads take leases

@@ -951,7 +951,8 @@ static bool try_retain(tn_object_t *o) {
 static bool valid_type(tn_type_t type) {
   return type == TN_TYPE_DEQUE || type == TN_TYPE_HASH ||
          type == TN_TYPE_COUNTER || type == TN_TYPE_ATOMIC ||
-         type == TN_TYPE_PRINTER;
+         type == TN_TYPE_PRINTER || type == TN_TYPE_BARRIER ||
+         type == TN_TYPE_SEMAPHORE;
 }
 
 int rd_object_get(tn_cluster_t *c, tn_type_t type, const char *name,
@@ -1104,6 +1105,13 @@ const tn_backend_t rd_backend = {
     .counter_add = rd_counter_add,
     .counter_get = rd_counter_get,
     .counter_set = rd_counter_set,
+    .counter_wait = rd_counter_wait,
+    .barrier_wait = rd_barrier_wait,
+    .barrier_reset = rd_barrier_reset,
+    .barrier_state = rd_barrier_state,
+    .semaphore_acquire = rd_semaphore_acquire,
+    .semaphore_release = rd_semaphore_release,
+    .semaphore_available = rd_semaphore_available,
     .cell_get = rd_cell_get,
     .cell_set = rd_cell_set,
     .printer_lock = rd_printer_lock,

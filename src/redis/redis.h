@@ -242,6 +242,33 @@ int rd_counter_create(rd_object_t *o, const int64_t *init);
 int64_t rd_counter_add(tn_counter_t *c, int64_t delta);
 int64_t rd_counter_get(tn_counter_t *c);
 int64_t rd_counter_set(tn_counter_t *c, int64_t value);
+int rd_counter_wait(tn_counter_t *c, int64_t target, double timeout,
+                    int64_t *value);
+
+/* barrier.c: the barrier, and the wake-up keys that a waiter blocks on
+** (semaphore and counter waits too). rd_wake_key: a new key
+** "K:wake:<pid>-<nonce>-<n>" for one wait on `o`. rd_wake_wait: one BLPOP
+** slice of `block` seconds on it (checking the cancel token first);
+** `*got` says whether a value came (copied into buf). */
+void rd_wake_key(const rd_object_t *o, char *buf, size_t size);
+int rd_wake_wait(tn_cluster_t *c, const char *key, double block,
+                 double deadline, char *buf, size_t size, bool *got);
+int rd_barrier_create(rd_object_t *o, int parties);
+int rd_barrier_wait(tn_barrier_t *b, double timeout, int *index);
+int rd_barrier_reset(tn_barrier_t *b);
+int rd_barrier_state(tn_barrier_t *b, int *parties, int *waiting,
+                     int *broken);
+
+/* semaphore.c; rd_semaphore_renew extends the leases of every permit this
+** process holds (atomic.c's renewal thread calls it; rd_renewer_start
+** starts that thread once). */
+int rd_semaphore_create(rd_object_t *o, int64_t permits);
+int rd_semaphore_acquire(tn_semaphore_t *s, int64_t n, double timeout);
+int rd_semaphore_release(tn_semaphore_t *s, int64_t n);
+int rd_semaphore_available(tn_semaphore_t *s, int64_t *available,
+                           int64_t *permits);
+void rd_semaphore_renew(void);
+void rd_renewer_start(void);
 
 int rd_cell_create(rd_object_t *o, tn_blob_t *init);
 int rd_cell_get(tn_cell_t *c, tn_blob_t **out, double timeout);
