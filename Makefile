@@ -10,9 +10,10 @@
 #
 # Targets:
 #   all          libtunnel.a, the Lua module for $(LUA), the C tests
-#   test         C tests, then the specs on lua5.4 and luajit (and lua5.1)
+#   test         C tests, then the specs on lua5.4, luajit, lua5.1, lua5.3
+#                and lua5.2 (spec-all), then the examples
 #   check-c      the C unit tests
-#   spec         the busted specs on $(LUA)
+#   spec         the busted specs on $(LUA) (BUSTED=path: another busted)
 #   examples     runs every example under examples/ on $(LUA)
 #   example      the producer/consumer example on $(LUA)
 #   install      libtunnel, tunnel.h, tunnel.pc, the Lua module and the
@@ -140,14 +141,22 @@ $(B)/examples/%: examples/%.c $(B)/libtunnel.a $(FLAGS_STAMP)
 check-c: $(B)/test/run
 	$(B)/test/run
 
+# busted: the one on PATH, or BUSTED=path. A Lua script (Debian's) runs
+# with $(LUA); a wrapper (luarocks' bin/busted) is told --lua=$(LUA).
+BUSTED ?= $(shell command -v busted 2>/dev/null || echo busted)
+BUSTED_RUN = $(if $(shell head -c 64 $(BUSTED) 2>/dev/null | grep -a '^\#!.*lua'),$(1) $(BUSTED),$(BUSTED) --lua=$(1))
+
 spec: $(MODULE) $(TUNNEL_CMD)
-	$(LUA_ENV) $(LUA) /usr/bin/busted spec
+	$(LUA_ENV) $(call BUSTED_RUN,$(LUA)) spec
 
 # The Lua side on every flavour we support.
+# The soak spec runs its full 30 s on lua5.4 and luajit, 10 s on the others.
 spec-all:
 	$(MAKE) spec LUA=lua5.4
 	$(MAKE) spec LUA=luajit
-	$(MAKE) spec LUA=lua5.1
+	$(MAKE) spec LUA=lua5.1 TUNNEL_SOAK_SECONDS=10
+	$(MAKE) spec LUA=lua5.3 TUNNEL_SOAK_SECONDS=10
+	$(MAKE) spec LUA=lua5.2 TUNNEL_SOAK_SECONDS=10
 
 test: check-c spec-all examples
 

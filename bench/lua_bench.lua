@@ -614,7 +614,7 @@ if c == nil then
 end
 
 local loaded, mod = pcall(require, 'tunnel')
-tunnel = loaded and mod or nil -- a global: jobs find it in their threads
+tunnel = loaded and mod or nil -- luacheck: ignore 121 (a global: jobs find it in their threads)
 local function skip(why)
   print(('skip\t%s\t%s'):format(name, (tostring(why):match('[^\n]*'))))
   os.exit(0)

@@ -4,6 +4,7 @@
 -- results and statuses, an error inside a job, getResult of an old run,
 -- and terminate. Run:  lua5.4 examples/block.lua   (or luajit, lua5.1)
 local tunnel = require('tunnel')
+-- luacheck: globals greeting (a global of each block thread, below)
 
 -- 3 threads. Each has its own Lua state; init runs once in each before any
 -- job (the place to require what the jobs need).

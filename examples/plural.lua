@@ -23,7 +23,7 @@ block:run(function(boxes, counters)
   end
 end)
 block:terminate()
-print('sums:', table.concat(done:doAll(function(i, c) return c:get() end), ' '))
+print('sums:', table.concat(done:doAll(function(_, c) return c:get() end), ' '))
 -- 1+4+7  2+5+8  3+6+9  ->  12 15 18
 
 -- Any constructor returning tunnel objects works, with arguments.

@@ -77,7 +77,7 @@ endif
 # The specs on $(LUA), the interpreter with the runtime preloaded.
 san-spec: $(MODULE) $(SAN_LUA_DEP) $(TUNNEL_CMD)
 	@set -e; for f in $(SPECS); do echo "== $(SAN_LUA) $$f"; \
-	  $(LUA_ENV) TUNNEL_LUA=$(SAN_LUA) $(RUNENV) $(SAN_LUA) /usr/bin/busted \
+	  $(LUA_ENV) TUNNEL_LUA=$(SAN_LUA) $(RUNENV) $(call BUSTED_RUN,$(SAN_LUA)) \
 	  $$f; done
 
 # Every example: C ones directly, Lua ones in the preloaded interpreter.

@@ -13,7 +13,7 @@ local describe_cluster = C and describe or pending
 -- Run a Lua program in another process with the module of this build,
 -- killed after `limit` seconds (default 60).
 local function spawn(code, limit)
-  local lua = os.getenv('TUNNEL_LUA') or 'lua5.4'
+  local lua = dofile('spec/support/lua.lua').command
   local name = os.tmpname()
   local f = assert(io.open(name, 'w'))
   f:write(code)

@@ -3,6 +3,7 @@
 -- same encoder and decoder as every structure, and through a Vector where
 -- one exists.
 local tunnel = require('tunnel')
+-- luacheck: globals OnlyThere (a block thread's, set by its init)
 
 local HAS_INTEGERS = math.type ~= nil
 local IS_51 = _VERSION == 'Lua 5.1' and not jit
@@ -302,7 +303,7 @@ describe('the codec', function()
   -- Run a Lua program in another process with this build's module; its
   -- output.
   local function run_lua(code)
-    local lua = os.getenv('TUNNEL_LUA') or 'lua5.4'
+    local lua = dofile('spec/support/lua.lua').command
     local name = os.tmpname()
     local f = assert(io.open(name, 'w'))
     f:write(code)

@@ -107,14 +107,14 @@ describe('tunnel.collect', function()
     local block = tunnel.Block(2)
     block:add(live)
     block:run(function(l)
-      local tunnel = require('tunnel')
+      local tunnel = require('tunnel') -- luacheck: ignore 431 (not the upvalue)
       local t0 = tunnel.clock()
       local n = 0
       while tunnel.clock() - t0 < 1 do
         local v = tunnel.Vector(); v:pushBack(v)
         local h = tunnel.Hash(); h:set('l', l); h:set('h', h)
         assert(l:get(1) == l)
-        v, h = nil, nil
+        v, h = nil, nil -- luacheck: ignore 311 (drops them)
         n = n + 1
         if n % 50 == 0 then collectgarbage() end
       end

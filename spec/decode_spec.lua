@@ -4,6 +4,7 @@
 -- was taken from (issue 11: 3; docs/guarantees.md, "What a failed call
 -- leaves").
 local tunnel = require('tunnel')
+-- luacheck: globals Late (a block thread's, set by its init)
 
 local function error_of(f, ...)
   local ok, err = pcall(f, ...)

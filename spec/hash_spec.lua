@@ -314,7 +314,7 @@ for _, B in ipairs(BACKENDS) do
         h:set('k', 1)
         local err = error_of(h.write, h, 'k', function() error('boom') end)
         assert.matches('boom', err)
-        err = error_of(h.read, h, 'k', function() error({code = 7}) end)
+        error_of(h.read, h, 'k', function() error({code = 7}) end)
         assert.are.equal(1, h:get('k'))
         -- an error value that is not a string comes back as it was
         local ok, e = pcall(h.read, h, 'k', function() error({code = 7}) end)
@@ -644,7 +644,7 @@ for _, B in ipairs(BACKENDS) do
         local out = tunnel.Vector()
         local b = tunnel.Block(1)
         b:add(h, out)
-        h = nil
+        h = nil -- luacheck: ignore 311 (drops it)
         collectgarbage()
         b:run(function(hash, o)
           hash.x = 'alive'

@@ -6,9 +6,7 @@ local BACKENDS = dofile('spec/support/backends.lua')
 
 -- The interpreter running the specs, for scripts whose stdout we read.
 local function interpreter()
-  if os.getenv('TUNNEL_LUA') then return os.getenv('TUNNEL_LUA') end
-  if jit then return 'luajit' end
-  return _VERSION == 'Lua 5.1' and 'lua5.1' or 'lua5.4'
+  return dofile('spec/support/lua.lua').command
 end
 
 -- Run `code` in a fresh interpreter (same LUA_PATH/LUA_CPATH), where
@@ -170,7 +168,7 @@ for _, B in ipairs(BACKENDS) do
       assert.is_truthy(ok, out)
       local count, group = 0, nil
       for _, line in ipairs(lines(out)) do
-        local id, k, text = line:match('^(%d)\t(%d+)\t(%l+)$')
+        local id, _, text = line:match('^(%d)\t(%d+)\t(%l+)$')
         local gid, j = line:match('^(%d)\tgroup\t(%d)$')
         if id then
           assert.is_nil(group, 'a line inside a group: ' .. line)

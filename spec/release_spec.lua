@@ -9,7 +9,7 @@ local N = tonumber(os.getenv('TUNNEL_RELEASE_N')) or 100000
 
 -- Run `code` in a fresh interpreter; its output and exit status.
 local function run_script(code)
-  local lua = os.getenv('TUNNEL_LUA') or 'lua5.4'
+  local lua = dofile('spec/support/lua.lua').command
   local name = os.tmpname()
   local f = assert(io.open(name, 'w'))
   f:write(code)

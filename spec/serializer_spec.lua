@@ -150,7 +150,7 @@ describe('tunnel.Serializer', function()
         local str = s:save(h)
         local loaded = s:load(str)
         assert.are.equal(h, loaded)
-        h = nil
+        h = nil -- luacheck: ignore 311 (drops it)
         collectgarbage()
         assert.are.equal(loaded, s:retain(str))
         local b = tunnel.Block(2)
@@ -189,11 +189,11 @@ describe('tunnel.Serializer', function()
         local one, two = s:save(c), s:save(c) -- two strings, one object
         local a, b = s:load(one), s:load(two)
         assert.are.equal(a, b) -- one box per object per state
-        c, b = nil, nil
+        c, b = nil, nil -- luacheck: ignore 311 (drops them)
         collectgarbage()
         assert.are.equal(4, s:retain(one):get())
         assert.are.equal(4, s:retain(two):get())
-        a = nil
+        a = nil -- luacheck: ignore 311 (drops it)
         for _ = 1, 4 do collectgarbage() end
         assert.is_not_nil(error_of(s.retain, s, one))
         assert.is_not_nil(error_of(s.retain, s, two))

@@ -13,7 +13,7 @@ describe('stress', function()
     local b = tunnel.Block(8)
     b:add(v, tunnel.clock() + SECONDS)
     b:run(function(vec, deadline)
-      local tunnel = require('tunnel')
+      local tunnel = require('tunnel') -- luacheck: ignore 431 (not the upvalue)
       local id = __threadid
       local seed = id * 7919
       local function rnd(n) -- a small LCG: the same on every Lua
@@ -24,7 +24,8 @@ describe('stress', function()
         local seq, sum, refused = 0, 0, 0
         while tunnel.clock() < deadline do
           local value = id * 1000000 + seq + 1
-          local k, ok, pushed = rnd(4)
+          local k = rnd(4)
+          local ok, pushed
           if k == 0 then
             ok, pushed = pcall(vec.pushBack, vec, value)
           elseif k == 1 then
@@ -48,7 +49,8 @@ describe('stress', function()
       else -- a consumer: pops until the vector is closed and drained
         local got = {}
         while true do
-          local k, value, ok = rnd(4)
+          local k = rnd(4)
+          local value, ok
           if k == 0 then
             value, ok = vec:popFront()
           elseif k == 1 then
@@ -141,7 +143,7 @@ describe('stress', function()
       for id = 1, size do expect_sum = expect_sum + runs * (blocks * 10 + id) end
       if blocks % 2 == 0 then b:synchronize() end
       if blocks % 3 == 0 then
-        b = nil -- dropped: its __gc terminates it after its queued jobs
+        b = nil -- luacheck: ignore 311 (dropped: its __gc terminates it after its queued jobs)
         collectgarbage()
         collectgarbage()
       else

@@ -88,7 +88,7 @@ end
 
 function joe:threadInit()
    return function()
-      local Atomic = require('tunnel.atomic')
+      require('tunnel.atomic') -- the original: local Atomic = require(...)
    end
 end
 

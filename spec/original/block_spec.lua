@@ -145,7 +145,7 @@ function joe:errorTest()
    assert.are.equal(5, seen)
 
    -- 'Terminating the threads'
-   local result, status = block:terminate()
+   local _, status = block:terminate()
    assert.is_true(status[1])
    assert.are.equal(5, #support.lines(lines, 'second_job'))
 end

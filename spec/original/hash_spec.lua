@@ -30,7 +30,6 @@ require('tunnel.compat')
 local support = dofile('spec/original/support.lua')
 local SCALE = support.SCALE
 local SEED = 0
-local unpack = unpack or table.unpack
 
 -- A value some job of this file stores: 10000 + t * 1000 + i (sync set) or
 -- 20000 + t * 1000 + i (async set, sync and async write), t in 1..3, i in 1..60.

@@ -94,7 +94,7 @@ function joe:popBackJob()
       local id = counter:increase()
       printer('popback', __threadid, 'id', id)
       for i = 1, 60 do
-         local value = vectors[id]:popBack(value)
+         local value = vectors[id]:popBack() -- the original's popBack(value): a nil global
          printer('popback', __threadid, id, i, value)
       end
    end

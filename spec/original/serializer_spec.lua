@@ -50,14 +50,14 @@ local function test(self, data, job)
    block:add(serialized_data, printer)
    block:run(job)
 
-   local result, status = support.finish(block, 'block')
+   local result = support.finish(block, 'block')
    block:terminate()
    return deserialized_data, result, lines
 end
 
 function joe:hashTest()
    local data = tunnel.Hash()
-   local deserialized_data, result = test(self, data, self:hashJob())
+   local deserialized_data = test(self, data, self:hashJob())
    assert.are.equal(data, deserialized_data)
    -- each thread wrote into the object it retained: the same hash
    assert.are.equal(1, data:get('thread 1'))

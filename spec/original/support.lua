@@ -70,7 +70,7 @@ end
 -- stderr on lines of its own: the two streams are buffered apart) and
 -- whether it exited with status 0.
 function support.run_script(code, seconds)
-  local lua = os.getenv('TUNNEL_LUA') or 'lua5.4'
+  local lua = dofile('spec/support/lua.lua').command
   local name = os.tmpname()
   local errname = os.tmpname()
   local f = assert(io.open(name, 'w'))
@@ -87,13 +87,13 @@ function support.run_script(code, seconds)
   e:close()
   os.remove(name)
   os.remove(errname)
-  local code = tonumber(out:match('exit (%d+)\n?$'))
+  local status = tonumber(out:match('exit (%d+)\n?$'))
   out = out:gsub('exit %d+\n?$', '')
   if err ~= '' then
     if out ~= '' and out:sub(-1) ~= '\n' then out = out .. '\n' end
     out = out .. err
   end
-  return out, code == 0, code
+  return out, status == 0, status
 end
 
 -- The lines of `out`, each split at tabs (as print separates its arguments).

@@ -108,8 +108,6 @@ function joe:check(from)
                         'async_popfront', 'sync_popback', 'async_popback',
                         'sync_get', 'async_get', 'sync_read', 'async_read'} do
       for _, line in ipairs(lines(self, tag, from)) do
-         local value = line[line.n]
-         if value == 'blocked' then value = line[line.n - 1] end
          if tag:find('pop') then
             assert.is_true(valid(line[4]), tag)
          else
@@ -334,7 +332,7 @@ end
 
 function joe:threadInit()
    return function()
-      local Vector = require('tunnel.vector')
+      require('tunnel.vector') -- the original: local Vector = require(...)
    end
 end
 
@@ -740,7 +738,7 @@ function joe:syncSortJob()
    return function()
       local math = require('math')
       math.randomseed(SEED + __threadid)
-      for i = 1, 20 do
+      for _ = 1, 20 do
          local status = vector:sort(
             function (a, b)
                if a == nil then
@@ -766,7 +764,7 @@ function joe:asyncSortJob()
    return function()
       local math = require('math')
       math.randomseed(SEED + __threadid)
-      for i = 1, 20 do
+      for _ = 1, 20 do
          local status = vector:sortAsync(
             function (a, b)
                if a == nil then
