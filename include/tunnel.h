@@ -36,7 +36,11 @@
 extern "C" {
 #endif
 
+/* The version: the one place it is written (the Makefile, tunnel.pc, the
+** Lua module and the release rockspec follow it). tn_version() is the
+** version of the library a program runs with. */
 #define TN_VERSION "0.1.0"
+const char *tn_version(void);
 
 enum {
   TN_OK = 0,
@@ -875,17 +879,6 @@ int tn_cluster_semaphore(tn_cluster_t *c, const char *name, int64_t permits,
 int tn_cluster_pqueue(tn_cluster_t *c, const char *name, size_t size_hint,
                       tn_pqueue_t **out);
 
-
-/* ---------------------------------------------------------------------- */
-/* Fault injection (tests)                                                */
-/* ---------------------------------------------------------------------- */
-
-/*
-** Make the n-th allocation from now on (1-based) fail, and every later one
-** too if `sticky`; n = 0 turns injection off. Returns the number of
-** allocations made since the last call. Process-wide, for tests only.
-*/
-unsigned long tn_fault_alloc(unsigned long n, int sticky);
 
 #ifdef __cplusplus
 }

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "tunnel.h"
+#include "testing.h" /* tn_fault_alloc */
 
 typedef void (*test_fn)(void);
 

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "testing.h"
 
 /* ---- errors and sleep --------------------------------------------------- */
 

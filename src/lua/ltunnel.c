@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../core/testing.h" /* tunnel._fault_alloc */
 #include "codec.h"
 #include "ltunnel.h"
 
@@ -488,6 +489,8 @@ int luaopen_tunnel_core(lua_State *L) {
   lua_setfield(L, -2, "register");
   lua_pushliteral(L, TN_VERSION);
   lua_setfield(L, -2, "version");
+  lua_pushliteral(L, "tunnel " TN_VERSION); /* as Lua's own _VERSION */
+  lua_setfield(L, -2, "_VERSION");
   tn_l_open_vector(L);
   tn_l_open_counter(L);
   tn_l_open_printer(L);
