@@ -7,6 +7,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
 
 #include "test.h"
 
@@ -500,4 +503,245 @@ TEST(array_out_of_memory, "an array or view that cannot be allocated leaves "
   tn_fault_alloc(0, 0);
   CHECK(v == NULL);
   tn_object_release(TN_OBJECT(a)); /* the last reference: leak checkers see */
+}
+
+/* ---- cluster arrays (need TUNNEL_REDIS_URL: scripts/with-redis.sh) ---- */
+
+static tn_cluster_t *cluster(void) {
+  const char *url = getenv("TUNNEL_REDIS_URL");
+  if (url == NULL || url[0] == '\0') {
+    printf("# skip: TUNNEL_REDIS_URL is not set (scripts/with-redis.sh)\n");
+    return NULL;
+  }
+  tn_cluster_t *c;
+  int rc = tn_cluster_open(url, "tunnel-ctest:", 5, &c);
+  if (rc != TN_OK) {
+    test_fail(__FILE__, __LINE__, "tn_cluster_open: %s", tn_last_error());
+    return NULL;
+  }
+  return c;
+}
+
+static const char *fresh(const char *what) {
+  static _Thread_local char buf[128];
+  static int n;
+  snprintf(buf, sizeof buf, "%s-%d-%d", what, (int)getpid(),
+           __atomic_add_fetch(&n, 1, __ATOMIC_RELAXED));
+  return buf;
+}
+
+TEST(array_cluster_shape, "a cluster array is created with its shape, "
+                          "attached by name, and refuses another shape") {
+  tn_cluster_t *c = cluster();
+  if (c == NULL) return;
+  char name[128];
+  snprintf(name, sizeof name, "%s", fresh("shape"));
+  tn_array_t *a, *b = NULL;
+  CHECK_RC(tn_cluster_array(c, name, (tn_dtype_t)0, 0, &b), TN_EINVAL);
+  CHECK(strstr(tn_last_error(), "no such Array") != NULL);
+  CHECK_RC(tn_cluster_array(c, name, TN_INT16, 6, &a), TN_OK);
+  CHECK(tn_object_is_remote(TN_OBJECT(a)));
+  CHECK_INT(tn_object_type(TN_OBJECT(a)), TN_TYPE_ARRAY);
+  CHECK(tn_array_data(a) == NULL);
+  CHECK_RC(tn_cluster_array(c, name, TN_INT16, 7, &b), TN_ECONFLICT);
+  CHECK(strstr(tn_last_error(), "6 int16") != NULL);
+  CHECK_RC(tn_cluster_array(c, name, TN_UINT16, 6, &b), TN_ECONFLICT);
+  CHECK_RC(tn_cluster_array(c, name, (tn_dtype_t)0, 0, &b), TN_OK);
+  CHECK(a == b); /* interned */
+  tn_dtype_t t;
+  size_t n;
+  CHECK_RC(tn_array_shape(b, &t, &n), TN_OK);
+  CHECK_INT(t, TN_INT16);
+  CHECK_INT(n, 6);
+  tn_object_release(TN_OBJECT(b));
+  /* Zero elements, and the in-place kernels refuse a cluster array. */
+  tn_array_t *e;
+  CHECK_RC(tn_cluster_array(c, fresh("empty"), TN_DOUBLE, 0, &e), TN_OK);
+  tn_array_t *copy;
+  CHECK_RC(tn_array_fetch(e, &copy, NULL), TN_OK);
+  CHECK_RC(tn_array_shape(copy, &t, &n), TN_OK);
+  CHECK_INT(n, 0);
+  tn_object_release(TN_OBJECT(copy));
+  tn_elem_t x = {.f = 1};
+  CHECK_RC(tn_array_fill(e, x), TN_EINVAL);
+  CHECK_RC(tn_array_view(e, 0, 0, &copy), TN_EINVAL);
+  CHECK_RC(tn_array_sum(e, &x), TN_EINVAL);
+  tn_object_release(TN_OBJECT(e));
+  tn_object_release(TN_OBJECT(a));
+}
+
+TEST(array_cluster_elements, "cluster elements: get, set, ranges, atomic "
+                             "add, and a version that moves with writes") {
+  tn_cluster_t *c = cluster();
+  if (c == NULL) return;
+  tn_array_t *a;
+  CHECK_RC(tn_cluster_array(c, fresh("elems"), TN_INT8, 3, &a), TN_OK);
+  uint64_t v0 = 99, v1 = 0;
+  CHECK_RC(tn_array_version(a, &v0), TN_OK);
+  CHECK_INT(v0, 0);
+  CHECK_RC(tn_array_set(a, 1, num(TN_INT8, -7)), TN_OK);
+  CHECK_RC(tn_array_set(a, 3, num(TN_INT8, 1)), TN_ERANGE);
+  CHECK_RC(tn_array_set(a, 0, num(TN_INT8, 200)), TN_EINVAL);
+  CHECK_RC(tn_array_version(a, &v1), TN_OK);
+  CHECK_INT(v1, 1);
+  CHECK_INT(get_long(a, 0), 0);
+  CHECK_INT(get_long(a, 1), -7);
+  tn_elem_t old;
+  CHECK_RC(tn_array_atomic_add(a, 1, num(TN_INT8, 130), &old), TN_OK);
+  CHECK_INT(old.i, -7);
+  CHECK_INT(get_long(a, 1), (int8_t)123); /* wraps like in process */
+  CHECK_RC(tn_array_get(a, 3, &old), TN_ERANGE);
+  tn_object_release(TN_OBJECT(a));
+
+  tn_array_t *d;
+  CHECK_RC(tn_cluster_array(c, fresh("elemd"), TN_DOUBLE, 2, &d), TN_OK);
+  CHECK_RC(tn_array_set(d, 0, (tn_elem_t){.f = 0.1}), TN_OK);
+  CHECK_RC(tn_array_get(d, 0, &old), TN_OK);
+  CHECK(old.f == 0.1); /* the bytes travel: exact */
+  CHECK_RC(tn_array_atomic_add(d, 0, (tn_elem_t){.f = 0.2}, NULL), TN_OK);
+  CHECK_RC(tn_array_get(d, 0, &old), TN_OK);
+  CHECK(old.f == 0.1 + 0.2);
+  tn_object_release(TN_OBJECT(d));
+}
+
+TEST(array_cluster_store_fetch_add,
+     "store, fetch and add move whole arrays; copy and add from a cluster "
+     "array fetch it") {
+  tn_cluster_t *c = cluster();
+  if (c == NULL) return;
+  tn_array_t *r, *l, *f;
+  CHECK_RC(tn_cluster_array(c, fresh("whole"), TN_FLOAT, 2500, &r), TN_OK);
+  CHECK_RC(tn_array_new(TN_FLOAT, 2500, &l), TN_OK);
+  for (size_t i = 0; i < 2500; i++)
+    tn_array_set(l, i, (tn_elem_t){.f = (double)i});
+  CHECK_RC(tn_array_copy(r, l), TN_OK); /* a store */
+  CHECK_RC(tn_array_add(r, l, (tn_elem_t){.f = 0.5}), TN_OK);
+  uint64_t v = 0;
+  CHECK_RC(tn_array_fetch(r, &f, &v), TN_OK);
+  CHECK_INT(v, 2);
+  tn_elem_t s;
+  CHECK_RC(tn_array_sum(f, &s), TN_OK);
+  CHECK(s.f == 1.5 * 2499 * 2500 / 2);
+  tn_object_release(TN_OBJECT(f));
+  /* From a cluster array into an in-process one. */
+  CHECK_RC(tn_array_copy(l, r), TN_OK);
+  CHECK_RC(tn_array_get(l, 10, &s), TN_OK);
+  CHECK(s.f == 15);
+  CHECK_RC(tn_array_add(l, r, (tn_elem_t){.f = -1}), TN_OK);
+  CHECK_RC(tn_array_sum(l, &s), TN_OK);
+  CHECK(s.f == 0);
+  /* Another shape: refused, nothing stored. */
+  tn_array_t *other;
+  CHECK_RC(tn_array_new(TN_FLOAT, 2499, &other), TN_OK);
+  CHECK_RC(tn_array_copy(r, other), TN_EINVAL);
+  CHECK_RC(tn_array_add(r, other, (tn_elem_t){.f = 1}), TN_EINVAL);
+  CHECK_RC(tn_array_version(r, &v), TN_OK);
+  CHECK_INT(v, 2);
+  tn_object_release(TN_OBJECT(other));
+  tn_object_release(TN_OBJECT(l));
+  tn_object_release(TN_OBJECT(r));
+}
+
+enum { CLUSTER_ADDERS = 4, CLUSTER_ADDS = 25 };
+
+typedef struct cluster_adder {
+  const char *name;
+  tn_cluster_t *c;
+  int rc;
+} cluster_adder_t;
+
+/* Each thread opens the array by name (its own connection) and adds. */
+static void *cluster_add_many(void *p) {
+  cluster_adder_t *w = p;
+  tn_array_t *a, *ones;
+  w->rc = tn_cluster_array(w->c, w->name, (tn_dtype_t)0, 0, &a);
+  if (w->rc != TN_OK) return NULL;
+  tn_array_new(TN_INT32, 1000, &ones);
+  tn_array_fill(ones, num(TN_INT32, 1));
+  for (int i = 0; i < CLUSTER_ADDS && w->rc == TN_OK; i++)
+    w->rc = tn_array_add(a, ones, num(TN_INT32, 2));
+  tn_object_release(TN_OBJECT(ones));
+  tn_object_release(TN_OBJECT(a));
+  return NULL;
+}
+
+TEST(array_cluster_concurrent_adds,
+     "adds from 4 threads on their own connections all count") {
+  tn_cluster_t *c = cluster();
+  if (c == NULL) return;
+  char name[128];
+  snprintf(name, sizeof name, "%s", fresh("adds"));
+  tn_array_t *a;
+  CHECK_RC(tn_cluster_array(c, name, TN_INT32, 1000, &a), TN_OK);
+  pthread_t th[CLUSTER_ADDERS];
+  cluster_adder_t w[CLUSTER_ADDERS];
+  for (int i = 0; i < CLUSTER_ADDERS; i++) {
+    w[i] = (cluster_adder_t){name, c, TN_OK};
+    th[i] = test_spawn(cluster_add_many, &w[i]);
+  }
+  for (int i = 0; i < CLUSTER_ADDERS; i++) test_join(th[i]);
+  for (int i = 0; i < CLUSTER_ADDERS; i++) CHECK_RC(w[i].rc, TN_OK);
+  tn_array_t *f;
+  uint64_t v;
+  CHECK_RC(tn_array_fetch(a, &f, &v), TN_OK);
+  CHECK_INT(v, CLUSTER_ADDERS * CLUSTER_ADDS);
+  for (size_t i = 0; i < 1000; i += 111)
+    CHECK_INT(get_long(f, i), 2 * CLUSTER_ADDERS * CLUSTER_ADDS);
+  tn_object_release(TN_OBJECT(f));
+  tn_object_release(TN_OBJECT(a));
+}
+
+/* A raw command on the test server (TUNNEL_REDIS_PORT), for corrupting
+** keys behind tunnel's back. */
+static void raw(const char *fmt, const char *key, const char *arg) {
+  const char *port = getenv("TUNNEL_REDIS_PORT");
+  redisContext *k = redisConnect("127.0.0.1", port ? atoi(port) : 6379);
+  if (k == NULL || k->err) {
+    test_fail(__FILE__, __LINE__, "cannot connect for a raw command");
+    if (k) redisFree(k);
+    return;
+  }
+  redisReply *r = redisCommand(k, fmt, key, arg);
+  if (r == NULL || r->type == REDIS_REPLY_ERROR)
+    test_fail(__FILE__, __LINE__, "raw %s failed", fmt);
+  if (r) freeReplyObject(r);
+  redisFree(k);
+}
+
+TEST(array_cluster_corrupt, "stored state tunnel did not write is an "
+                            "error that changes nothing") {
+  tn_cluster_t *c = cluster();
+  if (c == NULL || getenv("TUNNEL_REDIS_PORT") == NULL) return;
+  char name[128], key[200], meta[220];
+  snprintf(name, sizeof name, "%s", fresh("corrupt"));
+  snprintf(key, sizeof key, "tunnel-ctest:%s", name);
+  snprintf(meta, sizeof meta, "%s:meta", key);
+  tn_array_t *a, *l;
+  CHECK_RC(tn_cluster_array(c, name, TN_UINT8, 4, &a), TN_OK);
+  CHECK_RC(tn_array_new(TN_UINT8, 4, &l), TN_OK);
+  tn_array_fill(l, num(TN_UINT8, 1));
+  raw("SET %s %s", key, "abc"); /* 3 bytes, not 4 */
+  CHECK_RC(tn_array_add(a, l, num(TN_UINT8, 1)), TN_EIO);
+  CHECK(strstr(tn_last_error(), "3 bytes") != NULL);
+  CHECK(strstr(tn_last_error(), "nothing was changed") != NULL);
+  CHECK_RC(tn_array_set(a, 0, num(TN_UINT8, 1)), TN_EIO);
+  raw("HSET %s type %s", meta, "complex");
+  raw("SET %s %s", key, "abcd");
+  CHECK_RC(tn_array_copy(a, l), TN_EIO);
+  CHECK(strstr(tn_last_error(), "did not write") != NULL);
+  raw("HSET %s type %s", meta, "uint8");
+  tn_elem_t e;
+  CHECK_RC(tn_array_get(a, 0, &e), TN_OK);
+  CHECK_INT(e.u, 'a'); /* the failed calls stored nothing */
+  /* Deleted and made again with another shape: not reinterpreted. */
+  raw("DEL %s%s", meta, "");
+  raw("DEL %s%s", key, "");
+  tn_array_t *b;
+  CHECK_RC(tn_array_get(a, 0, &e), TN_EIO);
+  CHECK(strstr(tn_last_error(), "no such Array") != NULL);
+  tn_object_release(TN_OBJECT(a)); /* the interned object goes */
+  CHECK_RC(tn_cluster_array(c, name, TN_UINT16, 2, &b), TN_OK);
+  CHECK_RC(tn_array_shape(b, &(tn_dtype_t){0}, &(size_t){0}), TN_OK);
+  tn_object_release(TN_OBJECT(b));
+  tn_object_release(TN_OBJECT(l));
 }

@@ -949,7 +949,8 @@ static bool try_retain(tn_object_t *o) {
 }
 
 static bool valid_type(tn_type_t type) {
-  return type == TN_TYPE_DEQUE || type == TN_TYPE_HASH ||
+  return type == TN_TYPE_ARRAY ||
+         type == TN_TYPE_DEQUE || type == TN_TYPE_HASH ||
          type == TN_TYPE_COUNTER || type == TN_TYPE_ATOMIC ||
          type == TN_TYPE_PRINTER || type == TN_TYPE_BARRIER ||
          type == TN_TYPE_SEMAPHORE;
@@ -1117,6 +1118,14 @@ const tn_backend_t rd_backend = {
     .printer_lock = rd_printer_lock,
     .printer_unlock = rd_printer_unlock,
     .printer_write = rd_printer_write,
+    .array_shape = rd_array_shape,
+    .array_get = rd_array_get,
+    .array_set = rd_array_set,
+    .array_atomic_add = rd_array_atomic_add,
+    .array_fetch = rd_array_fetch,
+    .array_store = rd_array_store,
+    .array_add = rd_array_add,
+    .array_version = rd_array_version,
     .read_lock = rd_read_lock,
     .read_unlock = rd_read_unlock,
     .write_lock = rd_write_lock,

@@ -74,6 +74,7 @@ typedef struct rd_object {
   char *key;             /* prefix .. name: the main key */
   size_t keylen;
   tn_printer_t *local;   /* printer: the local output */
+  _Atomic uint64_t array_shape; /* array: type << 56 | n; 0: not known yet */
   struct rd_object *next; /* the intern list */
 } rd_object_t;
 
@@ -290,6 +291,17 @@ size_t rd_pqueue_size(tn_pqueue_t *q);
 size_t rd_pqueue_size_hint(const tn_pqueue_t *q);
 int rd_pqueue_close(tn_pqueue_t *q);
 int rd_pqueue_is_closed(tn_pqueue_t *q);
+
+/* array.c: tunnel.Array on a cluster (a parameter-server buffer). */
+int rd_array_shape(tn_array_t *a, tn_dtype_t *type, size_t *n);
+int rd_array_get(tn_array_t *a, size_t i, tn_elem_t *out);
+int rd_array_set(tn_array_t *a, size_t i, tn_elem_t v);
+int rd_array_atomic_add(tn_array_t *a, size_t i, tn_elem_t delta,
+                        tn_elem_t *old);
+int rd_array_fetch(tn_array_t *a, tn_array_t **copy, uint64_t *version);
+int rd_array_store(tn_array_t *a, const tn_array_t *src);
+int rd_array_add(tn_array_t *a, const tn_array_t *src, tn_elem_t s);
+int rd_array_version(tn_array_t *a, uint64_t *version);
 
 int rd_printer_lock(tn_printer_t *p, double timeout);
 void rd_printer_unlock(tn_printer_t *p);
