@@ -2,7 +2,7 @@
 -- always, 'cluster' (objects on the Redis server of TUNNEL_REDIS_URL) when
 -- that is set (scripts/with-redis.sh). Each backend makes fresh objects:
 --   b.Vector([hint]), b.Hash(), b.Counter([value]), b.Atomic([data]),
---   b.Printer()
+--   b.Printer(), b.PriorityQueue([hint])
 -- and b.source(class): a Lua expression that makes a fresh object of that
 -- class (without arguments) in another process, with `tunnel` in scope.
 -- Cluster objects get unique names, so specs never see each other's keys.
@@ -19,6 +19,7 @@ local backends = {
     Counter = function(value) return tunnel.Counter(value) end,
     Atomic = function(data) return tunnel.Atomic(data) end,
     Printer = function() return tunnel.Printer() end,
+    PriorityQueue = function(hint) return tunnel.PriorityQueue(hint) end,
     source = function(class) return 'tunnel.' .. class .. '()' end,
   },
 }
@@ -42,6 +43,9 @@ if url and url ~= '' then
     Counter = function(value) return cluster:Counter(fresh('counter'), value or 0) end,
     Atomic = function(data) return cluster:Atomic(fresh('atomic'), data) end,
     Printer = function() return cluster:Printer(fresh('printer')) end,
+    PriorityQueue = function(hint)
+      return cluster:PriorityQueue(fresh('pqueue'), hint)
+    end,
     source = function(class)
       return ('tunnel.Cluster(%q, {prefix = %q, timeout = 5}):%s(%q)')
         :format(url, 'tunnel-spec:', class, fresh(class:lower()))

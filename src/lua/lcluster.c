@@ -133,6 +133,28 @@ static int l_cluster_vector(lua_State *L) {
   return push_new(L, TN_OBJECT(d));
 }
 
+/* cluster:PriorityQueue(name [, size_hint]), the hint as for Vector. */
+static int l_cluster_pqueue(lua_State *L) {
+  const char *method = M("PriorityQueue");
+  tn_cluster_t *c = check_cluster(L, method);
+  const char *name = check_name(L, method);
+  size_t hint = TN_UNBOUNDED;
+  if (!lua_isnoneornil(L, 3)) {
+    lua_Number n = lua_type(L, 3) == LUA_TNUMBER ? lua_tonumber(L, 3) : 0;
+    if (!(isinf(n) && n > 0)) {
+      lua_Integer i = tn_l_checkinteger(L, 3, method, "size_hint");
+      if (i < 1)
+        return tn_l_error(L, method,
+                          "size_hint must be an integer >= 1 or math.huge");
+      hint = (size_t)i;
+    }
+  }
+  tn_pqueue_t *q;
+  int rc = tn_cluster_pqueue(c, name, hint, &q);
+  if (rc != TN_OK) return tn_l_coreerror(L, method, rc);
+  return push_new(L, TN_OBJECT(q));
+}
+
 /* cluster:Hash(name) */
 static int l_cluster_hash(lua_State *L) {
   tn_cluster_t *c = check_cluster(L, M("Hash"));
@@ -208,7 +230,8 @@ static int l_cluster_index(lua_State *L) {
 static const luaL_Reg cluster_methods[] = {
     {"Vector", l_cluster_vector},   {"Hash", l_cluster_hash},
     {"Counter", l_cluster_counter}, {"Atomic", l_cluster_atomic},
-    {"Printer", l_cluster_printer}, {NULL, NULL}};
+    {"Printer", l_cluster_printer}, {"PriorityQueue", l_cluster_pqueue},
+    {NULL, NULL}};
 
 void tn_l_open_cluster(lua_State *L) {
   if (luaL_newmetatable(L, CLUSTER)) {
