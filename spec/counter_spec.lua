@@ -288,3 +288,68 @@ for _, B in ipairs(BACKENDS) do
     end)
   end)
 end
+
+-- counter:waitFor(value [, timeout]): waits, without polling, until the
+-- counter reaches value from the side it is on when the call starts.
+for _, B in ipairs(BACKENDS) do
+  describe('tunnel.Counter:waitFor (' .. B.name .. ')', function()
+    it('returns at once when the counter holds the value; times out with the value seen', function()
+      local c = B.Counter(3)
+      assert.are.same({3, true}, {c:waitFor(3)})
+      assert.are.same({3, true}, {c:waitForAsync(3)})
+      assert.are.same({3, nil}, {c:waitForAsync(4)})
+      local t0 = tunnel.clock()
+      assert.are.same({3, nil}, {c:waitFor(10, 0.2)})
+      assert.is_true(tunnel.clock() - t0 >= 0.15)
+      assert.are.same({3, nil}, {c:waitFor(-10, 0)})
+      assert.are.equal(3, c:get())
+    end)
+
+    it('raises for a value or timeout that is not right, changing nothing', function()
+      local c = B.Counter(0)
+      local ok, err = pcall(c.waitFor, c, 1.5)
+      assert.is_false(ok)
+      assert.matches('^tunnel%.Counter:waitFor: value must be an integer', err)
+      ok, err = pcall(c.waitFor, c)
+      assert.is_false(ok)
+      assert.matches('^tunnel%.Counter:waitFor: value must be an integer', err)
+      ok, err = pcall(c.waitFor, c, 1, -1)
+      assert.is_false(ok)
+      assert.matches('^tunnel%.Counter:waitFor: timeout must be >= 0', err)
+      ok, err = pcall(c.waitForAsync, c, 'x')
+      assert.is_false(ok)
+      assert.matches('^tunnel%.Counter:waitForAsync: value must be an integer', err)
+      assert.are.equal(0, c:get())
+    end)
+
+    it('wakes a waiter from below and one from above when other threads reach their targets', function()
+      local c = B.Counter(0)
+      local block = tunnel.Block(2)
+      block:add(c)
+      block:run(function(k)
+        if __threadid == 1 then return k:waitFor(5, 60) end
+        return k:waitFor(-2, 60)
+      end)
+      tunnel.sleep(0.1)
+      for _ = 1, 5 do c:increase() end
+      c:set(-3)
+      local r = block:synchronize(60)
+      block:terminate()
+      assert.are.same({5, true}, {r[1][1], r[1][2]})
+      assert.is_true(r[2][2])
+      assert.is_true(r[2][1] <= -2)
+    end)
+
+    it('is a latch: waitFor(400) returns once 4 threads made 100 increases each', function()
+      local c = B.Counter(0)
+      local block = tunnel.Block(4)
+      block:add(c)
+      block:run(function(k)
+        for _ = 1, 100 do k:increase() end
+      end)
+      assert.are.same({400, true}, {c:waitFor(400, 120)})
+      block:synchronize(60)
+      block:terminate()
+    end)
+  end)
+end

@@ -16,6 +16,7 @@ local CLASSES = {
   atomic = 'Atomic', block = 'Block', counter = 'Counter', hash = 'Hash',
   plural = 'Plural', printer = 'Printer', serializer = 'Serializer',
   share = 'Share', vector = 'Vector',
+  barrier = 'Barrier', semaphore = 'Semaphore',
 }
 
 -- Run a Lua snippet in a fresh interpreter (the one running the specs, with

@@ -149,6 +149,7 @@ static const char *const class_modules[][2] = {
     {"tunnel.counter", "Counter"}, {"tunnel.hash", "Hash"},
     {"tunnel.plural", "Plural"},   {"tunnel.printer", "Printer"},
     {"tunnel.priorityqueue", "PriorityQueue"},
+    {"tunnel.barrier", "Barrier"}, {"tunnel.semaphore", "Semaphore"},
     {"tunnel.serializer", "Serializer"}, {"tunnel.share", "Share"},
     {"tunnel.vector", "Vector"},   {NULL, NULL}};
 

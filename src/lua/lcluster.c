@@ -201,6 +201,31 @@ static int l_cluster_printer(lua_State *L) {
   return push_new(L, TN_OBJECT(p));
 }
 
+/* cluster:Barrier(name, parties), cluster:Semaphore(name, permits): the
+** count is stored by the first creator; later callers get the stored one. */
+static int l_cluster_barrier(lua_State *L) {
+  tn_cluster_t *c = check_cluster(L, M("Barrier"));
+  const char *name = check_name(L, M("Barrier"));
+  lua_Integer n = tn_l_checkinteger(L, 3, M("Barrier"), "parties");
+  if (n < 1 || n > 1000000000)
+    return tn_l_error(L, M("Barrier"), "parties must be an integer >= 1");
+  tn_barrier_t *b;
+  int rc = tn_cluster_barrier(c, name, (int)n, &b);
+  if (rc != TN_OK) return tn_l_coreerror(L, M("Barrier"), rc);
+  return push_new(L, TN_OBJECT(b));
+}
+
+static int l_cluster_semaphore(lua_State *L) {
+  tn_cluster_t *c = check_cluster(L, M("Semaphore"));
+  const char *name = check_name(L, M("Semaphore"));
+  lua_Integer n = tn_l_checkinteger(L, 3, M("Semaphore"), "permits");
+  if (n < 1) return tn_l_error(L, M("Semaphore"), "permits must be an integer >= 1");
+  tn_semaphore_t *s;
+  int rc = tn_cluster_semaphore(c, name, (int64_t)n, &s);
+  if (rc != TN_OK) return tn_l_coreerror(L, M("Semaphore"), rc);
+  return push_new(L, TN_OBJECT(s));
+}
+
 static int l_cluster_tostring(lua_State *L) {
   tn_cluster_t *c = check_cluster(L, CLUSTER);
   lua_pushfstring(L, CLUSTER ": %s (prefix %s)", tn_cluster_url(c),
@@ -231,6 +256,7 @@ static const luaL_Reg cluster_methods[] = {
     {"Vector", l_cluster_vector},   {"Hash", l_cluster_hash},
     {"Counter", l_cluster_counter}, {"Atomic", l_cluster_atomic},
     {"Printer", l_cluster_printer}, {"PriorityQueue", l_cluster_pqueue},
+    {"Barrier", l_cluster_barrier}, {"Semaphore", l_cluster_semaphore},
     {NULL, NULL}};
 
 void tn_l_open_cluster(lua_State *L) {

@@ -235,6 +235,36 @@ static int l_counter_writeasync(lua_State *L) {
   return counter_write(L, M("writeAsync"), TN_TRY);
 }
 
+/*
+** waitFor(value [, timeout]) -> value, true once the counter reaches
+** `value` (from below: >= value; from above: <= value; the side is the one
+** it is on when the call starts), with the value that reached it; the
+** value last seen and nil when the timeout runs out. waitForAsync(value)
+** only looks.
+*/
+static int counter_waitfor(lua_State *L, const char *method, int async) {
+  tn_counter_t *c = check_counter(L, method);
+  int64_t target = (int64_t)tn_l_checkinteger(L, 2, method, "value");
+  double timeout = async ? TN_TRY : tn_l_opttimeout(L, 3, method);
+  int64_t v = 0;
+  int rc = tn_counter_wait(c, target, timeout, &v);
+  if (rc != TN_OK && !tn_l_waited(rc)) return tn_l_coreerror(L, method, rc);
+  push_int64(L, v);
+  if (rc == TN_OK)
+    lua_pushboolean(L, 1);
+  else
+    lua_pushnil(L);
+  return 2;
+}
+
+static int l_counter_waitfor(lua_State *L) {
+  return counter_waitfor(L, M("waitFor"), 0);
+}
+
+static int l_counter_waitforasync(lua_State *L) {
+  return counter_waitfor(L, M("waitForAsync"), 1);
+}
+
 static const luaL_Reg counter_methods[] = {
     {"increase", l_counter_increase},
     {"increaseAsync", l_counter_increaseasync},
@@ -248,6 +278,8 @@ static const luaL_Reg counter_methods[] = {
     {"readAsync", l_counter_readasync},
     {"write", l_counter_write},
     {"writeAsync", l_counter_writeasync},
+    {"waitFor", l_counter_waitfor},
+    {"waitForAsync", l_counter_waitforasync},
     {NULL, NULL}};
 
 static const tn_l_class_t counter_class = {

@@ -220,6 +220,8 @@ int luaopen_tunnel_core(lua_State *L);
 
 void tn_l_open_vector(lua_State *L);     /* lvector.c */
 void tn_l_open_pqueue(lua_State *L);     /* lpqueue.c */
+void tn_l_open_barrier(lua_State *L);    /* lbarrier.c */
+void tn_l_open_semaphore(lua_State *L);  /* lsemaphore.c */
 void tn_l_open_counter(lua_State *L);    /* lcounter.c */
 void tn_l_open_printer(lua_State *L);    /* lprinter.c */
 void tn_l_open_block(lua_State *L);      /* lblock.c */
