@@ -27,6 +27,7 @@ build = {
   modules = {
     ["tunnel"] = "lua/tunnel/init.lua",
     -- the original's module names, and the opt-in pairs/ipairs
+    ["tunnel.array"] = "lua/tunnel/array.lua",
     ["tunnel.atomic"] = "lua/tunnel/atomic.lua",
     ["tunnel.barrier"] = "lua/tunnel/barrier.lua",
     ["tunnel.block"] = "lua/tunnel/block.lua",
@@ -44,6 +45,7 @@ build = {
       sources = {
         "src/lua/codec.c",
         "src/lua/lbarrier.c",
+        "src/lua/larray.c",
         "src/lua/lblock.c",
         "src/lua/lcluster.c",
         "src/lua/lcounter.c",
@@ -58,6 +60,7 @@ build = {
         "src/lua/ltunnel.c",
         "src/lua/lvector.c",
         "src/core/barrier.c",
+        "src/core/array.c",
         "src/core/blob.c",
         "src/core/block.c",
         "src/core/cell.c",
@@ -68,6 +71,7 @@ build = {
         "src/core/pqueue.c",
         "src/core/printer.c",
         "src/core/semaphore.c",
+        "src/redis/array.c",
         "src/redis/atomic.c",
         "src/redis/barrier.c",
         "src/redis/counter.c",

@@ -13,6 +13,7 @@ local FLAVOUR = LUA:find('luajit') and 'luajit' or LUA:match('lua5%.%d') or
 -- Every module of the original (its tunnel/*.lua but init.lua) and the
 -- class it returned.
 local CLASSES = {
+  array = 'Array',
   atomic = 'Atomic', block = 'Block', counter = 'Counter', hash = 'Hash',
   plural = 'Plural', printer = 'Printer', serializer = 'Serializer',
   share = 'Share', vector = 'Vector',

@@ -2,7 +2,7 @@
 -- always, 'cluster' (objects on the Redis server of TUNNEL_REDIS_URL) when
 -- that is set (scripts/with-redis.sh). Each backend makes fresh objects:
 --   b.Vector([hint]), b.Hash(), b.Counter([value]), b.Atomic([data]),
---   b.Printer(), b.PriorityQueue([hint])
+--   b.Printer(), b.PriorityQueue([hint]), b.Array(n [, type])
 -- and b.source(class): a Lua expression that makes a fresh object of that
 -- class (without arguments) in another process, with `tunnel` in scope.
 -- Cluster objects get unique names, so specs never see each other's keys.
@@ -20,6 +20,7 @@ local backends = {
     Atomic = function(data) return tunnel.Atomic(data) end,
     Printer = function() return tunnel.Printer() end,
     PriorityQueue = function(hint) return tunnel.PriorityQueue(hint) end,
+    Array = function(n, type) return tunnel.Array(n, type) end,
     source = function(class) return 'tunnel.' .. class .. '()' end,
   },
 }
@@ -43,6 +44,7 @@ if url and url ~= '' then
     Counter = function(value) return cluster:Counter(fresh('counter'), value or 0) end,
     Atomic = function(data) return cluster:Atomic(fresh('atomic'), data) end,
     Printer = function() return cluster:Printer(fresh('printer')) end,
+    Array = function(n, type) return cluster:Array(fresh('array'), n, type) end,
     PriorityQueue = function(hint)
       return cluster:PriorityQueue(fresh('pqueue'), hint)
     end,

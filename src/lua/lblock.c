@@ -145,6 +145,7 @@ static int l_job_msgh(lua_State *T) {
 ** module's name as the first argument.
 */
 static const char *const class_modules[][2] = {
+    {"tunnel.array", "Array"},
     {"tunnel.atomic", "Atomic"},   {"tunnel.block", "Block"},
     {"tunnel.counter", "Counter"}, {"tunnel.hash", "Hash"},
     {"tunnel.plural", "Plural"},   {"tunnel.printer", "Printer"},

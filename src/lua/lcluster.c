@@ -226,6 +226,12 @@ static int l_cluster_semaphore(lua_State *L) {
   return push_new(L, TN_OBJECT(s));
 }
 
+/* cluster:Array(name [, n [, type]]): see larray.c. */
+static int l_cluster_array(lua_State *L) {
+  tn_cluster_t *c = check_cluster(L, M("Array"));
+  return tn_l_cluster_array(L, c, check_name(L, M("Array")), M("Array"));
+}
+
 static int l_cluster_tostring(lua_State *L) {
   tn_cluster_t *c = check_cluster(L, CLUSTER);
   lua_pushfstring(L, CLUSTER ": %s (prefix %s)", tn_cluster_url(c),
@@ -253,6 +259,7 @@ static int l_cluster_index(lua_State *L) {
 }
 
 static const luaL_Reg cluster_methods[] = {
+    {"Array", l_cluster_array},
     {"Vector", l_cluster_vector},   {"Hash", l_cluster_hash},
     {"Counter", l_cluster_counter}, {"Atomic", l_cluster_atomic},
     {"Printer", l_cluster_printer}, {"PriorityQueue", l_cluster_pqueue},

@@ -500,6 +500,7 @@ int luaopen_tunnel_core(lua_State *L) {
   tn_l_open_share(L);
   tn_l_open_plural(L);
   tn_l_open_cluster(L);
+  tn_l_open_array(L);
   tn_l_open_pqueue(L);
   tn_l_open_barrier(L);
   tn_l_open_semaphore(L);

@@ -231,6 +231,10 @@ void tn_l_open_share(lua_State *L);      /* lshare.c: shared tables, Share,
                                             Atomic */
 void tn_l_open_plural(lua_State *L);     /* lplural.c */
 void tn_l_open_cluster(lua_State *L);    /* lcluster.c */
+void tn_l_open_array(lua_State *L);      /* larray.c */
+/* cluster:Array(name [, n [, type]]) with the arguments from 3 (larray.c). */
+int tn_l_cluster_array(lua_State *L, tn_cluster_t *c, const char *name,
+                       const char *method);
 
 /* lcontrol.c: interrupts and cancellation. */
 void tn_l_open_control(lua_State *L); /* the main state's cancel token */
