@@ -398,6 +398,127 @@ static double run_block_run(long n, const char **fail) {
   return t;
 }
 
+/* ---- barrier and semaphore ---------------------------------------------- */
+
+typedef struct rounder {
+  tn_barrier_t *b;
+  pthread_barrier_t *pb; /* the plain pthread barrier instead */
+  long rounds;
+  long long sum;         /* of the arrival indexes (checked) */
+  int err;
+  double end;
+  bench_clock_t *clock;
+} rounder_t;
+
+static void *round_loop(void *arg) {
+  rounder_t *r = arg;
+  bench_wait_go(r->clock);
+  for (long i = 0; i < r->rounds; i++) {
+    if (r->pb != NULL) {
+      int rc = pthread_barrier_wait(r->pb);
+      r->sum += rc == PTHREAD_BARRIER_SERIAL_THREAD ? 2 : 1;
+      continue;
+    }
+    int index = 0;
+    if (tn_barrier_wait(r->b, TN_FOREVER, &index) != TN_OK) {
+      r->err = 1;
+      break;
+    }
+    r->sum += index;
+  }
+  r->end = bench_now();
+  return NULL;
+}
+
+/* n rounds of a 2-party barrier (a round trip of two threads); `plain`:
+** pthread_barrier_t, the floor in the same run. */
+static double run_barrier(int plain, long n, const char **fail) {
+  tn_barrier_t *b = NULL;
+  pthread_barrier_t pb;
+  if (plain)
+    pthread_barrier_init(&pb, NULL, 2);
+  else if (tn_barrier_new(2, &b) != TN_OK) {
+    *fail = "tn_barrier_new";
+    return 0;
+  }
+  bench_clock_t clock = {0};
+  rounder_t r[2];
+  pthread_t t[2];
+  for (int i = 0; i < 2; i++) {
+    r[i] = (rounder_t){b, plain ? &pb : NULL, n, 0, 0, 0, &clock};
+    pthread_create(&t[i], NULL, round_loop, &r[i]);
+  }
+  bench_release(&clock, 2);
+  double end = 0;
+  for (int i = 0; i < 2; i++) {
+    pthread_join(t[i], NULL);
+    if (r[i].end > end) end = r[i].end;
+    if (r[i].err) *fail = "wait failed";
+  }
+  if (*fail == NULL && r[0].sum + r[1].sum != 3LL * n) *fail = "wrong indexes";
+  if (plain)
+    pthread_barrier_destroy(&pb);
+  else
+    tn_object_release(TN_OBJECT(b));
+  return end - clock.start;
+}
+
+typedef struct taker {
+  tn_semaphore_t *s;
+  long n;
+  atomic_int *inside;
+  int err;
+  double end;
+  bench_clock_t *clock;
+} taker_t;
+
+static void *take_loop(void *arg) {
+  taker_t *a = arg;
+  bench_wait_go(a->clock);
+  for (long i = 0; i < a->n; i++) {
+    if (tn_semaphore_acquire(a->s, 1, TN_FOREVER) != TN_OK) {
+      a->err = 1;
+      break;
+    }
+    if (atomic_fetch_add(a->inside, 1) != 0) a->err = 2; /* 1 permit */
+    atomic_fetch_sub(a->inside, 1);
+    if (tn_semaphore_release(a->s, 1) != TN_OK) a->err = 1;
+  }
+  a->end = bench_now();
+  return NULL;
+}
+
+/* n acquire+release pairs of a 1-permit semaphore over `threads` threads
+** (checked: never two inside). */
+static double run_semaphore(int threads, long n, const char **fail) {
+  tn_semaphore_t *s;
+  if (tn_semaphore_new(1, &s) != TN_OK) {
+    *fail = "tn_semaphore_new";
+    return 0;
+  }
+  atomic_int inside = 0;
+  bench_clock_t clock = {0};
+  taker_t a[4];
+  pthread_t t[4];
+  for (int i = 0; i < threads; i++) {
+    a[i] = (taker_t){s, n / threads, &inside, 0, 0, &clock};
+    pthread_create(&t[i], NULL, take_loop, &a[i]);
+  }
+  bench_release(&clock, threads);
+  double end = 0;
+  for (int i = 0; i < threads; i++) {
+    pthread_join(t[i], NULL);
+    if (a[i].end > end) end = a[i].end;
+    if (a[i].err == 2) *fail = "two holders of one permit";
+    else if (a[i].err) *fail = "acquire or release failed";
+  }
+  int64_t avail = 0;
+  tn_semaphore_available(s, &avail, NULL);
+  if (*fail == NULL && avail != 1) *fail = "permit lost";
+  tn_object_release(TN_OBJECT(s));
+  return end - clock.start;
+}
+
 /* ---- the cases ----------------------------------------------------------- */
 
 typedef struct bcase {
@@ -440,6 +561,13 @@ static double c_block_run(const bcase_t *c, long n, const char **fail) {
   return run_block_run(n, fail);
 }
 
+static double c_barrier(const bcase_t *c, long n, const char **fail) {
+  return run_barrier((int)c->hint, n, fail);
+}
+static double c_semaphore(const bcase_t *c, long n, const char **fail) {
+  return run_semaphore(c->threads, n, fail);
+}
+
 static const bcase_t cases[] = {
     {"deque.1p1c.unbounded", 1000000, 10000, c_handoff, TN_UNBOUNDED, 1},
     {"deque.1p1c.hint1024", 1000000, 10000, c_handoff, 1024, 1},
@@ -458,6 +586,10 @@ static const bcase_t cases[] = {
     {"lock.write.2t", 2000000, 20000, c_lock_write, 0, 2},
     {"block.cycle", 300, 20, c_block_cycle, 0, 1},
     {"block.run", 5000, 200, c_block_run, 0, 1},
+    {"barrier.2t", 200000, 2000, c_barrier, 0, 2},
+    {"pthread_barrier.2t", 200000, 2000, c_barrier, 1, 2},
+    {"semaphore.pairs.1t", 5000000, 50000, c_semaphore, 0, 1},
+    {"semaphore.pairs.2t", 2000000, 20000, c_semaphore, 0, 2},
     {NULL, 0, 0, NULL, 0, 0}};
 
 int main(int argc, char **argv) {

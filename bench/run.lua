@@ -236,6 +236,7 @@ local function baseline_of(name, lua)
   local map = {
     ['vector.pingpong'] = 'core.pingpong',
     ['core.pingpong'] = 'naive.pingpong',
+    ['core.barrier.2t'] = 'core.pthread_barrier.2t',
     ['counter.1t'] = 'core.counter.1t',
     ['counter.2t'] = 'core.counter.2t',
     ['hash.setget.1t'] = 'core.map.setget.1t',
