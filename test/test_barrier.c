@@ -179,3 +179,79 @@ TEST(barrier_reset_breaks_waiters,
   CHECK_INT(waiting, 0);
   tn_object_release(TN_OBJECT(b));
 }
+
+typedef struct cancelled_wait {
+  tn_barrier_t *b;
+  tn_semaphore_t *s;
+  tn_counter_t *c;
+  tn_cancel_t *token;
+  int rc;
+  atomic_int started;
+} cancelled_wait_t;
+
+static void *wait_cancellable(void *p) {
+  cancelled_wait_t *w = p;
+  tn_cancel_enter(w->token);
+  atomic_store(&w->started, 1);
+  if (w->b != NULL)
+    w->rc = tn_barrier_wait(w->b, TN_FOREVER, NULL);
+  else if (w->s != NULL)
+    w->rc = tn_semaphore_acquire(w->s, 1, TN_FOREVER);
+  else
+    w->rc = tn_counter_wait(w->c, 1, TN_FOREVER, NULL);
+  tn_cancel_enter(NULL);
+  return NULL;
+}
+
+/* Run wait_cancellable on a thread, cancel it once it waits. */
+static int cancel_one(cancelled_wait_t *w) {
+  CHECK_RC(tn_cancel_new(&w->token), TN_OK);
+  w->rc = -99;
+  pthread_t t = test_spawn(wait_cancellable, w);
+  while (!atomic_load(&w->started)) tn_sleep(0.001);
+  tn_sleep(0.05); /* asleep, most likely; if not, it sees the flag */
+  tn_cancel_request(w->token);
+  test_join(t);
+  tn_cancel_free(w->token);
+  return w->rc;
+}
+
+TEST(sync_waits_cancel,
+     "a cancelled barrier, semaphore or counter wait returns ECANCELED and "
+     "leaves the structure as it was") {
+  tn_barrier_t *b;
+  CHECK_RC(tn_barrier_new(2, &b), TN_OK);
+  cancelled_wait_t w = {b, NULL, NULL, NULL, 0, 0};
+  CHECK_RC(cancel_one(&w), TN_ECANCELED);
+  int waiting = -1, broken = -1;
+  CHECK_RC(tn_barrier_state(b, NULL, &waiting, &broken), TN_OK);
+  CHECK_INT(waiting, 0); /* as if it had not arrived */
+  CHECK_INT(broken, 0);
+  one_wait_t other = {b, 5, -99, 0, 0};
+  pthread_t t = test_spawn(wait_once, &other);
+  int index = 0;
+  CHECK_RC(tn_barrier_wait(b, 5, &index), TN_OK); /* a whole new round */
+  test_join(t);
+  CHECK_RC(other.rc, TN_OK);
+  CHECK_INT(index + other.index, 3);
+  tn_object_release(TN_OBJECT(b));
+
+  tn_semaphore_t *s;
+  CHECK_RC(tn_semaphore_new(1, &s), TN_OK);
+  CHECK_RC(tn_semaphore_acquire(s, 1, TN_FOREVER), TN_OK);
+  cancelled_wait_t ws = {NULL, s, NULL, NULL, 0, 0};
+  CHECK_RC(cancel_one(&ws), TN_ECANCELED);
+  CHECK_RC(tn_semaphore_release(s, 1), TN_OK);
+  int64_t avail = -1;
+  CHECK_RC(tn_semaphore_available(s, &avail, NULL), TN_OK);
+  CHECK_INT(avail, 1);
+  tn_object_release(TN_OBJECT(s));
+
+  tn_counter_t *c;
+  CHECK_RC(tn_counter_new(0, &c), TN_OK);
+  cancelled_wait_t wc = {NULL, NULL, c, NULL, 0, 0};
+  CHECK_RC(cancel_one(&wc), TN_ECANCELED);
+  CHECK_INT(tn_counter_add(c, 1), 1);
+  CHECK_INT(tn_counter_get(c), 1);
+  tn_object_release(TN_OBJECT(c));
+}
