@@ -484,29 +484,40 @@ void tn_block_terminate(tn_block_t *b) {
 
 /*
 ** Mark the queued jobs of run `id` (0: of every run) cancelled, and
-** request the tokens of the threads running one. Both under the block
-** mutex, where a thread takes a job and forgets its request (worker_main),
-** so a request never outlives its job. Lock order: block mutex, token
-** mutex, the waiter's structure mutex (tried only, cancel.c).
+** request the tokens of the threads running one. A thread takes a job and
+** clears its token under the block mutex (worker_main); the token's
+** generation, read here under it, keeps a request made after the mutex is
+** dropped from reaching the thread's next job (tn_cancel_request_if). The
+** request itself is made without the block mutex: the waiter it wakes may
+** be asleep on that very mutex (cancel.c tries the waiter's mutex).
+** Threads in chunks, so the generations fit on the stack.
 */
 int tn_block_cancel(tn_block_t *b, unsigned long id) {
+  enum { CHUNK = 64 };
   int reached = 0;
-  pthread_mutex_lock(&b->mutex);
-  for (int i = 0; i < b->size; i++) {
-    block_worker_t *w = &b->workers[i];
-    for (block_job_t *job = w->head; job != NULL; job = job->next) {
-      if (id != 0 && job->run->id != id) continue;
-      job->run->cancelled = true;
-      reached++;
+  for (int first = 0; first < b->size; first += CHUNK) {
+    int ask[CHUNK], asked = 0;
+    unsigned long gen[CHUNK];
+    pthread_mutex_lock(&b->mutex);
+    for (int i = first; i < b->size && i < first + CHUNK; i++) {
+      block_worker_t *w = &b->workers[i];
+      for (block_job_t *job = w->head; job != NULL; job = job->next) {
+        if (id != 0 && job->run->id != id) continue;
+        job->run->cancelled = true;
+        reached++;
+      }
+      block_run_t *run = w->current;
+      if (run != NULL && (id == 0 || run->id == id)) {
+        run->cancelled = true;
+        gen[asked] = tn_cancel_generation(w->cancel);
+        ask[asked++] = i;
+        reached++;
+      }
     }
-    block_run_t *run = w->current;
-    if (run != NULL && (id == 0 || run->id == id)) {
-      run->cancelled = true;
-      tn_cancel_request(w->cancel);
-      reached++;
-    }
+    pthread_mutex_unlock(&b->mutex);
+    for (int k = 0; k < asked; k++)
+      tn_cancel_request_if(b->workers[ask[k]].cancel, gen[k]);
   }
-  pthread_mutex_unlock(&b->mutex);
   return reached;
 }
 

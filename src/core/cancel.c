@@ -37,6 +37,7 @@
 struct tn_cancel {
   pthread_mutex_t mutex;    /* guards wait_m, wait_cv, notify */
   atomic_int requested;
+  unsigned long generation;  /* moved by every clear (under `mutex`) */
   pthread_mutex_t *wait_m;  /* the wait the owner sleeps in, or NULL */
   pthread_cond_t *wait_cv;
   pthread_mutex_t sleep_m;  /* tn_sleep sleeps on these */
@@ -61,6 +62,7 @@ int tn_cancel_new(tn_cancel_t **out) {
   tn_mutex_init(&t->sleep_m);
   tn_cond_init(&t->sleep_cv);
   atomic_init(&t->requested, 0);
+  t->generation = 0;
   t->wait_m = NULL;
   t->wait_cv = NULL;
   t->poll = NULL;
@@ -88,11 +90,13 @@ tn_cancel_t *tn_cancel_enter(tn_cancel_t *t) {
 
 tn_cancel_t *tn_cancel_current(void) { return current; }
 
-void tn_cancel_request(tn_cancel_t *t) {
+/* Request, with the token's mutex held; `gen`: only if no clear came
+** since the caller read the generation (tn_cancel_request_if). */
+static bool request_locked(tn_cancel_t *t, const unsigned long *gen) {
+  if (gen != NULL && *gen != t->generation) return false;
   atomic_store(&t->requested, 1);
+  if (t->notify != NULL) t->notify(t->notify_arg);
   for (;;) {
-    pthread_mutex_lock(&t->mutex);
-    if (t->notify != NULL) t->notify(t->notify_arg);
     pthread_mutex_t *m = t->wait_m;
     if (m == NULL) break; /* not asleep: it sees the flag before it sleeps */
     if (pthread_mutex_trylock(m) == 0) {
@@ -103,11 +107,37 @@ void tn_cancel_request(tn_cancel_t *t) {
     /* Busy: the waiter is on its way into (or out of) the sleep. */
     pthread_mutex_unlock(&t->mutex);
     sched_yield();
+    pthread_mutex_lock(&t->mutex);
   }
+  return true;
+}
+
+void tn_cancel_request(tn_cancel_t *t) {
+  pthread_mutex_lock(&t->mutex);
+  request_locked(t, NULL);
   pthread_mutex_unlock(&t->mutex);
 }
 
-void tn_cancel_clear(tn_cancel_t *t) { atomic_store(&t->requested, 0); }
+unsigned long tn_cancel_generation(tn_cancel_t *t) {
+  pthread_mutex_lock(&t->mutex);
+  unsigned long gen = t->generation;
+  pthread_mutex_unlock(&t->mutex);
+  return gen;
+}
+
+bool tn_cancel_request_if(tn_cancel_t *t, unsigned long gen) {
+  pthread_mutex_lock(&t->mutex);
+  bool done = request_locked(t, &gen);
+  pthread_mutex_unlock(&t->mutex);
+  return done;
+}
+
+void tn_cancel_clear(tn_cancel_t *t) {
+  pthread_mutex_lock(&t->mutex);
+  atomic_store(&t->requested, 0);
+  t->generation++;
+  pthread_mutex_unlock(&t->mutex);
+}
 
 int tn_cancel_requested(const tn_cancel_t *t) {
   return atomic_load(&((tn_cancel_t *)t)->requested);

@@ -72,6 +72,13 @@ bool tn_cancel_active(void);
 ** for tn_jobs_progress. The owner only. */
 void tn_cancel_job(tn_cancel_t *t, bool running);
 
+/* Requests that cannot reach a later job: read the token's generation
+** while the job is known to run (block.c: under the block's mutex), then
+** request with it, holding no other lock; a tn_cancel_clear in between
+** (the job ended) makes the request a no-op (false). */
+unsigned long tn_cancel_generation(tn_cancel_t *t);
+bool tn_cancel_request_if(tn_cancel_t *t, unsigned long gen);
+
 /* ---- reader-writer lock (for user callbacks) --------------------------- */
 
 typedef struct tn_rwlock {
