@@ -8,6 +8,7 @@
 ** counts equal, every reference given back. Under valgrind (which runs one
 ** thread at a time) the storms still stop on time, they just do less.
 */
+#include <limits.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 
@@ -432,4 +433,94 @@ TEST(stress_map_storm,
   CHECK_INT(wrong, 0);
   CHECK_INT(tn_map_size(s.m), expect);
   tn_object_release(TN_OBJECT(s.m));
+}
+
+/* ---- barrier, semaphore and counter waits together ------------------------ */
+
+typedef struct sync_storm {
+  tn_barrier_t *b;
+  tn_semaphore_t *s;
+  tn_counter_t *done;
+  double until;
+  atomic_int inside, most, errors, stop;
+  atomic_long rounds, takes, fewest, most_rounds;
+} sync_storm_t;
+
+enum { SYNC_PERMITS = 3 };
+
+static void *sync_worker(void *p) {
+  sync_storm_t *s = p;
+  unsigned r = 0x9e3779b9u ^ (unsigned)(uintptr_t)&r;
+  long round = 0;
+  for (;;) {
+    for (int k = 0; k < 8; k++) { /* a few takes of 1 or 2 permits */
+      int64_t n = 1 + (int64_t)(rnd(&r) % 2);
+      if (tn_semaphore_acquire(s->s, n, 30) != TN_OK) {
+        atomic_fetch_add(&s->errors, 1);
+        continue;
+      }
+      int in = atomic_fetch_add(&s->inside, (int)n) + (int)n;
+      int most = atomic_load(&s->most);
+      while (in > most && !atomic_compare_exchange_weak(&s->most, &most, in)) {
+      }
+      atomic_fetch_add(&s->takes, 1);
+      atomic_fetch_sub(&s->inside, (int)n);
+      if (tn_semaphore_release(s->s, n) != TN_OK) atomic_fetch_add(&s->errors, 1);
+    }
+    /* Two rounds: the last arrival of the first decides whether to stop,
+    ** everyone reads it after the second (no one leaves a round early). */
+    int index = 0;
+    if (tn_barrier_wait(s->b, 60, &index) != TN_OK) {
+      atomic_fetch_add(&s->errors, 1);
+      break;
+    }
+    if (index == THREADS && test_now() > s->until) atomic_store(&s->stop, 1);
+    if (tn_barrier_wait(s->b, 60, NULL) != TN_OK) {
+      atomic_fetch_add(&s->errors, 1);
+      break;
+    }
+    round++;
+    if (atomic_load(&s->stop)) break;
+  }
+  atomic_fetch_add(&s->rounds, round);
+  long f = atomic_load(&s->fewest), m = atomic_load(&s->most_rounds);
+  while (round < f && !atomic_compare_exchange_weak(&s->fewest, &f, round)) {
+  }
+  while (round > m && !atomic_compare_exchange_weak(&s->most_rounds, &m, round)) {
+  }
+  tn_counter_add(s->done, 1);
+  return NULL;
+}
+
+TEST(stress_sync_storm,
+     "8 threads taking permits of a semaphore of 3 between barrier rounds: "
+     "never more than 3 held, every thread does the same rounds, a latch "
+     "sees them all finish") {
+  sync_storm_t s;
+  memset(&s, 0, sizeof s);
+  CHECK_RC(tn_barrier_new(THREADS, &s.b), TN_OK);
+  CHECK_RC(tn_semaphore_new(SYNC_PERMITS, &s.s), TN_OK);
+  CHECK_RC(tn_counter_new(0, &s.done), TN_OK);
+  s.until = test_now() + stress_seconds() / 4;
+  atomic_store(&s.fewest, LONG_MAX);
+  pthread_t th[THREADS];
+  for (int t = 0; t < THREADS; t++) th[t] = test_spawn(sync_worker, &s);
+  int64_t v = 0;
+  CHECK_RC(tn_counter_wait(s.done, THREADS, 120, &v), TN_OK);
+  CHECK_INT(v, THREADS);
+  for (int t = 0; t < THREADS; t++) test_join(th[t]);
+  CHECK_INT(atomic_load(&s.errors), 0);
+  CHECK(atomic_load(&s.most) <= SYNC_PERMITS);
+  CHECK(atomic_load(&s.takes) > 0);
+  CHECK_INT(atomic_load(&s.fewest), atomic_load(&s.most_rounds)); /* the same for each */
+  CHECK(atomic_load(&s.fewest) >= 1);
+  int64_t avail = -1;
+  CHECK_RC(tn_semaphore_available(s.s, &avail, NULL), TN_OK);
+  CHECK_INT(avail, SYNC_PERMITS);
+  int waiting = -1;
+  CHECK_RC(tn_barrier_state(s.b, NULL, &waiting, NULL), TN_OK);
+  CHECK_INT(waiting, 0);
+  tn_object_release(TN_OBJECT(s.b));
+  tn_object_release(TN_OBJECT(s.s));
+  tn_object_release(TN_OBJECT(s.done));
 }
