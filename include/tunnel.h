@@ -831,7 +831,7 @@ void tn_block_free(tn_block_t *b);
 typedef struct tn_cluster tn_cluster_t;
 
 /*
-** The cluster for `url` (redis://[[user]:password@]host[:port][/db], percent-decoded), `prefix`
+** The cluster for `url` (the forms of tn_url_parse, below), `prefix`
 ** (NULL: "tunnel:") and `timeout` (seconds for connecting and for each
 ** command; <= 0 or TN_FOREVER: the default, 5 s). Clusters are interned
 ** and live until the process exits: the same arguments give the same
@@ -847,6 +847,33 @@ int tn_cluster_open(const char *url, const char *prefix, double timeout,
 const char *tn_cluster_url(const tn_cluster_t *c);
 const char *tn_cluster_prefix(const tn_cluster_t *c);
 double tn_cluster_timeout(const tn_cluster_t *c);
+
+/*
+** A cluster URL taken apart, by the one parser of the library (the
+** `tunnel` command uses it too):
+**   redis://[[user]:password@]host[:port][/db]   ([address] for IPv6)
+**   unix://[[user]:password@]/path/to/redis.sock[?db=N]
+** With a user the connection logs in with AUTH user password (a Redis 6+
+** ACL user); with a password alone with AUTH password. The userinfo and
+** the socket path are percent-decoded (%40 for @, %3A for :).
+*/
+typedef struct tn_url {
+  char *host;     /* TCP host or address; NULL for a Unix socket */
+  int port;       /* TCP port (default 6379); 0 for a Unix socket */
+  char *path;     /* the socket's path; NULL for TCP */
+  char *user;     /* NULL: none */
+  char *password; /* NULL: no AUTH */
+  int db;         /* the database to SELECT (default 0) */
+  char *url;      /* rebuilt without the credentials: what tunnel shows */
+} tn_url_t;
+
+/* Parse `url` into `*u`, whose strings are malloc'd (tn_url_free them).
+** TN_OK; TN_EINVAL for anything else, with a message (tn_last_error)
+** that never quotes the credentials; TN_ENOMEM. On failure `*u` holds
+** nothing to free. */
+int tn_url_parse(const char *url, tn_url_t *u);
+/* Free the strings of a parsed URL and zero it (NULL: nothing). */
+void tn_url_free(tn_url_t *u);
 
 /*
 ** The cluster's structure called `name` (created on the server on first

@@ -344,3 +344,126 @@ TEST(redis_url_credentials, "the cluster's URL holds no credentials, they "
   raw_do(r, "ACL DELUSER %s%s%s", user, "", "");
   redisFree(r);
 }
+
+/* ---- URLs (no server needed) -------------------------------------------- */
+
+/* Parse `url`: TN_OK expected, with these fields (NULL: absent). */
+static void check_url(int line, const char *url, const char *host, int port,
+                      const char *path, const char *user,
+                      const char *password, int db, const char *shown) {
+  tn_url_t u;
+  int rc = tn_url_parse(url, &u);
+  if (rc != TN_OK) {
+    test_fail(__FILE__, line, "tn_url_parse(%s): %s", url, tn_last_error());
+    return;
+  }
+#define SAME(a, b) ((a) == NULL ? (b) == NULL : (b) != NULL && !strcmp(a, b))
+  if (!SAME(host, u.host) || port != u.port || !SAME(path, u.path) ||
+      !SAME(user, u.user) || !SAME(password, u.password) || db != u.db ||
+      !SAME(shown, u.url))
+    test_fail(__FILE__, line,
+              "tn_url_parse(%s): host %s port %d path %s user %s password "
+              "%s db %d url %s",
+              url, u.host ? u.host : "-", u.port, u.path ? u.path : "-",
+              u.user ? u.user : "-", u.password ? u.password : "-", u.db,
+              u.url ? u.url : "-");
+#undef SAME
+  tn_url_free(&u);
+}
+
+TEST(redis_url_parse, "the URL parser reads redis:// and unix:// URLs, "
+                      "ACL users and percent-escapes") {
+  check_url(__LINE__, "redis://", "127.0.0.1", 6379, NULL, NULL, NULL, 0,
+            "redis://127.0.0.1:6379/0");
+  check_url(__LINE__, "redis://db.example:6390/3", "db.example", 6390, NULL,
+            NULL, NULL, 3, "redis://db.example:6390/3");
+  check_url(__LINE__, "redis://h/", "h", 6379, NULL, NULL, NULL, 0,
+            "redis://h:6379/0");
+  check_url(__LINE__, "redis://:secret@h:1", "h", 1, NULL, NULL, "secret", 0,
+            "redis://h:1/0");
+  /* As before: no colon, a password. */
+  check_url(__LINE__, "redis://secret@h", "h", 6379, NULL, NULL, "secret", 0,
+            "redis://h:6379/0");
+  check_url(__LINE__, "redis://tunneluser:pw@h:7/2", "h", 7, NULL,
+            "tunneluser", "pw", 2, "redis://h:7/2");
+  check_url(__LINE__, "redis://u%40x:p%3Aa%2Fs%25s@h", "h", 6379, NULL,
+            "u@x", "p:a/s%s", 0, "redis://h:6379/0");
+  /* A raw '@' in a password still works (the last '@' ends it). */
+  check_url(__LINE__, "redis://:p@ss@h", "h", 6379, NULL, NULL, "p@ss", 0,
+            "redis://h:6379/0");
+  check_url(__LINE__, "redis://[::1]:6380/1", "::1", 6380, NULL, NULL, NULL,
+            1, "redis://[::1]:6380/1");
+  check_url(__LINE__, "unix:///run/redis.sock", NULL, 0, "/run/redis.sock",
+            NULL, NULL, 0, "unix:///run/redis.sock?db=0");
+  check_url(__LINE__, "unix:///run/redis.sock?db=4", NULL, 0,
+            "/run/redis.sock", NULL, NULL, 4, "unix:///run/redis.sock?db=4");
+  check_url(__LINE__, "unix://:pw@/run/redis.sock?db=1", NULL, 0,
+            "/run/redis.sock", NULL, "pw", 1, "unix:///run/redis.sock?db=1");
+  check_url(__LINE__, "unix://tunneluser:p%2F@/r/a@b.sock", NULL, 0,
+            "/r/a@b.sock", "tunneluser", "p/", 0, "unix:///r/a@b.sock?db=0");
+  /* A path with a space or '?': decoded, and escaped again in the URL
+  ** shown, so that it parses back to the same path. */
+  check_url(__LINE__, "unix:///tmp/my%20dir/r%3F.sock", NULL, 0,
+            "/tmp/my dir/r?.sock", NULL, NULL, 0,
+            "unix:///tmp/my%20dir/r%3F.sock?db=0");
+  check_url(__LINE__, "unix:///tmp/my%20dir/r%3F.sock?db=0", NULL, 0,
+            "/tmp/my dir/r?.sock", NULL, NULL, 0,
+            "unix:///tmp/my%20dir/r%3F.sock?db=0");
+}
+
+TEST(redis_url_invalid, "a URL that is not one of the forms is TN_EINVAL "
+                        "with a message that never quotes the password") {
+  static const struct {
+    const char *url, *says;
+  } bad[] = {
+      {"http://h", "must start with redis:// or unix://"},
+      {"redis:/h", "must start with"},
+      {"", "must start with"},
+      {"redis://h:0", "not a redis://"},
+      {"redis://h:65536", "not a redis://"},
+      {"redis://h:port", "not a redis://"},
+      {"redis://h:", "not a redis://"},
+      {"redis://h/x", "not a redis://"},
+      {"redis://h/-1", "not a redis://"},
+      {"redis://h/1/2", "not a redis://"},
+      {"redis://h/99999999", "not a redis://"},
+      {"redis://h?db=1", "not a redis://"},
+      {"redis://:hunter2@[::1", "not a redis://"},
+      {"redis://:hunter2@[]:1", "not a redis://"},
+      {"redis://:hunter2%zz@h", "bad percent-escape in the user or password"},
+      {"redis://hunter2%4@h", "bad percent-escape"},
+      {"redis://hunter2%00@h", "bad percent-escape"},
+      {"unix://", "not a unix://"},
+      {"unix://relative.sock", "not a unix://"},
+      {"unix:///", "not a unix://"},
+      {"unix:///r.sock?db=x", "not a unix://"},
+      {"unix:///r.sock?password=hunter2", "not a unix://"},
+      {"unix:///r.sock?db=1&x=2", "not a unix://"},
+      {"unix://:hunter2@/r%zz.sock", "bad percent-escape in the socket path"},
+      {"unix://:hunter2%zz@/r.sock", "bad percent-escape in the user"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    tn_url_t u;
+    int rc = tn_url_parse(bad[i].url, &u);
+    if (rc != TN_EINVAL) {
+      test_fail(__FILE__, __LINE__, "tn_url_parse(%s) returned %d",
+                bad[i].url, rc);
+      if (rc == TN_OK) tn_url_free(&u);
+      continue;
+    }
+    if (strstr(tn_last_error(), bad[i].says) == NULL)
+      test_fail(__FILE__, __LINE__, "tn_url_parse(%s): '%s' does not say '%s'",
+                bad[i].url, tn_last_error(), bad[i].says);
+    if (strstr(tn_last_error(), "hunter2") != NULL)
+      test_fail(__FILE__, __LINE__, "tn_url_parse(%s): '%s' shows the "
+                "password", bad[i].url, tn_last_error());
+    CHECK(u.host == NULL && u.path == NULL && u.url == NULL);
+  }
+  /* tn_cluster_open takes the same URLs (and refuses the same). */
+  tn_cluster_t *c;
+  CHECK_RC(tn_cluster_open("unix:///r.sock?db=x", NULL, 1, &c), TN_EINVAL);
+  CHECK_RC(tn_cluster_open("unix:///nonexistent/tunnel.sock", NULL, 1, &c),
+           TN_EIO);
+  CHECK(strstr(tn_last_error(), "redis /nonexistent/tunnel.sock: PING") !=
+        NULL);
+}

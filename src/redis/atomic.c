@@ -397,10 +397,10 @@ int rd_cell_set(tn_cell_t *c, tn_blob_t *b, double timeout) {
   freeReplyObject(r);
   if (ok != 1)
     return tn_error_set(TN_EIO,
-                        "redis %s:%d: atomic.set %s: the write lock's lease "
+                        "redis %s: atomic.set %s: the write lock's lease "
                         "expired (the holder stalled): the value was not "
                         "stored",
-                        o->cluster->host, o->cluster->port, o->key);
+                        o->cluster->where, o->key);
   tn_blob_release(b);
   return TN_OK;
 }

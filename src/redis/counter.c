@@ -97,8 +97,8 @@ static int64_t counter_command(rd_object_t *o, rd_script_t *s, int argc,
     char *end;
     v = (int64_t)strtoll(r->str, &end, 10);
     if (end == r->str || *end != '\0')
-      tn_error_pend(TN_EPROTO), tn_error_set(TN_EPROTO, "redis %s:%d: %s %s: not an integer: %.40s",
-                   o->cluster->host, o->cluster->port, argv[0], o->key,
+      tn_error_pend(TN_EPROTO), tn_error_set(TN_EPROTO, "redis %s: %s %s: not an integer: %.40s",
+                   o->cluster->where, argv[0], o->key,
                    r->str);
   } else if (r->type != REDIS_REPLY_NIL) {
     tn_error_pend(rd_bad_reply(o->cluster, argv[0], r));

@@ -13,8 +13,7 @@
 ** Caveats:
 ** - Clusters are interned and never freed (a process uses a handful); the
 **   connections to them are per thread and die with the thread.
-** - URL: redis://[[user]:password@]host[:port][/db]; no TLS, no Unix
-**   sockets, no IPv6 literals; a user name is ignored (AUTH password).
+** - URLs (redis://, unix://) are parsed by src/redis/url.c; no TLS.
 ** - Scripts are loaded with SCRIPT LOAD on first use and again after a
 **   NOSCRIPT reply (a restarted server).
 */
@@ -82,6 +81,8 @@ static void cluster_free(tn_cluster_t *c) {
   if (c == NULL) return;
   free(c->url);
   free(c->host);
+  free(c->path);
+  free(c->where);
   free(c->user);
   free(c->password);
   free(c->prefix);
@@ -92,124 +93,44 @@ static double normal_timeout(double timeout) {
   return timeout > 0 && timeout < 1e9 ? timeout : RD_DEFAULT_TIMEOUT;
 }
 
-static int hex_digit(int ch) {
-  if (ch >= '0' && ch <= '9') return ch - '0';
-  if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
-  if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
-  return -1;
-}
-
-/* The percent-decoded s[0..n) (RFC 3986 userinfo): a new string, NULL for
-** a bad escape or %00 (*bad set) or no memory. */
-static char *pct_decode(const char *s, size_t n, bool *bad) {
-  char *out = malloc(n + 1), *q = out;
-  if (out == NULL) return NULL;
-  for (size_t i = 0; i < n; i++) {
-    if (s[i] != '%') {
-      *q++ = s[i];
-      continue;
-    }
-    int hi = i + 1 < n ? hex_digit((unsigned char)s[i + 1]) : -1;
-    int lo = i + 2 < n ? hex_digit((unsigned char)s[i + 2]) : -1;
-    if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
-      free(out);
-      *bad = true;
-      return NULL;
-    }
-    *q++ = (char)(hi * 16 + lo);
-    i += 2;
-  }
-  *q = '\0';
-  return out;
-}
-
-/* `url` with its credentials (between "//" and the last '@') shown as
-** "***", for messages. */
-static void redact(const char *url, char *buf, size_t size) {
-  const char *sep = strstr(url, "://");
-  const char *start = sep != NULL ? sep + 3 : url;
-  const char *at = strrchr(start, '@');
-  if (at == NULL)
-    snprintf(buf, size, "%.200s", url);
-  else
-    snprintf(buf, size, "%.*s***%.200s", (int)(start - url), url, at);
-}
-
 /*
-** Parse `url` into a new cluster (not interned). The cluster's url is
-** rebuilt without the credentials (redis://host:port/db): it is what
-** tostring shows and what a descriptor stores. TN_EINVAL, TN_ENOMEM.
+** Parse `url` (tn_url_parse, src/redis/url.c) into a new cluster (not
+** interned). The cluster's url is the one rebuilt without the
+** credentials: it is what tostring shows and what a descriptor stores.
+** TN_EINVAL, TN_ENOMEM.
 */
 static int cluster_parse(const char *url, const char *prefix, double timeout,
                          tn_cluster_t **out) {
-  const char *scheme = "redis://";
-  char shown[300];
-  redact(url, shown, sizeof shown);
-  if (strncmp(url, scheme, strlen(scheme)) != 0)
-    return tn_error_set(TN_EINVAL, "%s: the URL must start with redis://",
-                        shown);
+  tn_url_t u;
+  int rc = tn_url_parse(url, &u);
+  if (rc != TN_OK) return rc;
   tn_cluster_t *c = calloc(1, sizeof *c);
-  if (c == NULL) return TN_ENOMEM;
-  const char *p = url + strlen(scheme);
-  const char *at = strrchr(p, '@');
-  bool bad_escape = false;
-  if (at != NULL) {
-    /* user:password, :password, or (as before) password alone */
-    const char *colon = memchr(p, ':', (size_t)(at - p));
-    const char *pw = colon != NULL ? colon + 1 : p;
-    if (colon != NULL && colon > p) {
-      c->user = pct_decode(p, (size_t)(colon - p), &bad_escape);
-      if (c->user == NULL) goto decode_failed;
-    }
-    c->password = pct_decode(pw, (size_t)(at - pw), &bad_escape);
-    if (c->password == NULL) goto decode_failed;
-    p = at + 1;
+  if (c == NULL) {
+    tn_url_free(&u);
+    return TN_ENOMEM;
   }
-  size_t hl = strcspn(p, ":/");
-  c->host = hl == 0 ? dup_range("127.0.0.1", 9) : dup_range(p, hl);
-  if (c->host == NULL) goto nomem;
-  p += hl;
-  c->port = 6379;
-  if (*p == ':') {
-    char *end;
-    long port = strtol(p + 1, &end, 10);
-    if (end == p + 1 || port <= 0 || port > 65535) goto bad;
-    c->port = (int)port;
-    p = end;
-  }
-  if (*p == '/') {
-    if (p[1] != '\0') {
-      char *end;
-      long db = strtol(p + 1, &end, 10);
-      if (end == p + 1 || *end != '\0' || db < 0 || db > 1000000) goto bad;
-      c->db = (int)db;
-    }
-  } else if (*p != '\0') {
-    goto bad;
-  }
-  size_t ul = strlen(c->host) + 40;
-  c->url = malloc(ul);
+  c->url = u.url;
+  c->host = u.host;
+  c->port = u.port;
+  c->path = u.path;
+  c->user = u.user;
+  c->password = u.password;
+  c->db = u.db;
+  size_t wl = (c->path != NULL ? strlen(c->path) : strlen(c->host)) + 16;
+  c->where = malloc(wl);
   c->prefix = strdup(prefix != NULL ? prefix : "tunnel:");
-  if (c->url == NULL || c->prefix == NULL) goto nomem;
-  snprintf(c->url, ul, "redis://%s:%d/%d", c->host, c->port, c->db);
+  if (c->where == NULL || c->prefix == NULL) {
+    cluster_free(c);
+    return TN_ENOMEM;
+  }
+  if (c->path != NULL)
+    snprintf(c->where, wl, "%s", c->path);
+  else
+    snprintf(c->where, wl, strchr(c->host, ':') != NULL ? "[%s]:%d" : "%s:%d",
+             c->host, c->port);
   c->timeout = normal_timeout(timeout);
   *out = c;
   return TN_OK;
-decode_failed:
-  if (!bad_escape) goto nomem;
-  cluster_free(c);
-  return tn_error_set(TN_EINVAL,
-                      "%s: a bad percent-escape in the user or password",
-                      shown);
-bad:
-  cluster_free(c);
-  return tn_error_set(TN_EINVAL,
-                      "%s: not a redis://[[user]:password@]host[:port][/db] "
-                      "URL",
-                      shown);
-nomem:
-  cluster_free(c);
-  return TN_ENOMEM;
 }
 
 static bool same_str(const char *a, const char *b) {
@@ -217,7 +138,8 @@ static bool same_str(const char *a, const char *b) {
 }
 
 static bool same_server(const tn_cluster_t *a, const tn_cluster_t *b) {
-  return strcmp(a->host, b->host) == 0 && a->port == b->port;
+  return same_str(a->host, b->host) && a->port == b->port &&
+         same_str(a->path, b->path);
 }
 
 /* The interned cluster equal to `want` (server, database, credentials,
@@ -254,13 +176,14 @@ static tn_cluster_t *cluster_intern(tn_cluster_t *c, bool match_timeout) {
 
 /*
 ** The cluster a descriptor names. Descriptors hold no credentials (the
-** URL is redis://host:port/db), so the receiver supplies them: the
-** cluster `near` (the one the value was read from) when it is the same
-** server, database and prefix; else an interned cluster of this process
-** for the same server and database and prefix; else the credentials of
-** any interned cluster of the same server (one password per server); else
-** none (the server then answers NOAUTH if it needs a password). A
-** descriptor written by an older tunnel may carry a password: it is used.
+** URL is redis://host:port/db or unix:///path?db=N), so the receiver
+** supplies them: the cluster `near` (the one the value was read from)
+** when it is the same server, database and prefix; else an interned
+** cluster of this process for the same server and database and prefix;
+** else the credentials of any interned cluster of the same server (one
+** password per server); else none (the server then answers NOAUTH if it
+** needs a password). A descriptor written by an older tunnel may carry a
+** password: it is used.
 */
 static int cluster_for_descriptor(tn_cluster_t *near, const char *url,
                                   const char *prefix, tn_cluster_t **out) {
@@ -420,7 +343,7 @@ static int conn_failed(tn_cluster_t *c, rd_conn_t *k, const char *what) {
                         ? "timed out"
                         : k->ctx->errstr;
   if (k->ctx->err == REDIS_ERR_EOF) why = "connection lost";
-  int rc = tn_error_set(TN_EIO, "redis %s:%d: %s: %s", c->host, c->port,
+  int rc = tn_error_set(TN_EIO, "redis %s: %s: %s", c->where,
                         what, why);
   conn_drop(k);
   return rc;
@@ -458,15 +381,18 @@ static int conn_open(tn_cluster_t *c, rd_conn_t *k, const char *what,
                      double until) {
   double left = until - tn_clock();
   struct timeval tv = to_timeval(left > 0.001 ? left : 0.001);
-  k->ctx = redisConnectWithTimeout(c->host, c->port, tv);
+  k->ctx = c->path != NULL ? redisConnectUnixWithTimeout(c->path, tv)
+                           : redisConnectWithTimeout(c->host, c->port, tv);
   if (k->ctx == NULL) return TN_ENOMEM;
   if (k->ctx->err) {
-    int rc = tn_error_set(TN_EIO, "redis %s:%d: %s: %s", c->host, c->port,
-                          what, k->ctx->errstr);
+    int rc = tn_error_set(TN_EIO, "redis %s: %s: %s", c->where, what,
+                          k->ctx->errstr);
     conn_drop(k);
     return rc;
   }
-  redisEnableKeepAlive(k->ctx);
+  /* TCP keepalive notices a peer gone without a word; a Unix socket
+  ** needs none (hiredis 0.14 would fail the context on its TCP options). */
+  if (c->path == NULL) redisEnableKeepAlive(k->ctx);
   char dbs[16];
   snprintf(dbs, sizeof dbs, "%d", c->db);
   const char *auth[] = {"AUTH", c->user != NULL ? c->user : c->password,
@@ -479,7 +405,7 @@ static int conn_open(tn_cluster_t *c, rd_conn_t *k, const char *what,
     redisReply *r = conn_run(k, until, argc, step == 0 ? auth : sel, NULL);
     if (r == NULL) return conn_failed(c, k, step == 0 ? "AUTH" : "SELECT");
     if (r->type == REDIS_REPLY_ERROR) {
-      int rc = tn_error_set(TN_EIO, "redis %s:%d: %s: %s", c->host, c->port,
+      int rc = tn_error_set(TN_EIO, "redis %s: %s: %s", c->where,
                             step == 0 ? "AUTH" : "SELECT", r->str);
       freeReplyObject(r);
       conn_drop(k);
@@ -544,7 +470,7 @@ static int command_on(tn_cluster_t *c, rd_conn_t *k, double until,
   redisReply *r = conn_run(k, until, argc, argv, lens);
   if (r == NULL) return conn_failed(c, k, what);
   if (r->type == REDIS_REPLY_ERROR) {
-    int rc = tn_error_set(TN_EIO, "redis %s:%d: %s: %s", c->host, c->port,
+    int rc = tn_error_set(TN_EIO, "redis %s: %s: %s", c->where,
                           what, r->str);
     freeReplyObject(r);
     return rc;
@@ -567,8 +493,8 @@ int rd_command(tn_cluster_t *c, double block, double deadline,
 }
 
 int rd_bad_reply(tn_cluster_t *c, const char *what, const redisReply *r) {
-  return tn_error_set(TN_EPROTO, "redis %s:%d: %s: unexpected reply (type %d)",
-                      c->host, c->port, what, r != NULL ? r->type : -1);
+  return tn_error_set(TN_EPROTO, "redis %s: %s: unexpected reply (type %d)",
+                      c->where, what, r != NULL ? r->type : -1);
 }
 
 /* ---- scripts ------------------------------------------------------------------ */
@@ -667,8 +593,8 @@ int rd_eval(tn_cluster_t *c, rd_script_t *s, double deadline,
         if (why != NULL) {
           char tmp[400];
           snprintf(tmp, sizeof tmp, "%s", why + 13);
-          tn_error_set(rc, "redis %s:%d: %s %.200s: %s (loading the script)",
-                       c->host, c->port, s->name, nkeys > 0 ? keys[0] : "",
+          tn_error_set(rc, "redis %s: %s %.200s: %s (loading the script)",
+                       c->where, s->name, nkeys > 0 ? keys[0] : "",
                        tmp);
         }
         break;
@@ -696,13 +622,13 @@ int rd_eval(tn_cluster_t *c, rd_script_t *s, double deadline,
       ** that is an ordinary timeout. */
       if (!isinf(deadline) && deadline != RD_NO_EXPIRY &&
           tn_clock() >= deadline)
-        rc = tn_error_set(TN_ETIMEDOUT, "redis %s:%d: %s %.200s: timed out",
-                          c->host, c->port, s->name, key);
+        rc = tn_error_set(TN_ETIMEDOUT, "redis %s: %s %.200s: timed out",
+                          c->where, s->name, key);
       else
         tn_error_set(rc,
-                     "redis %s:%d: %s %.200s: timed out (the server ran it "
+                     "redis %s: %s %.200s: timed out (the server ran it "
                      "after its deadline: nothing was changed)",
-                     c->host, c->port, s->name, key);
+                     c->where, s->name, key);
       break;
     }
     /* "EVALSHA: why" reads better as "<script> <key>: why"; our own
@@ -713,7 +639,7 @@ int rd_eval(tn_cluster_t *c, rd_script_t *s, double deadline,
       why += 2;
       if (strncmp(why, "TUNNEL-CORRUPT ", 15) == 0) why += 15;
       snprintf(tmp, sizeof tmp, "%s", why);
-      tn_error_set(rc, "redis %s:%d: %s %.200s: %s", c->host, c->port,
+      tn_error_set(rc, "redis %s: %s %.200s: %s", c->where,
                    s->name, key, tmp);
     }
     break;
@@ -844,14 +770,14 @@ int rd_value_decode(tn_cluster_t *c, const char *what, const char *data,
   const unsigned char *p = (const unsigned char *)data, *end = p + len;
   if (len < 4 || p[0] != VALUE_MAGIC0 || p[1] != VALUE_MAGIC1)
     return tn_error_set(TN_EPROTO,
-                        "redis %s:%d: %s: the stored value was not written "
+                        "redis %s: %s: the stored value was not written "
                         "by tunnel",
-                        c->host, c->port, what);
+                        c->where, what);
   if (p[2] != VALUE_FORMAT)
     return tn_error_set(TN_EPROTO,
-                        "redis %s:%d: %s: the stored value has format %d "
+                        "redis %s: %s: the stored value has format %d "
                         "(this tunnel reads format %d)",
-                        c->host, c->port, what, p[2], VALUE_FORMAT);
+                        c->where, what, p[2], VALUE_FORMAT);
   if (p[3] & VALUE_NIL) {
     *out = NULL;
     return TN_OK;
@@ -912,8 +838,8 @@ int rd_value_decode(tn_cluster_t *c, const char *what, const char *data,
   return TN_OK;
 bad:
   return tn_error_set(TN_EPROTO,
-                      "redis %s:%d: %s: the stored value is corrupt",
-                      c->host, c->port, what);
+                      "redis %s: %s: the stored value is corrupt",
+                      c->where, what);
 }
 
 /* ---- remote objects ------------------------------------------------------------ */

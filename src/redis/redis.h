@@ -37,9 +37,12 @@
 #define RD_NO_EXPIRY (-1.0)
 
 struct tn_cluster {
-  char *url;    /* redis://host:port/db: never the credentials */
-  char *host;   /* parsed from the URL */
+  char *url;    /* redis://host:port/db or unix:///path?db=N: never the
+                ** credentials */
+  char *host;   /* parsed from the URL (tn_url_parse); NULL: a socket */
   int port;
+  char *path;   /* a Unix socket's path; NULL: TCP */
+  char *where;  /* "host:port" or the socket's path, for messages */
   char *user;     /* NULL: AUTH password (the default user) */
   char *password; /* NULL: no AUTH; percent-decoded */
   int db;
