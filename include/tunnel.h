@@ -876,6 +876,31 @@ int tn_url_parse(const char *url, tn_url_t *u);
 void tn_url_free(tn_url_t *u);
 
 /*
+** Remove the object called `name`, of any class, from the server: every
+** key it has (docs/cluster.md, "Keys"), in one script, so no client sees
+** it half removed. `*existed` (may be NULL) is set to what
+** tn_cluster_exists would have said just before. Objects of any process
+** that name it stay valid: their next operation finds a fresh, empty
+** object (a deque open and unbounded, a map empty, a counter 0, a cell
+** nil), or, for the classes whose size the creator sets (barrier,
+** semaphore, array), TN_EIO until it is made again. A callback lock or
+** permits held on it are gone as if their lease had expired; waiters of
+** a barrier, semaphore or counter are woken (a round breaks). TN_OK,
+** TN_EINVAL (an empty name), TN_EIO, TN_ENOMEM.
+*/
+int tn_cluster_delete(tn_cluster_t *c, const char *name, int *existed);
+
+/*
+** `*exists` = 1 if the server holds anything of the object called `name`
+** (its data, a deque's hint or close mark, a callback lock, permits
+** held), else 0. Registered waiters and wake-up tokens do not count. An
+** object that never held anything (an empty unbounded open deque, an
+** empty map, a counter created without a value and never changed) does
+** not exist. TN_OK, TN_EINVAL, TN_EIO, TN_ENOMEM.
+*/
+int tn_cluster_exists(tn_cluster_t *c, const char *name, int *exists);
+
+/*
 ** The cluster's structure called `name` (created on the server on first
 ** use), with one new reference. Every call may fail with TN_EIO.
 ** deque:   `size_hint` is stored by the first creator; later callers get

@@ -1,8 +1,9 @@
 #!/bin/sh
-# Run a command with a private redis-server: on a free loopback port, in a
-# temporary folder, no persistence; exports TUNNEL_REDIS_URL
-# (redis://127.0.0.1:PORT/0), TUNNEL_REDIS_PORT and TUNNEL_REDIS_DIR, and
-# stops the server (and removes the folder) when the command ends, with the
+# Run a command with a private redis-server: on a free loopback port and a
+# Unix socket in a temporary folder, no persistence; exports
+# TUNNEL_REDIS_URL (redis://127.0.0.1:PORT/0), TUNNEL_REDIS_PORT,
+# TUNNEL_REDIS_DIR and TUNNEL_REDIS_SOCKET (DIR/redis.sock), and stops the
+# server (and removes the folder) when the command ends, with the
 # command's exit status.
 #   scripts/with-redis.sh make check-c spec
 # The fault specs restart the server with the same port and folder:
@@ -31,6 +32,8 @@ for _ in 1 2 3 4 5 6 7 8 9 10; do
   cat > "$dir/redis.conf" <<CONF
 port $port
 bind 127.0.0.1
+unixsocket $dir/redis.sock
+unixsocketperm 700
 dir $dir
 daemonize yes
 pidfile $dir/redis.pid
@@ -55,6 +58,7 @@ done
 [ -n "$up" ] || { echo "with-redis.sh: cannot start redis-server" >&2; exit 1; }
 export TUNNEL_REDIS_URL="redis://127.0.0.1:$port/0"
 export TUNNEL_REDIS_PORT="$port" TUNNEL_REDIS_DIR="$dir"
+export TUNNEL_REDIS_SOCKET="$dir/redis.sock"
 echo "with-redis.sh: redis-server on 127.0.0.1:$port ($dir)" >&2
 status=0
 "$@" || status=$?

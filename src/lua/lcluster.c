@@ -232,6 +232,27 @@ static int l_cluster_array(lua_State *L) {
   return tn_l_cluster_array(L, c, check_name(L, M("Array")), M("Array"));
 }
 
+/* cluster:exists(name) -> whether the server holds anything of it */
+static int l_cluster_exists(lua_State *L) {
+  tn_cluster_t *c = check_cluster(L, M("exists"));
+  int exists = 0;
+  int rc = tn_cluster_exists(c, check_name(L, M("exists")), &exists);
+  if (rc != TN_OK) return tn_l_coreerror(L, M("exists"), rc);
+  lua_pushboolean(L, exists);
+  return 1;
+}
+
+/* cluster:delete(name) -> whether it existed: every key of the object,
+** whatever its class (docs/cluster.md says what a holder sees next). */
+static int l_cluster_delete(lua_State *L) {
+  tn_cluster_t *c = check_cluster(L, M("delete"));
+  int existed = 0;
+  int rc = tn_cluster_delete(c, check_name(L, M("delete")), &existed);
+  if (rc != TN_OK) return tn_l_coreerror(L, M("delete"), rc);
+  lua_pushboolean(L, existed);
+  return 1;
+}
+
 static int l_cluster_tostring(lua_State *L) {
   tn_cluster_t *c = check_cluster(L, CLUSTER);
   lua_pushfstring(L, CLUSTER ": %s (prefix %s)", tn_cluster_url(c),
@@ -264,7 +285,8 @@ static const luaL_Reg cluster_methods[] = {
     {"Counter", l_cluster_counter}, {"Atomic", l_cluster_atomic},
     {"Printer", l_cluster_printer}, {"PriorityQueue", l_cluster_pqueue},
     {"Barrier", l_cluster_barrier}, {"Semaphore", l_cluster_semaphore},
-    {NULL, NULL}};
+    {"exists", l_cluster_exists},
+    {"delete", l_cluster_delete},   {NULL, NULL}};
 
 void tn_l_open_cluster(lua_State *L) {
   if (luaL_newmetatable(L, CLUSTER)) {
