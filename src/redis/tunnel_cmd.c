@@ -1,16 +1,27 @@
 /*
-** tunnel_cmd.c - the `tunnel` command. One subcommand so far:
+** tunnel_cmd.c - the `tunnel` command: tools around tunnel.Cluster.
+**
+**   tunnel [--help] [--version] COMMAND [ARGS...]
+**   tunnel help [COMMAND]
+**
+** One command so far:
 **
 ** `tunnel logs URL NAME [--prefix P] [--from-start]`: follow the capped
-** stream a cluster Printer called NAME writes to, and
-** copy every line to stdout as it arrives (XREAD BLOCK), so the output of
-** every process of a job can be watched in one place.
+** stream a cluster Printer called NAME writes to, and copy every line to
+** stdout as it arrives (XREAD BLOCK), so the output of every process of a
+** job can be watched in one place. By default it starts with the writes
+** made from now on; --from-start first prints what the stream still holds
+** (about the last 1000 writes). A lost connection is retried every second;
+** the position in the stream is kept, so no line that the server kept is
+** skipped or repeated.
 **
-** By default it starts with the writes made from now on; --from-start
-** first prints what the stream still holds (about the last 1000 writes).
-** A lost connection is retried every second; the position in the stream
-** is kept, so no line that the server kept is skipped or repeated.
+** Conventions: options by getopt_long (anywhere after the command, `--`
+** ends them); --help prints on stdout and exits 0; a usage error prints a
+** line and a hint on stderr and exits 2; a failure exits 1. The URL is
+** read by the library's parser (tn_url_parse), so the command takes
+** exactly the URLs tunnel.Cluster takes.
 */
+#include <getopt.h>
 #include <hiredis/hiredis.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,111 +30,219 @@
 
 #include "tunnel.h"
 
-static void usage(void) {
-  fprintf(stderr,
-          "usage: tunnel logs URL NAME [--prefix PREFIX] [--from-start]\n"
-          "  follow the output of the cluster Printer NAME on the Redis at\n"
-          "  URL (redis://[:password@]host[:port][/db])\n");
+#define URL_FORMS                                                          \
+  "URL is redis://[[user]:password@]host[:port][/db] or\n"                 \
+  "unix://[[user]:password@]/path/to/redis.sock[?db=N]; with a user it\n"  \
+  "logs in as that ACL user (Redis 6+). Percent-escape '@', ':' and '/'\n" \
+  "in the user and password (%40, %3A, %2F).\n"
+
+static const char main_help[] =
+    "usage: tunnel [--help] [--version] COMMAND [ARGS...]\n"
+    "\n"
+    "Tools for programs that share tunnel structures through Redis\n"
+    "(tunnel.Cluster).\n"
+    "\n"
+    "Commands:\n"
+    "  logs URL NAME   follow what the cluster Printer NAME prints\n"
+    "  help [COMMAND]  this help, or the help of COMMAND\n"
+    "\n"
+    "Options:\n"
+    "  -h, --help      print this help and exit\n"
+    "  -V, --version   print the version of tunnel and exit\n"
+    "\n" URL_FORMS
+    "\n"
+    "'tunnel COMMAND --help' describes a command.\n";
+
+static const char logs_help[] =
+    "usage: tunnel logs [--prefix PREFIX] [--from-start] URL NAME\n"
+    "\n"
+    "Follow the output of the cluster Printer NAME on the Redis server at\n"
+    "URL: every line any process prints with it is copied to stdout as it\n"
+    "arrives, until the command is stopped. A lost connection is retried\n"
+    "every second without skipping or repeating a line the server kept.\n"
+    "\n"
+    "Options:\n"
+    "  -p, --prefix PREFIX  the cluster's key prefix (default tunnel:)\n"
+    "  -f, --from-start     first print what the stream still holds (about\n"
+    "                       the last 1000 writes), not only new ones\n"
+    "  -h, --help           print this help and exit\n"
+    "\n" URL_FORMS;
+
+/* A usage error: one line naming the problem, a hint, exit status 2. */
+static void usage_error(const char *command, const char *fmt,
+                        const char *arg) {
+  fprintf(stderr, "tunnel%s%s: ", command ? " " : "", command ? command : "");
+  fprintf(stderr, fmt, arg);
+  fprintf(stderr, "\nTry 'tunnel %s%s--help'.\n", command ? command : "",
+          command ? " " : "");
   exit(2);
 }
 
-/* s[0..n) percent-decoded into buf (the URL was checked already). */
-static void decode(char *buf, size_t size, const char *s, size_t n) {
-  size_t j = 0;
-  for (size_t i = 0; i < n && j + 1 < size; i++) {
-    unsigned int ch;
-    if (s[i] == '%' && i + 2 < n && sscanf(s + i + 1, "%2x", &ch) == 1) {
-      buf[j++] = (char)ch;
-      i += 2;
-    } else {
-      buf[j++] = s[i];
-    }
-  }
-  buf[j] = '\0';
+/* After getopt's own message about a bad option: the hint, exit 2. */
+static void usage_hint(const char *command) {
+  fprintf(stderr, "Try 'tunnel %s%s--help'.\n", command ? command : "",
+          command ? " " : "");
+  exit(2);
 }
 
-/* Connect, AUTH ([user] password, percent-decoded) and SELECT as the URL
-** says; NULL (with a message) on failure. The URL was checked by
-** tn_cluster_open already. */
-static redisContext *connect_url(const char *url) {
-  char host[256] = "127.0.0.1", pass[256] = "", user[256] = "";
-  int port = 6379, db = 0;
-  const char *p = url + strlen("redis://");
-  const char *at = strrchr(p, '@');
-  if (at != NULL) {
-    const char *colon = memchr(p, ':', (size_t)(at - p));
-    const char *pw = colon != NULL ? colon + 1 : p;
-    if (colon != NULL) decode(user, sizeof user, p, (size_t)(colon - p));
-    decode(pass, sizeof pass, pw, (size_t)(at - pw));
-    p = at + 1;
-  }
-  size_t hl = strcspn(p, ":/");
-  if (hl > 0) snprintf(host, sizeof host, "%.*s", (int)hl, p);
-  p += hl;
-  if (*p == ':') port = (int)strtol(p + 1, (char **)&p, 10);
-  if (*p == '/' && p[1]) db = (int)strtol(p + 1, NULL, 10);
-  redisContext *c = redisConnect(host, port);
+/* ---- tunnel logs ----------------------------------------------------------- */
+
+/* How long one XREAD blocks on the server (ms), and how long its reply may
+** take on top before the connection counts as dead. */
+#define LOGS_BLOCK_MS "5000"
+#define LOGS_REPLY_SLACK 10
+
+static struct timeval seconds(long s) {
+  struct timeval tv = {s, 0};
+  return tv;
+}
+
+/* "host:port" or the socket's path, for messages. */
+static void where(const tn_url_t *u, char *buf, size_t size) {
+  if (u->path != NULL)
+    snprintf(buf, size, "%s", u->path);
+  else
+    snprintf(buf, size, strchr(u->host, ':') ? "[%s]:%d" : "%s:%d", u->host,
+             u->port);
+}
+
+/* Connect, AUTH ([user] password) and SELECT as the parsed URL says; NULL
+** (with a message on stderr) on failure. */
+static redisContext *connect_url(const tn_url_t *u) {
+  char at[300];
+  where(u, at, sizeof at);
+  redisContext *c = u->path != NULL
+                        ? redisConnectUnixWithTimeout(u->path, seconds(5))
+                        : redisConnectWithTimeout(u->host, u->port, seconds(5));
   if (c == NULL || c->err) {
-    fprintf(stderr, "tunnel logs: redis %s:%d: %s\n", host, port,
+    fprintf(stderr, "tunnel logs: redis %s: %s\n", at,
             c != NULL ? c->errstr : "out of memory");
     if (c != NULL) redisFree(c);
     return NULL;
   }
-  redisReply *r = NULL;
-  if (pass[0] &&
-      ((r = user[0] ? redisCommand(c, "AUTH %s %s", user, pass)
-                    : redisCommand(c, "AUTH %s", pass)) == NULL ||
-       r->type == REDIS_REPLY_ERROR))
-    goto fail;
-  if (r != NULL) freeReplyObject(r);
-  r = NULL;
-  if (db != 0 && ((r = redisCommand(c, "SELECT %d", db)) == NULL ||
-                  r->type == REDIS_REPLY_ERROR))
-    goto fail;
-  if (r != NULL) freeReplyObject(r);
+  redisSetTimeout(c, seconds(5));
+  char db[16];
+  snprintf(db, sizeof db, "%d", u->db);
+  const char *auth[] = {"AUTH", u->user != NULL ? u->user : u->password,
+                        u->password};
+  const char *sel[] = {"SELECT", db};
+  for (int step = 0; step < 2; step++) {
+    if (step == 0 && u->password == NULL) continue;
+    if (step == 1 && u->db == 0) continue;
+    int argc = step == 1 ? 2 : u->user != NULL ? 3 : 2;
+    redisReply *r = redisCommandArgv(c, argc, step == 0 ? auth : sel, NULL);
+    if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+      fprintf(stderr, "tunnel logs: redis %s: %s: %s\n", at,
+              step == 0 ? "AUTH" : "SELECT", r != NULL ? r->str : c->errstr);
+      if (r != NULL) freeReplyObject(r);
+      redisFree(c);
+      return NULL;
+    }
+    freeReplyObject(r);
+  }
+  redisSetTimeout(c, seconds(5 + LOGS_REPLY_SLACK));
   return c;
-fail:
-  fprintf(stderr, "tunnel logs: redis %s:%d: %s\n", host, port,
-          r != NULL ? r->str : c->errstr);
-  if (r != NULL) freeReplyObject(r);
-  redisFree(c);
-  return NULL;
 }
 
-int main(int argc, char **argv) {
-  const char *url = NULL, *name = NULL, *prefix = "tunnel:";
-  int from_start = 0;
-  if (argc < 2 || strcmp(argv[1], "logs") != 0) usage();
-  for (int i = 2; i < argc; i++) {
-    if (strcmp(argv[i], "--prefix") == 0 && i + 1 < argc)
-      prefix = argv[++i];
-    else if (strcmp(argv[i], "--from-start") == 0)
-      from_start = 1;
-    else if (argv[i][0] == '-')
-      usage();
-    else if (url == NULL)
-      url = argv[i];
-    else if (name == NULL)
-      name = argv[i];
-    else
-      usage();
+/* Copy the lines of an XREAD reply to stdout; `last` becomes the id of
+** the last entry. [[key, [[id, [field, value, ...]], ...]]] */
+static void print_entries(const redisReply *r, char *last, size_t size) {
+  if (r->type != REDIS_REPLY_ARRAY || r->elements == 0 ||
+      r->element[0]->type != REDIS_REPLY_ARRAY ||
+      r->element[0]->elements != 2)
+    return;
+  const redisReply *entries = r->element[0]->element[1];
+  for (size_t i = 0; i < entries->elements; i++) {
+    const redisReply *e = entries->element[i];
+    if (e->type != REDIS_REPLY_ARRAY || e->elements != 2) continue;
+    snprintf(last, size, "%s", e->element[0]->str);
+    const redisReply *f = e->element[1];
+    for (size_t j = 0; j + 1 < f->elements; j += 2)
+      if (f->element[j]->str != NULL && strcmp(f->element[j]->str, "line") == 0)
+        fwrite(f->element[j + 1]->str, 1, f->element[j + 1]->len, stdout);
   }
-  if (url == NULL || name == NULL) usage();
+  fflush(stdout);
+}
+
+/*
+** The id of the stream's last entry now (0-0 when there is no stream
+** yet): where a follow without --from-start starts. XREAD's own "$"
+** would be re-read at every XREAD and skip what came in between. 0 (with
+** a message) when the connection failed.
+*/
+static int resume_point(redisContext *c, const char *key, char *last,
+                        size_t size) {
+  const char *av[] = {"XINFO", "STREAM", key};
+  redisReply *r = redisCommandArgv(c, 3, av, NULL);
+  if (r == NULL) {
+    fprintf(stderr, "tunnel logs: %s; reconnecting\n", c->errstr);
+    return 0;
+  }
+  snprintf(last, size, "0-0"); /* an error reply: no such key */
+  if (r->type == REDIS_REPLY_ARRAY)
+    for (size_t i = 0; i + 1 < r->elements; i += 2)
+      if (r->element[i]->str != NULL &&
+          strcmp(r->element[i]->str, "last-generated-id") == 0 &&
+          r->element[i + 1]->str != NULL)
+        snprintf(last, size, "%s", r->element[i + 1]->str);
+  freeReplyObject(r);
+  return 1;
+}
+
+static int cmd_logs(int argc, char **argv) {
+  static const struct option options[] = {
+      {"prefix", required_argument, NULL, 'p'},
+      {"from-start", no_argument, NULL, 'f'},
+      {"help", no_argument, NULL, 'h'},
+      {NULL, 0, NULL, 0}};
+  const char *prefix = "tunnel:";
+  int from_start = 0, opt;
+  optind = 0; /* a fresh scan of this command's arguments (GNU) */
+  while ((opt = getopt_long(argc, argv, "p:fh", options, NULL)) != -1) {
+    switch (opt) {
+    case 'p': prefix = optarg; break;
+    case 'f': from_start = 1; break;
+    case 'h': fputs(logs_help, stdout); return 0;
+    default: usage_hint("logs");
+    }
+  }
+  if (argc - optind < 2)
+    usage_error("logs", "%s", argc - optind == 0 ? "missing URL and NAME"
+                                                 : "missing NAME");
+  if (argc - optind > 2)
+    usage_error("logs", "unexpected argument '%s'", argv[optind + 2]);
+  const char *url = argv[optind], *name = argv[optind + 1];
+  tn_url_t u;
+  if (tn_url_parse(url, &u) != TN_OK) {
+    fprintf(stderr, "tunnel logs: %s\n", tn_last_error());
+    return 2;
+  }
+  /* Connect once through the library: a wrong host, password or database
+  ** is reported at once, in the words tunnel.Cluster uses. */
   tn_cluster_t *cl;
   if (tn_cluster_open(url, prefix, 5, &cl) != TN_OK) {
     fprintf(stderr, "tunnel logs: %s\n", tn_last_error());
+    tn_url_free(&u);
     return 1;
   }
   char key[1024], last[64];
   snprintf(key, sizeof key, "%s%s", prefix, name);
-  snprintf(last, sizeof last, "%s", from_start ? "0-0" : "$");
+  /* Where to read from; "" until the end of the stream is known. */
+  snprintf(last, sizeof last, "%s", from_start ? "0-0" : "");
   redisContext *c = NULL;
   for (;;) {
-    if (c == NULL && (c = connect_url(url)) == NULL) {
+    if (c == NULL && (c = connect_url(&u)) == NULL) {
       sleep(1);
       continue;
     }
-    const char *av[] = {"XREAD", "BLOCK", "0", "STREAMS", key, last};
+    if (!from_start && last[0] == '\0' && !resume_point(c, key, last,
+                                                         sizeof last)) {
+      redisFree(c);
+      c = NULL;
+      sleep(1);
+      continue;
+    }
+    const char *av[] = {"XREAD", "BLOCK", LOGS_BLOCK_MS, "STREAMS", key, last};
     redisReply *r = redisCommandArgv(c, 6, av, NULL);
     if (r == NULL) {
       fprintf(stderr, "tunnel logs: %s; reconnecting\n", c->errstr);
@@ -133,23 +252,74 @@ int main(int argc, char **argv) {
       continue;
     }
     if (r->type == REDIS_REPLY_ERROR) {
-      fprintf(stderr, "tunnel logs: %s\n", r->str);
+      fprintf(stderr, "tunnel logs: XREAD %s: %s\n", key, r->str);
+      freeReplyObject(r);
+      redisFree(c);
+      tn_url_free(&u);
       return 1;
     }
-    /* [[key, [[id, [field, value, ...]], ...]]] */
-    if (r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
-        r->element[0]->elements == 2) {
-      redisReply *entries = r->element[0]->element[1];
-      for (size_t i = 0; i < entries->elements; i++) {
-        redisReply *e = entries->element[i];
-        snprintf(last, sizeof last, "%s", e->element[0]->str);
-        redisReply *f = e->element[1];
-        for (size_t j = 0; j + 1 < f->elements; j += 2)
-          if (strcmp(f->element[j]->str, "line") == 0)
-            fwrite(f->element[j + 1]->str, 1, f->element[j + 1]->len, stdout);
-      }
-      fflush(stdout);
-    }
+    print_entries(r, last, sizeof last);
     freeReplyObject(r);
   }
+}
+
+/* ---- the command ------------------------------------------------------------- */
+
+typedef struct command {
+  const char *name;
+  int (*run)(int argc, char **argv);
+  const char *help;
+} command_t;
+
+static const command_t commands[] = {
+    {"logs", cmd_logs, logs_help},
+    {NULL, NULL, NULL}};
+
+static const command_t *find(const char *name) {
+  for (const command_t *c = commands; c->name != NULL; c++)
+    if (strcmp(c->name, name) == 0) return c;
+  return NULL;
+}
+
+int main(int argc, char **argv) {
+  static const struct option options[] = {
+      {"help", no_argument, NULL, 'h'},
+      {"version", no_argument, NULL, 'V'},
+      {NULL, 0, NULL, 0}};
+  static char self[] = "tunnel"; /* getopt's messages name it so */
+  int opt;
+  argv[0] = self;
+  /* '+': stop at the command; its options are its own. */
+  while ((opt = getopt_long(argc, argv, "+hV", options, NULL)) != -1) {
+    switch (opt) {
+    case 'h': fputs(main_help, stdout); return 0;
+    case 'V': printf("tunnel %s\n", TN_VERSION); return 0;
+    default: usage_hint(NULL);
+    }
+  }
+  if (optind >= argc) usage_error(NULL, "%s", "missing COMMAND");
+  const char *name = argv[optind];
+  if (strcmp(name, "help") == 0) {
+    if (optind + 1 >= argc) {
+      fputs(main_help, stdout);
+      return 0;
+    }
+    const command_t *c = find(argv[optind + 1]);
+    if (c == NULL) usage_error(NULL, "unknown command '%s'", argv[optind + 1]);
+    fputs(c->help, stdout);
+    return 0;
+  }
+  const command_t *c = find(name);
+  if (c == NULL) usage_error(NULL, "unknown command '%s'", name);
+  /* The command's own argv, named "tunnel logs" in getopt's messages. */
+  int n = argc - optind;
+  char **sub = calloc((size_t)n + 1, sizeof *sub);
+  if (sub == NULL) return 1;
+  char prog[64];
+  snprintf(prog, sizeof prog, "tunnel %s", name);
+  sub[0] = prog;
+  for (int i = 1; i < n; i++) sub[i] = argv[optind + i];
+  int rc = c->run(n, sub);
+  free(sub);
+  return rc;
 }
