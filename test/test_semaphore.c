@@ -127,3 +127,18 @@ TEST(semaphore_at_most_k, "8 threads taking 1 or 2 of 3 permits: never more than
   CHECK_INT(avail, SEM_K);
   tn_object_release(TN_OBJECT(h.s));
 }
+
+TEST(sync_out_of_memory, "a barrier and a semaphore fail to be made with TN_ENOMEM, then work") {
+  tn_barrier_t *b = NULL;
+  tn_semaphore_t *s = NULL;
+  tn_fault_alloc(1, 0);
+  CHECK_RC(tn_barrier_new(2, &b), TN_ENOMEM);
+  tn_fault_alloc(1, 0);
+  CHECK_RC(tn_semaphore_new(2, &s), TN_ENOMEM);
+  tn_fault_alloc(0, 0);
+  CHECK(b == NULL && s == NULL);
+  CHECK_RC(tn_barrier_new(2, &b), TN_OK);
+  CHECK_RC(tn_semaphore_new(2, &s), TN_OK);
+  tn_object_release(TN_OBJECT(b));
+  tn_object_release(TN_OBJECT(s));
+}
