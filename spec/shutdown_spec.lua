@@ -3,6 +3,9 @@
 -- forever, and failed jobs nobody read. Each case runs a script in a child
 -- process of the interpreter the specs run on (TUNNEL_LUA), with a watchdog.
 local lua = dofile('spec/support/lua.lua').command
+-- How soon after the signal the child must be gone (liveness, not speed:
+-- the close gives cancelled jobs 2 s): wider under a sanitizer or valgrind.
+local SOON = dofile('spec/support/instrumented.lua') and 30 or 8
 
 local function script(source)
   local name = os.tmpname()
