@@ -133,6 +133,40 @@ for _, B in ipairs(BACKENDS) do
         assert.is_nil(a.foo) -- no such method
       end)
 
+      it('a[i] and a[i] = x refuse exactly what get and set refuse', function()
+        for _, t in ipairs({'double', 'int8', 'uint8', 'int64'}) do
+          local a = B.Array(2, t)
+          for _, bad in ipairs({1.5, 0 / 0, math.huge, -math.huge, -1, 3, 2 ^ 53 + 2}) do
+            local ok, err = pcall(function() return a[bad] end)
+            assert.is_false(ok, t .. ' ' .. tostring(bad))
+            assert.matches('^tunnel%.Array: index', err)
+            ok = pcall(function() a[bad] = 1 end)
+            assert.is_false(ok, t .. ' ' .. tostring(bad))
+          end
+          local bad_values = {'1', true, {}}
+          if not FLOAT[t] then
+            bad_values = {'1', true, 0.5, 0 / 0, math.huge, 2 ^ 64, -2 ^ 64}
+            if BITS[t] then
+              bad_values[#bad_values + 1] = RANGE[t][1] - 1
+              bad_values[#bad_values + 1] = RANGE[t][2] + 1
+            end
+          end
+          for _, bad in ipairs(bad_values) do
+            local ok, err = pcall(function() a[1] = bad end)
+            assert.is_false(ok, t .. ' ' .. tostring(bad))
+            assert.matches('^tunnel%.Array: value', err)
+          end
+          assert.are.same({0, 0}, plain(a))
+          a[2.0] = 7 -- a float index with an integer value is an index
+          assert.are.equal(7, a[2.0])
+        end
+        local u = B.Array(1, 'uint8')
+        local ok = pcall(function() u[1] = -1 end)
+        assert.is_false(ok)
+        u[1] = 255
+        assert.are.equal(255, u[1])
+      end)
+
       it('adds to one element atomically, returning the new value', function()
         local a = B.Array(2)
         assert.are.equal(2.5, a:atomicAdd(1, 2.5))
@@ -240,7 +274,7 @@ describe('tunnel.Array (in process)', function()
       assert.is_false(ok)
       assert.matches('^tunnel%.Array:view: ', err)
     end
-    a = nil
+    a = nil -- luacheck: ignore 311 (drops it)
     collectgarbage()
     collectgarbage()
     assert.are.same({0, 0}, w:totable())

@@ -31,7 +31,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "internal.h"
+#include "array.h"
 
 #if defined(__SANITIZE_THREAD__)
 #define TN_NO_TSAN __attribute__((no_sanitize_thread))
@@ -44,13 +44,6 @@
 #define TN_NO_TSAN
 #endif
 
-struct tn_array {
-  tn_object_t object;
-  tn_dtype_t type;
-  size_t n;
-  unsigned char *data; /* n elements; a base's is aligned */
-  tn_array_t *base;    /* the array whose memory a view shares (held) */
-};
 
 /* ---- types --------------------------------------------------------------- */
 
@@ -86,18 +79,6 @@ int tn_dtype_from_name(const char *name, tn_dtype_t *out) {
   return TN_EINVAL;
 }
 
-/* Whether `v` (in the member of `t`) is a value of type `t`. */
-static bool fits(tn_dtype_t t, tn_elem_t v) {
-  switch (t) {
-  case TN_INT8: return v.i >= INT8_MIN && v.i <= INT8_MAX;
-  case TN_INT16: return v.i >= INT16_MIN && v.i <= INT16_MAX;
-  case TN_INT32: return v.i >= INT32_MIN && v.i <= INT32_MAX;
-  case TN_UINT8: return v.u <= UINT8_MAX;
-  case TN_UINT16: return v.u <= UINT16_MAX;
-  case TN_UINT32: return v.u <= UINT32_MAX;
-  default: return true;
-  }
-}
 
 /* ---- objects ------------------------------------------------------------- */
 
@@ -130,6 +111,7 @@ int tn_array_new(tn_dtype_t type, size_t n, tn_array_t **out) {
   memset(a->data, 0, bytes);
   tn_object_init(&a->object, TN_TYPE_ARRAY, array_destroy);
   a->type = type;
+  a->size = size;
   a->n = n;
   a->base = NULL;
   *out = a;
@@ -144,6 +126,7 @@ int tn_array_view(tn_array_t *a, size_t first, size_t n, tn_array_t **out) {
   tn_array_t *base = tn_array_base(a);
   tn_object_init(&v->object, TN_TYPE_ARRAY, array_destroy);
   v->type = a->type;
+  v->size = a->size;
   v->n = n;
   v->data = a->data + first * tn_dtype_size(a->type);
   v->base = (tn_array_t *)tn_object_retain(TN_OBJECT(base));
@@ -170,73 +153,18 @@ void *tn_array_data(const tn_array_t *a) {
 
 /* ---- elements ------------------------------------------------------------ */
 
-/* Relaxed atomics: one plain move each, never torn, and visible as
-** atomics to ThreadSanitizer. */
-#define LOAD(T, p) __atomic_load_n((T *)(p), __ATOMIC_RELAXED)
-#define STORE(T, p, x) __atomic_store_n((T *)(p), (T)(x), __ATOMIC_RELAXED)
-
-static tn_elem_t elem_load(tn_dtype_t t, const void *p) {
-  tn_elem_t v;
-  switch (t) {
-  case TN_DOUBLE: {
-    double x;
-    __atomic_load((double *)p, &x, __ATOMIC_RELAXED);
-    v.f = x;
-    break;
-  }
-  case TN_FLOAT: {
-    float x;
-    __atomic_load((float *)p, &x, __ATOMIC_RELAXED);
-    v.f = x;
-    break;
-  }
-  case TN_INT8: v.i = LOAD(int8_t, p); break;
-  case TN_INT16: v.i = LOAD(int16_t, p); break;
-  case TN_INT32: v.i = LOAD(int32_t, p); break;
-  case TN_INT64: v.i = LOAD(int64_t, p); break;
-  case TN_UINT8: v.u = LOAD(uint8_t, p); break;
-  case TN_UINT16: v.u = LOAD(uint16_t, p); break;
-  case TN_UINT32: v.u = LOAD(uint32_t, p); break;
-  default: v.u = LOAD(uint64_t, p); break;
-  }
-  return v;
-}
-
-static void elem_store(tn_dtype_t t, void *p, tn_elem_t v) {
-  switch (t) {
-  case TN_DOUBLE: {
-    double x = v.f;
-    __atomic_store((double *)p, &x, __ATOMIC_RELAXED);
-    break;
-  }
-  case TN_FLOAT: {
-    float x = (float)v.f;
-    __atomic_store((float *)p, &x, __ATOMIC_RELAXED);
-    break;
-  }
-  case TN_INT8: STORE(int8_t, p, v.i); break;
-  case TN_INT16: STORE(int16_t, p, v.i); break;
-  case TN_INT32: STORE(int32_t, p, v.i); break;
-  case TN_INT64: STORE(int64_t, p, v.i); break;
-  case TN_UINT8: STORE(uint8_t, p, v.u); break;
-  case TN_UINT16: STORE(uint16_t, p, v.u); break;
-  case TN_UINT32: STORE(uint32_t, p, v.u); break;
-  default: STORE(uint64_t, p, v.u); break;
-  }
-}
-
 int tn_array_get(tn_array_t *a, size_t i, tn_elem_t *out) {
   if (TN_REMOTE(a)) return TN_BACKEND(a)->array_get(a, i, out);
   if (i >= a->n) return TN_ERANGE;
-  *out = elem_load(a->type, a->data + i * tn_dtype_size(a->type));
+  *out = tn_array_load(a->type, a->data + i * tn_dtype_size(a->type));
   return TN_OK;
 }
 
 int tn_array_set(tn_array_t *a, size_t i, tn_elem_t v) {
   if (TN_REMOTE(a)) return TN_BACKEND(a)->array_set(a, i, v);
   if (i >= a->n) return TN_ERANGE;
-  if (!fits(a->type, v)) return TN_EINVAL;
-  elem_store(a->type, a->data + i * tn_dtype_size(a->type), v);
+  if (!tn_array_fits(a->type, v)) return TN_EINVAL;
+  tn_array_store_elem(a->type, a->data + i * tn_dtype_size(a->type), v);
   return TN_OK;
 }
 
@@ -373,7 +301,7 @@ static bool same_shape(const tn_array_t *a, const tn_array_t *b) {
 
 int tn_array_fill(tn_array_t *a, tn_elem_t x) {
   if (TN_REMOTE(a)) return TN_EINVAL;
-  if (!fits(a->type, x)) return TN_EINVAL;
+  if (!tn_array_fits(a->type, x)) return TN_EINVAL;
   size_t n = a->n;
   switch (a->type) {
   case TN_DOUBLE: fill_double(D(double, a), n, x.f); break;
@@ -570,7 +498,7 @@ static int extreme(tn_array_t *a, tn_elem_t *out, size_t *index, int max) {
   case TN_UINT32: at = extreme_uint32(x, n, max); break;
   default: at = extreme_uint64(x, n, max); break;
   }
-  *out = elem_load(a->type, a->data + at * tn_dtype_size(a->type));
+  *out = tn_array_load(a->type, a->data + at * tn_dtype_size(a->type));
   if (index != NULL) *index = at;
   return TN_OK;
 }

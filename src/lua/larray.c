@@ -28,11 +28,16 @@
 ** - a[i] out of range raises (it does not return nil): ipairs does not
 **   apply; use for i = 1, #a.
 ** - pointer() is a light userdata: it does not keep the array alive.
+** - a[i] and a[i] = x read the core struct directly (src/core/array.h)
+**   and take self as the box it must be (their metatable is locked; only
+**   the debug library could give them another userdata).
 */
 #include <math.h>
 #include <string.h>
 
 #include "ltunnel.h"
+/* The array's layout, for a[i] and a[i] = x inline (see there). */
+#include "../core/array.h"
 
 #define ARRAY "tunnel.Array"
 #define M(name) ARRAY ":" name
@@ -206,7 +211,7 @@ static tn_elem_t check_factor(lua_State *L, int idx, tn_dtype_t t,
   return e;
 }
 
-static void push_elem(lua_State *L, tn_dtype_t t, tn_elem_t e) {
+static inline void push_elem(lua_State *L, tn_dtype_t t, tn_elem_t e) {
   if (is_float(t))
     lua_pushnumber(L, (lua_Number)e.f);
   else if (is_signed(t))
@@ -368,10 +373,43 @@ static int l_array_set(lua_State *L) {
   return 0;
 }
 
-/* a[i] (an integer), or a method (a string). */
+/*
+** The fast path of a[i] and a[i] = x: an in-process array and an index in
+** range, read straight from the struct (array.h). Self is taken as the box
+** it must be: these are metamethods of the class's locked metatable, which
+** only the debug library can hand to another userdata. Anything else
+** (errors, cluster arrays) goes the checked way.
+*/
+static inline tn_array_t *fast_array(lua_State *L, lua_Integer *i) {
+  tn_box_t *box = lua_touserdata(L, 1);
+  tn_array_t *a = box != NULL ? (tn_array_t *)box->object : NULL;
+  if (a == NULL || TN_REMOTE(a)) return NULL;
+#if TN_HAS_INTEGERS
+  int isnum;
+  *i = lua_tointegerx(L, 2, &isnum);
+  if (!isnum) return NULL;
+#else
+  lua_Number x = lua_tonumber(L, 2);
+  if (!(x >= 1 && x <= 9007199254740992.0)) return NULL;
+  *i = (lua_Integer)x;
+  if ((lua_Number)*i != x) return NULL;
+#endif
+  if (*i < 1 || (uint64_t)*i > (uint64_t)a->n) return NULL;
+  return a;
+}
+
+/* a[i] (a number), or a method (a string). */
 static int l_array_index(lua_State *L) {
-  if (lua_type(L, 2) == LUA_TNUMBER)
+  if (lua_type(L, 2) == LUA_TNUMBER) {
+    lua_Integer i;
+    tn_array_t *a = fast_array(L, &i);
+    if (a != NULL) {
+      push_elem(L, a->type,
+                tn_array_load(a->type, a->data + (size_t)(i - 1) * a->size));
+      return 1;
+    }
     return array_get(L, check_array(L, ARRAY), ARRAY);
+  }
   lua_pushvalue(L, 2);
   lua_rawget(L, lua_upvalueindex(2));
   return 1;
@@ -379,6 +417,28 @@ static int l_array_index(lua_State *L) {
 
 /* a[i] = x; any other key raises. */
 static int l_array_newindex(lua_State *L) {
+  if (lua_type(L, 2) == LUA_TNUMBER && lua_type(L, 3) == LUA_TNUMBER) {
+    lua_Integer i;
+    tn_array_t *a = fast_array(L, &i);
+    if (a != NULL && (a->type == TN_DOUBLE || a->type == TN_FLOAT)) {
+      tn_elem_t e;
+      e.f = (double)lua_tonumber(L, 3);
+      tn_array_store_elem(a->type, a->data + (size_t)(i - 1) * a->size, e);
+      return 0;
+    }
+    int64_t v;
+    uint64_t u;
+    int big;
+    if (a != NULL && to_int64(L, 3, &v, &u, &big) && !big &&
+        (is_signed(a->type) || v >= 0)) {
+      tn_elem_t e;
+      e.i = v; /* the same bits as e.u = (uint64_t)v */
+      if (tn_array_fits(a->type, e)) {
+        tn_array_store_elem(a->type, a->data + (size_t)(i - 1) * a->size, e);
+        return 0;
+      }
+    }
+  }
   tn_array_t *a = check_array(L, ARRAY);
   if (lua_type(L, 2) != LUA_TNUMBER)
     return tn_l_error(L, ARRAY, "cannot set field %s (an Array holds "
@@ -510,7 +570,7 @@ static int l_array_pointer(lua_State *L) {
   return 1;
 }
 
-/* ---- kernels --------------------------------------------------------------- */
+/* ---- kernels ------------------------------------------------------------- */
 
 /* a:fill(x) -> a */
 static int l_array_fill(lua_State *L) {
@@ -650,7 +710,7 @@ static int array_extreme(lua_State *L, const char *method, int max) {
 static int l_array_min(lua_State *L) { return array_extreme(L, M("min"), 0); }
 static int l_array_max(lua_State *L) { return array_extreme(L, M("max"), 1); }
 
-/* ---- copies, versions, callbacks ------------------------------------------ */
+/* ---- copies, versions, callbacks ----------------------------------------- */
 
 /* a:fetch() -> an in-process copy [, the version of a cluster Array] */
 static int l_array_fetch(lua_State *L) {
@@ -749,7 +809,7 @@ static int l_array_tostring(lua_State *L) {
   return 1;
 }
 
-/* ---- the cluster constructor ---------------------------------------------- */
+/* ---- the cluster constructor --------------------------------------------- */
 
 int tn_l_cluster_array(lua_State *L, tn_cluster_t *c, const char *name,
                        const char *method) {
@@ -774,7 +834,7 @@ int tn_l_cluster_array(lua_State *L, tn_cluster_t *c, const char *name,
   return 1;
 }
 
-/* ---- the class -------------------------------------------------------------- */
+/* ---- the class ----------------------------------------------------------- */
 
 static const luaL_Reg array_methods[] = {
     {"get", l_array_get},
