@@ -745,6 +745,7 @@ static int l_block_run(lua_State *L) {
   lua_pop(L, 2);
   int err = tn_block_run(b->block, run_job, run, run_release);
   if (err != TN_OK) return tn_l_coreerror(L, method, err);
+  tn_l_interrupt_handled();
   b->nruns++;
   lua_rawgeti(L, LUA_REGISTRYINDEX, b->runs_ref);
   int slot = (int)((b->nruns - 1) % b->keep + 1);
@@ -966,6 +967,7 @@ static int l_block_synchronize(lua_State *L) {
     int rc = tn_block_synchronize(b->block, timeout);
     if (rc == TN_EINTR || rc == TN_ECANCELED)
       return tn_l_coreerror(L, method, rc);
+    tn_l_interrupt_handled();
   }
   return push_result(L, b, b->nruns, method);
 }
@@ -979,6 +981,7 @@ static int l_block_terminate(lua_State *L) {
     int rc = tn_block_synchronize(b->block, TN_FOREVER);
     if (rc != TN_OK) return tn_l_coreerror(L, method, rc);
     tn_block_terminate(b->block);
+    tn_l_interrupt_handled();
   }
   int n = push_result(L, b, b->nruns, method);
   report_block(L, b);
@@ -999,6 +1002,7 @@ static int l_block_cancel(lua_State *L) {
   int reached = 0;
   if (b->block != NULL && id <= b->nruns)
     reached = tn_block_cancel(b->block, (unsigned long)id);
+  tn_l_interrupt_handled();
   lua_pushinteger(L, reached);
   return 1;
 }
@@ -1016,7 +1020,8 @@ static int l_block_cancel(lua_State *L) {
 ** while jobs run. But the close cancels the jobs instead when waiting
 ** could never end or was interrupted:
 ** - after a Ctrl-C (a wait of this process was interrupted, now or
-**   before): the user wants out;
+**   before, and the program did not go on managing blocks after it):
+**   the user wants out;
 ** - when every job of every block in the process sleeps without a
 **   deadline in an in-process wait, twice in a row with no wake-up in
 **   between: nothing but this closing program could have woken them (a

@@ -45,6 +45,13 @@ static _Thread_local int in_job, delivered;
 
 int tn_l_interrupted(void) { return atomic_load(&interrupted); }
 
+/* A program that manages its blocks after an interrupt caught it: later
+** closes wait for jobs again, as before it. */
+void tn_l_interrupt_handled(void) {
+  if (atomic_load_explicit(&interrupted, memory_order_relaxed))
+    atomic_store(&interrupted, 0);
+}
+
 /* The hook the interpreters' SIGINT handlers set is pending on `L`. */
 static int signal_hook_pending(lua_State *L) {
   return lua_gethook(L) != NULL &&

@@ -213,6 +213,16 @@ int tn_l_decode(lua_State *L, const tn_blob_t *b, const char *method);
 int luaopen_tunnel_core(lua_State *L);
 
 /*
+** Make a fresh state what a block thread's is (lblock.c; a worker's slot
+** states too, lworker.c): the standard libraries, package.path and cpath
+** (NULL: the state's own), `tunnel` loaded and global, the original's
+** module names preloaded, __threadid = index, __blocksize = size, and
+** tunnel.compat if `compat`. Raises on failure: call it protected.
+*/
+void tn_l_state_setup(lua_State *T, const char *path, const char *cpath,
+                      int index, int size, int compat);
+
+/*
 ** Classes: one open function per file, called by luaopen_tunnel_core with
 ** the module table on top of the stack; each sets its constructors there
 ** (module.Vector = ...) and registers its metatable.
@@ -243,8 +253,11 @@ void tn_l_open_control(lua_State *L); /* the main state's cancel token */
 int tn_l_raise_interrupted(lua_State *L);
 /* Raise "<method>: cancelled" for a wait that ended with TN_ECANCELED. */
 int tn_l_raise_cancelled(lua_State *L, const char *method);
-/* Whether a main state's wait was ever interrupted (Ctrl-C). */
+/* Whether a main state's wait was interrupted (Ctrl-C) and the program has
+** not gone on managing blocks since (tn_l_interrupt_handled: a run, a
+** synchronize or terminate that returned, a cancel). */
 int tn_l_interrupted(void);
+void tn_l_interrupt_handled(void);
 /* In a block thread: let tunnel.Block:cancel interrupt running Lua code
 ** of state T (on), or stop (off, before T closes). */
 void tn_l_thread_cancellable(lua_State *T, int on);
