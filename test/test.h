@@ -5,9 +5,9 @@
 ** (registration runs before main, from a constructor). CHECK(cond) and its
 ** typed variants record a failure with file:line and carry on, so one run
 ** shows every broken expectation; they may be used from any thread.
-** The runner (main.c) prints TAP-like lines, `ok N - name` or
-** `not ok N - name`, then `N passed, N failed`, and exits nonzero when
-** anything failed. An optional argument runs only the tests whose name or
+** The runner (main.c) prints TAP-like lines, `ok N - name`,
+** `ok N - name # SKIP why` (test_skip) or `not ok N - name`, then
+** `N passed, N failed, N skipped`, and exits nonzero when anything failed. An optional argument runs only the tests whose name or
 ** id contains it.
 */
 #ifndef TN_TEST_H
@@ -29,6 +29,10 @@ void test_register(const char *id, const char *name, const char *file,
 /* Record a failed check (prints a `#` diagnostic line). Thread-safe. */
 void test_fail(const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* Mark the current test skipped, with why (printf-style): it then prints
+** `ok N - name # SKIP why` and counts as skipped, not passed (a failed
+** check still fails it). The test returns by itself after calling it. */
+void test_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Seconds on the monotonic clock, for timing checks. */
 double test_now(void);
 

@@ -510,7 +510,7 @@ TEST(array_out_of_memory, "an array or view that cannot be allocated leaves "
 static tn_cluster_t *cluster(void) {
   const char *url = getenv("TUNNEL_REDIS_URL");
   if (url == NULL || url[0] == '\0') {
-    printf("# skip: TUNNEL_REDIS_URL is not set (scripts/with-redis.sh)\n");
+    test_skip("TUNNEL_REDIS_URL is not set (scripts/with-redis.sh)");
     return NULL;
   }
   tn_cluster_t *c;

@@ -542,8 +542,7 @@ TEST(faults_thread_creation,
      "a block whose threads cannot all be created returns TN_ETHREAD and "
      "stops and joins the threads it did start") {
   if (UNDER_SANITIZER || RUNNING_ON_VALGRIND) {
-    printf("# skipped: an address-space limit breaks the sanitizer or "
-           "valgrind\n");
+    test_skip("an address-space limit breaks the sanitizer or valgrind");
     return;
   }
   int ethread = 0, made = 0;
@@ -559,7 +558,7 @@ TEST(faults_thread_creation,
     }
     int code = WEXITSTATUS(status);
     if (code == 3) {
-      printf("# skipped: cannot limit the address space here\n");
+      test_skip("cannot limit the address space here");
       return;
     }
     if (code == 2) test_fail(__FILE__, __LINE__, "with %zu MiB of room: "

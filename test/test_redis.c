@@ -4,7 +4,7 @@
 ** tn_cell_* and lock calls as in-process ones.
 **
 ** Needs a server: TUNNEL_REDIS_URL (scripts/with-redis.sh starts a
-** private one). Without it every test prints a "# skip" line and passes.
+** private one). Without it every test is reported skipped (`# SKIP`).
 ** Each test uses names of its own (pid and a counter), so runs never see
 ** each other's keys.
 */
@@ -18,7 +18,7 @@
 static tn_cluster_t *cluster(void) {
   const char *url = getenv("TUNNEL_REDIS_URL");
   if (url == NULL || url[0] == '\0') {
-    printf("# skip: TUNNEL_REDIS_URL is not set (scripts/with-redis.sh)\n");
+    test_skip("TUNNEL_REDIS_URL is not set (scripts/with-redis.sh)");
     return NULL;
   }
   tn_cluster_t *c;
@@ -650,7 +650,7 @@ TEST(redis_unix_socket, "unix:///path?db=N reaches the same server and "
   if (c == NULL) return;
   const char *sock = getenv("TUNNEL_REDIS_SOCKET");
   if (sock == NULL || sock[0] == '\0') {
-    printf("# skip: TUNNEL_REDIS_SOCKET is not set (scripts/with-redis.sh)\n");
+    test_skip("TUNNEL_REDIS_SOCKET is not set (scripts/with-redis.sh)");
     return;
   }
   char uurl[512], turl[512];
