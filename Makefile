@@ -3,28 +3,50 @@
 # Knobs (make VAR=value):
 #   LUA       the Lua to build the module for and run specs with:
 #             lua5.4 (default), lua5.3, lua5.2, lua5.1 or luajit
-#   PREFIX    install root (default /usr/local)
+#   PREFIX    install root (default /usr/local); BINDIR, INCLUDEDIR, LIBDIR
+#             (default PREFIX/lib; Debian's multiarch: /usr/lib/<triplet>),
+#             PKGCONFIGDIR, LUA_SHARE and LUA_LIB (the Lua module's folders,
+#             PREFIX/share/lua/<5.x> and LIBDIR/lua/<5.x>), DESTDIR
 #   CC        C compiler (default cc)
 #   WERROR=1  make warnings fatal (CI does)
 #   SAN=...   extra sanitizer flags for every object and link
 #
 # Targets:
-#   all          libtunnel.a, the Lua module for $(LUA), the C tests
+#   all          libtunnel.a and libtunnel.so, the Lua module for $(LUA),
+#                the C tests, the `tunnel` command
 #   test         C tests, then the specs on lua5.4, luajit, lua5.1, lua5.3
 #                and lua5.2 (spec-all), then the examples
 #   check-c      the C unit tests
 #   spec         the busted specs on $(LUA) (BUSTED=path: another busted)
 #   examples     runs every example under examples/ on $(LUA)
 #   example      the producer/consumer example on $(LUA)
-#   install      libtunnel, tunnel.h, tunnel.pc, the Lua module and the
-#                `tunnel` command (`tunnel logs URL NAME`)
+#   install      libtunnel (.a, and .so with its soname), tunnel.h,
+#                tunnel.pc, the Lua module for $(LUA) and the `tunnel`
+#                command (`tunnel logs URL NAME`); `uninstall` removes them
+#   lint         luacheck (.luacheckrc)
+#   rock         what luarocks builds and installs (install-rock), see
+#                rockspec/; `rockspec` writes the release rockspec;
+#                `check-rock`: luarocks make and luarocks test, offline
 #   test-redis   the C tests and specs again, against a private redis-server
 #                (scripts/with-redis.sh; cluster tests skip without one)
 #   clean
 
 LUA ?= lua5.4
+# luarocks (rockspec/, build.type "make") passes its interpreter's path and
+# headers: LUA=/usr/bin/lua5.3 LUA_INCDIR=/usr/include/lua5.3.
+override LUA := $(notdir $(LUA))
 PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+INCLUDEDIR ?= $(PREFIX)/include
+LIBDIR ?= $(PREFIX)/lib
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 CC ?= cc
+
+# The version: TN_VERSION in include/tunnel.h, the one place it is written.
+VERSION := $(shell sed -n 's/^\#define TN_VERSION "\(.*\)"/\1/p' include/tunnel.h)
+# The ABI of libtunnel.so (its soname, libtunnel.so.$(SOVERSION)): raised by
+# a release that changes the ABI, whatever its version number.
+SOVERSION := 0
 
 ifeq ($(LUA),lua5.4)
   LUA_VERSION := 5.4
@@ -41,8 +63,11 @@ else ifeq ($(LUA),lua5.2)
 else ifeq ($(LUA),lua5.1)
   LUA_VERSION := 5.1
   LUA_PC := lua5.1
-else
+else ifeq ($(LUA_INCDIR),)
   $(error LUA must be lua5.4, lua5.3, lua5.2, lua5.1 or luajit)
+endif
+ifneq ($(LUA_INCDIR),)
+  LUA_CFLAGS ?= -I$(LUA_INCDIR)
 endif
 LUA_CFLAGS ?= $(shell pkg-config --cflags $(LUA_PC) 2>/dev/null)
 
@@ -76,7 +101,7 @@ LUA_ENV := LUA_PATH="lua/?.lua;lua/?/init.lua;;" \
            TUNNEL_BIN=$(TUNNEL_CMD)
 
 .PHONY: all lib module test check-c spec spec-all examples example install \
-        clean test-redis
+        uninstall lint rock install-rock rockspec check-rock clean test-redis
 
 all: lib module $(B)/test/run $(TUNNEL_CMD)
 
@@ -93,7 +118,9 @@ $(FLAGS_STAMP): FORCE
 FORCE:
 .PHONY: FORCE
 
-lib: $(B)/libtunnel.a
+SHLIB := $(B)/libtunnel.so.$(VERSION)
+SONAME := libtunnel.so.$(SOVERSION)
+lib: $(B)/libtunnel.a $(SHLIB)
 module: $(MODULE)
 
 $(B)/core/%.o: src/core/%.c include/tunnel.h src/core/internal.h \
@@ -120,9 +147,26 @@ $(B)/$(LUA)/obj/%.o: src/lua/%.c $(wildcard src/lua/*.h) include/tunnel.h \
 	$(CC) $(CFLAGS_ALL) $(LUA_CFLAGS) -c $< -o $@
 
 # The module takes the core in whole; the host interpreter provides Lua.
-$(MODULE): $(LUA_OBJ) $(CORE_OBJ) $(REDIS_OBJ)
+# libtunnel.so exports the functions include/tunnel.h declares, no other:
+# the version script lists them (comments stripped by the preprocessor).
+$(B)/libtunnel.map: include/tunnel.h
 	@mkdir -p $(@D)
-	$(CC) -shared $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
+	{ echo '{ global:'; $(CC) -E -P -Iinclude $< | \
+	  grep -oE '\btn_[a-z0-9_]+ *\(' | tr -d ' (' | sort -u | sed 's/$$/;/'; \
+	  echo 'local: *; };'; } > $@
+
+$(SHLIB): $(CORE_OBJ) $(REDIS_OBJ) $(B)/libtunnel.map
+	$(CC) -shared $(LDFLAGS_ALL) -Wl,-soname,$(SONAME) \
+	  -Wl,--version-script=$(B)/libtunnel.map -o $@ $(CORE_OBJ) $(REDIS_OBJ) \
+	  $(LIBS)
+	ln -sf $(@F) $(B)/$(SONAME)
+	ln -sf $(SONAME) $(B)/libtunnel.so
+
+# It exports luaopen_* only (src/lua/exports.map).
+$(MODULE): $(LUA_OBJ) $(CORE_OBJ) $(REDIS_OBJ) src/lua/exports.map
+	@mkdir -p $(@D)
+	$(CC) -shared $(LDFLAGS_ALL) -Wl,--version-script=src/lua/exports.map \
+	  -o $@ $(LUA_OBJ) $(CORE_OBJ) $(REDIS_OBJ) $(LIBS)
 
 $(B)/test/%.o: test/%.c $(wildcard test/*.h) include/tunnel.h $(FLAGS_STAMP)
 	@mkdir -p $(@D)
@@ -146,7 +190,7 @@ check-c: $(B)/test/run
 BUSTED ?= $(shell command -v busted 2>/dev/null || echo busted)
 BUSTED_RUN = $(if $(shell head -c 64 $(BUSTED) 2>/dev/null | grep -a '^\#!.*lua'),$(1) $(BUSTED),$(BUSTED) --lua=$(1))
 
-spec: $(MODULE) $(TUNNEL_CMD)
+spec: $(MODULE) $(TUNNEL_CMD) lib
 	$(LUA_ENV) $(call BUSTED_RUN,$(LUA)) spec
 
 # The Lua side on every flavour we support.
@@ -158,7 +202,11 @@ spec-all:
 	$(MAKE) spec LUA=lua5.3 TUNNEL_SOAK_SECONDS=10
 	$(MAKE) spec LUA=lua5.2 TUNNEL_SOAK_SECONDS=10
 
-test: check-c spec-all examples
+LUACHECK ?= luacheck
+lint:
+	$(LUACHECK) -q .
+
+test: lint check-c spec-all examples
 
 C_EXAMPLES := $(patsubst examples/%.c,$(B)/examples/%,$(wildcard examples/*.c))
 
@@ -170,20 +218,68 @@ examples: $(MODULE) $(C_EXAMPLES)
 example: $(MODULE)
 	$(LUA_ENV) $(LUA) examples/producer_consumer.lua
 
-LUA_SHARE := $(PREFIX)/share/lua/$(LUA_VERSION)
-LUA_LIB := $(PREFIX)/lib/lua/$(LUA_VERSION)
+LUA_SHARE ?= $(PREFIX)/share/lua/$(LUA_VERSION)
+LUA_LIB ?= $(LIBDIR)/lua/$(LUA_VERSION)
+LUA_FILES := $(notdir $(wildcard lua/tunnel/*.lua))
 
-install: $(B)/libtunnel.a $(MODULE) $(TUNNEL_CMD)
-	install -d $(DESTDIR)$(PREFIX)/bin \
-	  $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig \
+install: lib $(MODULE) $(TUNNEL_CMD)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(INCLUDEDIR) \
+	  $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PKGCONFIGDIR) \
 	  $(DESTDIR)$(LUA_SHARE)/tunnel $(DESTDIR)$(LUA_LIB)/tunnel
-	install -m 644 include/tunnel.h $(DESTDIR)$(PREFIX)/include/
-	install -m 644 $(B)/libtunnel.a $(DESTDIR)$(PREFIX)/lib/
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|0.1.0|' tunnel.pc.in \
-	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/tunnel.pc
+	install -m 644 include/tunnel.h $(DESTDIR)$(INCLUDEDIR)/
+	install -m 644 $(B)/libtunnel.a $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(SHLIB) $(DESTDIR)$(LIBDIR)/
+	ln -sf $(notdir $(SHLIB)) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libtunnel.so
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
+	  -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@VERSION@|$(VERSION)|' tunnel.pc.in \
+	  > $(DESTDIR)$(PKGCONFIGDIR)/tunnel.pc
 	install -m 644 lua/tunnel/*.lua $(DESTDIR)$(LUA_SHARE)/tunnel/
 	install -m 755 $(MODULE) $(DESTDIR)$(LUA_LIB)/tunnel/
-	install -m 755 $(TUNNEL_CMD) $(DESTDIR)$(PREFIX)/bin/tunnel
+	install -m 755 $(TUNNEL_CMD) $(DESTDIR)$(BINDIR)/tunnel
+
+# What install put there (the Lua module of $(LUA)); folders it made and
+# left empty go too.
+uninstall:
+	rm -f $(DESTDIR)$(INCLUDEDIR)/tunnel.h $(DESTDIR)$(LIBDIR)/libtunnel.a \
+	  $(DESTDIR)$(LIBDIR)/libtunnel.so.$(VERSION) \
+	  $(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/libtunnel.so \
+	  $(DESTDIR)$(PKGCONFIGDIR)/tunnel.pc $(DESTDIR)$(BINDIR)/tunnel \
+	  $(DESTDIR)$(LUA_LIB)/tunnel/core.so \
+	  $(addprefix $(DESTDIR)$(LUA_SHARE)/tunnel/,$(LUA_FILES))
+	-rmdir $(DESTDIR)$(LUA_SHARE)/tunnel $(DESTDIR)$(LUA_LIB)/tunnel 2>/dev/null
+
+# luarocks: `luarocks make` runs `make rock` and `make install-rock` with
+# its Lua (LUA, LUA_INCDIR) and the rock's folders (INST_LUADIR,
+# INST_LIBDIR, INST_BINDIR); rockspec/.
+rock: $(MODULE) $(TUNNEL_CMD)
+
+install-rock: rock
+	install -d $(INST_LUADIR)/tunnel $(INST_LIBDIR)/tunnel $(INST_BINDIR)
+	install -m 644 lua/tunnel/*.lua $(INST_LUADIR)/tunnel/
+	install -m 755 $(MODULE) $(INST_LIBDIR)/tunnel/
+	install -m 755 $(TUNNEL_CMD) $(INST_BINDIR)/tunnel
+
+# `luarocks make` then `luarocks test` of the scm rockspec for Lua
+# $(ROCK_LUA), in a private tree (offline: the tests use the busted
+# installed; TUNNEL_SOAK_SECONDS=3).
+ROCK_LUA ?= 5.3
+ROCK_TREE ?= $(B)/rocktree
+LUAROCKS = env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL luarocks --lua-version $(ROCK_LUA) --tree $(abspath $(ROCK_TREE))
+check-rock:
+	rm -rf $(ROCK_TREE)
+	$(LUAROCKS) make rockspec/tunnel-scm-1.rockspec
+	eval "$$($(LUAROCKS) path)" && TUNNEL_SOAK_SECONDS=3 \
+	  $(LUAROCKS) test rockspec/tunnel-scm-1.rockspec
+	@echo "check-rock: passed"
+
+# The release rockspec: the scm one with TN_VERSION and its tag
+# (spec/version_spec.lua checks the committed one against both).
+RELEASE_ROCKSPEC := rockspec/tunnel-$(VERSION)-1.rockspec
+rockspec: $(RELEASE_ROCKSPEC)
+$(RELEASE_ROCKSPEC): rockspec/tunnel-scm-1.rockspec include/tunnel.h
+	sed -e 's/^version = "scm-1"/version = "$(VERSION)-1"/' \
+	  -e 's|^\(  url = .*\)$$|\1\n  tag = "v$(VERSION)",|' $< > $@
 
 # Everything again with TUNNEL_REDIS_URL set to a private server.
 test-redis: all

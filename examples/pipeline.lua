@@ -33,7 +33,7 @@ end))
 writer:add(parsed):run(stage(function(input)
   local count = 0
   while true do
-    local n, open = input:popFront()
+    local _, open = input:popFront()
     if not open then break end
     count = count + 1
   end

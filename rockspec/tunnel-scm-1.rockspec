@@ -1,9 +1,19 @@
--- LuaRocks build of tunnel: `luarocks make rockspec/tunnel-scm-1.rockspec`
--- from the repository root. Needs a C compiler and libhiredis-dev.
+-- LuaRocks. From a checkout:
+--   luarocks make rockspec/tunnel-scm-1.rockspec
+--   luarocks test rockspec/tunnel-scm-1.rockspec
+-- (and the same with --lua-version 5.1 ... 5.4). `make` builds with the
+-- Makefile (`make rock`, then `make install-rock`) for luarocks' Lua: the
+-- module, its Lua files and the `tunnel` command. The tests are the specs,
+-- run with the busted this machine has (spec/rock_test.lua). Needs a C
+-- compiler, GNU make and hiredis (Debian: libhiredis-dev).
+-- rockspec/tunnel-<version>-1.rockspec is this file for a release:
+-- `make rockspec` writes it from this one and TN_VERSION (include/tunnel.h).
 rockspec_format = "3.0"
 package = "tunnel"
 version = "scm-1"
 source = {
+  -- No public repository yet: luarocks make builds this checkout and does
+  -- not read it.
   url = "git+https://example.invalid/tunnel.git",
 }
 description = {
@@ -12,81 +22,39 @@ description = {
     tunnel is a data-driven framework for parallel and distributed
     computing: blocks of threads share blocking vectors, hash tables,
     counters, values behind reader-writer locks and printers, in one
-    process or, through Redis, across machines.
+    process or, through Redis, across machines. Tested on Lua 5.1, 5.2, 5.3,
+    5.4 and LuaJIT 2.1.
   ]],
   license = "MIT",
+  labels = {"threads", "concurrency", "redis"},
 }
+supported_platforms = {"linux"}
 dependencies = {
-  "lua >= 5.1",
+  "lua >= 5.1, < 5.5",
 }
 external_dependencies = {
-  HIREDIS = { header = "hiredis/hiredis.h", library = "hiredis" },
+  HIREDIS = {header = "hiredis/hiredis.h", library = "hiredis"},
 }
 build = {
-  type = "builtin",
-  modules = {
-    ["tunnel"] = "lua/tunnel/init.lua",
-    -- the original's module names, and the opt-in pairs/ipairs
-    ["tunnel.array"] = "lua/tunnel/array.lua",
-    ["tunnel.atomic"] = "lua/tunnel/atomic.lua",
-    ["tunnel.barrier"] = "lua/tunnel/barrier.lua",
-    ["tunnel.block"] = "lua/tunnel/block.lua",
-    ["tunnel.compat"] = "lua/tunnel/compat.lua",
-    ["tunnel.counter"] = "lua/tunnel/counter.lua",
-    ["tunnel.hash"] = "lua/tunnel/hash.lua",
-    ["tunnel.plural"] = "lua/tunnel/plural.lua",
-    ["tunnel.printer"] = "lua/tunnel/printer.lua",
-    ["tunnel.priorityqueue"] = "lua/tunnel/priorityqueue.lua",
-    ["tunnel.semaphore"] = "lua/tunnel/semaphore.lua",
-    ["tunnel.serializer"] = "lua/tunnel/serializer.lua",
-    ["tunnel.share"] = "lua/tunnel/share.lua",
-    ["tunnel.vector"] = "lua/tunnel/vector.lua",
-    ["tunnel.core"] = {
-      sources = {
-        "src/lua/codec.c",
-        "src/lua/lbarrier.c",
-        "src/lua/larray.c",
-        "src/lua/lblock.c",
-        "src/lua/lcluster.c",
-        "src/lua/lcounter.c",
-        "src/lua/lhash.c",
-        "src/lua/lkey.c",
-        "src/lua/lplural.c",
-        "src/lua/lpqueue.c",
-        "src/lua/lprinter.c",
-        "src/lua/lsemaphore.c",
-        "src/lua/lserializer.c",
-        "src/lua/lshare.c",
-        "src/lua/ltunnel.c",
-        "src/lua/lvector.c",
-        "src/core/barrier.c",
-        "src/core/array.c",
-        "src/core/blob.c",
-        "src/core/block.c",
-        "src/core/cell.c",
-        "src/core/counter.c",
-        "src/core/deque.c",
-        "src/core/map.c",
-        "src/core/object.c",
-        "src/core/pqueue.c",
-        "src/core/printer.c",
-        "src/core/semaphore.c",
-        "src/redis/array.c",
-        "src/redis/atomic.c",
-        "src/redis/barrier.c",
-        "src/redis/counter.c",
-        "src/redis/hash.c",
-        "src/redis/pqueue.c",
-        "src/redis/printer.c",
-        "src/redis/redis.c",
-        "src/redis/semaphore.c",
-        "src/redis/vector.c"
-      },
-      defines = { "_GNU_SOURCE" },
-      incdirs = { "include", "src/core", "src/lua", "src/redis",
-                  "$(HIREDIS_INCDIR)" },
-      libdirs = { "$(HIREDIS_LIBDIR)" },
-      libraries = { "hiredis", "pthread", "m" },
-    },
+  type = "make",
+  build_target = "rock",
+  install_target = "install-rock",
+  -- Both passes get the same flags: the Makefile rebuilds what was built
+  -- with other ones.
+  variables = {
+    B = "build-rock",
+    LUA = "$(LUA)",
+    LUA_INCDIR = "$(LUA_INCDIR)",
+    CFLAGS = "$(CFLAGS) -I$(HIREDIS_INCDIR)",
+    LDFLAGS = "-L$(HIREDIS_LIBDIR)",
   },
+  install_variables = {
+    INST_LUADIR = "$(LUADIR)",
+    INST_LIBDIR = "$(LIBDIR)",
+    INST_BINDIR = "$(BINDIR)",
+  },
+}
+test = {
+  type = "command",
+  script = "spec/rock_test.lua",
 }

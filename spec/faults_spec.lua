@@ -19,8 +19,8 @@ describe('out of memory in the core', function()
 
   it('has its hook outside the API: reachable by name, not listed', function()
     assert.are.equal('function', type(fault))
-    for name in pairs(tunnel) do
-      assert.are_not.equal('_', name:sub(1, 1), name)
+    for name in pairs(tunnel) do -- _VERSION: Lua's convention for modules
+      if name ~= '_VERSION' then assert.are_not.equal('_', name:sub(1, 1), name) end
     end
   end)
 
