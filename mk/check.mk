@@ -75,7 +75,7 @@ endif
 # ---- one flavour of a sanitized run (called with B, SAN, RUNENV) --------
 
 # The specs on $(LUA), the interpreter with the runtime preloaded.
-san-spec: $(MODULE) $(SAN_LUA_DEP) $(TUNNEL_CMD)
+san-spec: $(MODULE) $(SAN_LUA_DEP) $(TUNNEL_CMD) lib
 	@set -e; for f in $(SPECS); do echo "== $(SAN_LUA) $$f"; \
 	  $(LUA_ENV) TUNNEL_LUA=$(SAN_LUA) $(RUNENV) $(call BUSTED_RUN,$(SAN_LUA)) \
 	  $$f; done
