@@ -79,7 +79,7 @@ OPT ?= -O2 -g
 CFLAGS_ALL := -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -fPIC -pthread -Iinclude \
               $(SAN) $(CFLAGS)
 LDFLAGS_ALL := -pthread $(SAN) $(LDFLAGS)
-LIBS := -lhiredis -lm
+LIBS := -lhiredis -lcrypto -lm
 
 B ?= build
 CORE_SRC := $(wildcard src/core/*.c)
@@ -128,7 +128,7 @@ $(B)/core/%.o: src/core/%.c include/tunnel.h src/core/internal.h \
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) -c $< -o $@
 
-$(B)/redis/%.o: src/redis/%.c src/redis/redis.h include/tunnel.h \
+$(B)/redis/%.o: src/redis/%.c $(wildcard src/redis/*.h) include/tunnel.h \
                 src/core/internal.h $(FLAGS_STAMP)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) -c $< -o $@

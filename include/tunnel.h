@@ -931,6 +931,239 @@ int tn_cluster_semaphore(tn_cluster_t *c, const char *name, int64_t permits,
 int tn_cluster_pqueue(tn_cluster_t *c, const char *name, size_t size_hint,
                       tn_pqueue_t **out);
 
+/* ---------------------------------------------------------------------- */
+/* Distributed blocks: jobs on a cluster, run by workers (src/redis/jobs.c) */
+/* ---------------------------------------------------------------------- */
+
+/*
+** A cluster block is a block whose `size` slots are served by worker
+** processes (`tunnel worker`) on any machine. Each slot has its own queue
+** of jobs on the server, run in order by the one worker thread that holds
+** the slot's lease at the time; every job ends with exactly one status,
+** and nothing is run again automatically (docs/workers.md). Jobs are
+** blobs whose references are cluster objects (TN_ELOCAL otherwise); the
+** `runtime` a job needs is a string of the caller's (the Lua binding's
+** "Lua 5.4, codec 1"): a worker that runs another refuses the job. With a
+** secret, jobs and results carry an HMAC-SHA256 that is checked before
+** anything is decoded.
+*/
+typedef struct tn_cblock tn_cblock_t;
+
+typedef struct tn_cblock_options {
+  const char *runtime;   /* what the jobs need to run (required) */
+  const tn_blob_t *init; /* run once per slot state before its jobs; NULL */
+  long keep;             /* runs whose results are kept (0: 100) */
+  double ttl;            /* seconds a run's results live after its last
+                         ** status (0: 86400) */
+  double lease;          /* seconds a worker holds a slot without renewing
+                         ** (0: 10): the bound on reporting a lost worker */
+  const void *secret;    /* NULL: nothing signed */
+  size_t secret_len;     /* >= 16 (TN_EINVAL otherwise) */
+} tn_cblock_options_t;
+
+/*
+** The block called `name` on `c` (its keys are prefix .. "block:" .. name):
+** created with `size` slots (1..4096) and the options if there is none or
+** it was terminated, else joined (its size must be `size`: TN_ECONFLICT;
+** its init, keep, ttl and lease are the creator's). TN_OK, TN_EINVAL,
+** TN_ECONFLICT, TN_ENOMEM or a remote failure.
+*/
+int tn_cblock_open(tn_cluster_t *c, const char *name, int size,
+                   const tn_cblock_options_t *o, tn_cblock_t **out);
+int tn_cblock_size(const tn_cblock_t *b);
+long tn_cblock_keep(const tn_cblock_t *b);
+double tn_cblock_ttl(const tn_cblock_t *b);
+
+/*
+** Queue `job` (the caller's still) on every slot; `*id` receives the run's
+** number (runs count from 1 over the block's whole life on the server).
+** TN_ETERMINATED once the block is terminated, TN_ELOCAL for an
+** in-process object in the job, or a remote failure (a failure after the
+** script ran is possible: the run may then be queued though reported
+** failed; see docs/workers.md).
+*/
+int tn_cblock_run(tn_cblock_t *b, const tn_blob_t *job, unsigned long *id);
+
+/*
+** Wait until every job of runs 1..`run` has a status (a slot runs its jobs
+** in order). Waits block on the block's completion stream; each wait also
+** reports jobs whose worker was lost. TN_OK, TN_ETIMEDOUT, TN_ECANCELED,
+** TN_EINTR, or a remote failure.
+*/
+int tn_cblock_wait(tn_cblock_t *b, unsigned long run, double timeout);
+
+/* A job's status. */
+enum {
+  TN_JOB_PENDING = 0, /* none yet */
+  TN_JOB_OK,          /* returned: `value` holds what it returned */
+  TN_JOB_FAILED,      /* raised: `value` holds the error */
+  TN_JOB_LOST,        /* its worker died: `message` says which, when */
+  TN_JOB_CANCELLED,   /* dropped before it ran: `message` */
+  TN_JOB_REFUSED      /* a worker would not run it (or its result does not
+                      ** verify): `message` says why */
+};
+
+typedef struct tn_job_status {
+  int state;        /* TN_JOB_* */
+  tn_blob_t *value; /* OK, FAILED: a new reference (NULL: nil) */
+  char *message;    /* LOST, CANCELLED, REFUSED: malloc'd */
+} tn_job_status_t;
+
+/*
+** The statuses of slots first..first+n-1 (1-based) of run `run` into
+** out[0..n-1] (tn_job_status_clear them). `*expired` (may be NULL) is set
+** when the server holds nothing of the run any more (its results expired
+** or were pushed out by later runs: every state is then PENDING). A
+** result that does not verify is TN_JOB_REFUSED. TN_OK, TN_EINVAL,
+** TN_EPROTO (a stored result is corrupt), TN_ENOMEM, a remote failure.
+*/
+int tn_cblock_status(tn_cblock_t *b, unsigned long run, int first, int n,
+                     tn_job_status_t *out, int *expired);
+void tn_job_status_clear(tn_job_status_t *s, int n);
+
+/*
+** Cancel the jobs of run `run` (0: every run queued so far): a queued one
+** is dropped with the status TN_JOB_CANCELLED ("cancelled"); a running one
+** has its worker thread's cancel token requested (its waits return
+** TN_ECANCELED). `*reached` = how many jobs it dropped or asked. TN_OK or
+** a remote failure.
+*/
+int tn_cblock_cancel(tn_cblock_t *b, unsigned long run, int *reached);
+
+/* Mark the block terminated: runs are refused from now on, and workers
+** give its slots back (queued jobs still run: wait first). */
+int tn_cblock_terminate(tn_cblock_t *b);
+
+/* Free the handle (nothing changes on the server). NULL is ignored. */
+void tn_cblock_free(tn_cblock_t *b);
+
+/* ---- the worker side ---------------------------------------------------- */
+
+/*
+** A worker: registered on the server with its host, pid, threads and
+** runtime, and kept alive by a heartbeat thread of its own (which never
+** runs jobs) that renews the leases of the slots its threads hold, hands
+** cancel requests to the threads running the jobs, and reports lost
+** workers' jobs. Its threads each claim one slot at a time.
+*/
+typedef struct tn_worker tn_worker_t;
+
+typedef struct tn_worker_options {
+  const char *runtime;       /* what this worker runs (required) */
+  int threads;               /* shown in `tunnel status` */
+  const char *const *blocks; /* serve only these blocks; NULL: all */
+  size_t nblocks;
+  const void *secret;        /* NULL: refuse signed jobs */
+  size_t secret_len;         /* >= 16 */
+} tn_worker_options_t;
+
+int tn_worker_new(tn_cluster_t *c, const tn_worker_options_t *o,
+                  tn_worker_t **out);
+const char *tn_worker_id(const tn_worker_t *w);
+
+/* Stop the heartbeat and unregister. Its slots must be released first
+** (or given up with tn_worker_abandon). */
+void tn_worker_free(tn_worker_t *w);
+
+/*
+** Give up every slot a thread still runs a job on, now: each such job gets
+** the status TN_JOB_LOST with a message naming the worker and `why`, and
+** its late finish will be fenced; the worker is unregistered. For a
+** worker that must exit before its jobs end (then exit: `w` is still in
+** use by the threads).
+*/
+void tn_worker_abandon(tn_worker_t *w, const char *why);
+
+/* One slot held by one thread of a worker. */
+typedef struct tn_wslot tn_wslot_t;
+
+/*
+** Wait up to `timeout` for a slot with queued jobs and no holder, and take
+** its lease. TN_OK, TN_ETIMEDOUT, TN_ECANCELED / TN_EINTR, or a remote
+** failure. A slot whose next job needs this worker's runtime and secret is
+** taken first; another only after its job waited a moment (so that the
+** job is refused by someone, rather than never run).
+*/
+int tn_worker_claim(tn_worker_t *w, double timeout, tn_wslot_t **out);
+
+const char *tn_wslot_block(const tn_wslot_t *s); /* the block's name */
+int tn_wslot_index(const tn_wslot_t *s);         /* 1..size */
+int tn_wslot_size(const tn_wslot_t *s);
+const tn_blob_t *tn_wslot_init(const tn_wslot_t *s); /* borrowed; NULL */
+
+/* A job taken from a slot. */
+typedef struct tn_wjob {
+  unsigned long run;
+  tn_blob_t *job; /* the caller's (release it) */
+} tn_wjob_t;
+
+/*
+** The slot's next job, waiting up to `timeout`: TN_OK; TN_ETIMEDOUT (none
+** came: the caller may wait again or give the slot back); TN_ECLOSED when
+** the slot is no longer this thread's (its lease was lost, the block was
+** terminated, or a job was refused and the slot given back for a worker
+** that can run it): free it with tn_wslot_release and claim another;
+** TN_ECANCELED / TN_EINTR; or a remote failure. Jobs this worker must
+** refuse (a bad or missing signature, another runtime) get their status
+** here and are not returned. While a taken job runs, a cancel of it
+** requests the calling thread's cancel token.
+*/
+int tn_wslot_take(tn_wslot_t *s, double timeout, tn_wjob_t *job);
+
+/*
+** Store the outcome of `job` (ok: `value` is what it returned; else the
+** error): TN_OK; TN_ECLOSED when the lease was lost meanwhile (the result
+** is discarded: the job's status was given by whoever took the slot
+** over); TN_ELOCAL for an in-process object in `value` (nothing stored:
+** call again with another value); a remote failure after retrying. The
+** caller's cancel token is cleared.
+*/
+int tn_wslot_finish(tn_wslot_t *s, const tn_wjob_t *job, int ok,
+                    const tn_blob_t *value);
+
+/* Give the slot back (if this thread still holds it) and free `s`. */
+void tn_wslot_release(tn_wslot_t *s);
+
+/* ---- status ------------------------------------------------------------- */
+
+/* What `tunnel status` shows, read in one script (which also reports lost
+** workers' jobs). Times are seconds ago. */
+typedef struct tn_jobs_worker {
+  char *id, *host, *runtime, *version, *slots; /* slots: "name:i ..." */
+  long pid;
+  int threads;
+  double beat;  /* since the last heartbeat */
+  int alive;    /* its registration has not expired */
+} tn_jobs_worker_t;
+
+typedef struct tn_jobs_block {
+  char *name;
+  int size, terminated;
+  unsigned long runs;
+  long *queued;        /* per slot */
+  unsigned long *running; /* per slot: the run in flight, 0: none */
+  double *age;         /* per slot: seconds it has run */
+  char **owner;        /* per slot: the holder's worker id, or NULL */
+} tn_jobs_block_t;
+
+typedef struct tn_jobs_failure {
+  double age;
+  char *block, *message;
+  unsigned long run;
+  int slot;
+} tn_jobs_failure_t;
+
+typedef struct tn_jobs_status {
+  tn_jobs_worker_t *workers;
+  size_t nworkers;
+  tn_jobs_block_t *blocks;
+  size_t nblocks;
+  tn_jobs_failure_t *failures; /* most recent first */
+  size_t nfailures;
+} tn_jobs_status_t;
+
+int tn_jobs_status(tn_cluster_t *c, tn_jobs_status_t **out);
+void tn_jobs_status_free(tn_jobs_status_t *s);
 
 #ifdef __cplusplus
 }
