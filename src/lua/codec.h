@@ -9,6 +9,14 @@
 
 #include "ltunnel.h"
 
+/*
+** The version of the blob format (the tags of codec.c). Values that leave
+** the process with their bytes as they are (distributed blocks' jobs and
+** results) name it, with the Lua flavour: bump it when a tag changes
+** meaning, so that a worker built before refuses what it cannot read.
+*/
+#define TN_CODEC_VERSION 1
+
 /* How far the decoder trusts the bytes it decodes. */
 enum {
   /* trusted = false: plain data only. No function of any kind (bytecode or

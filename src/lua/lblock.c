@@ -167,18 +167,16 @@ static int l_preload_class(lua_State *T) {
                     name != NULL ? name : "?");
 }
 
-/* Build the thread's state (protected: runs under lua_pcall). */
-static int l_thread_setup(lua_State *T) {
-  block_setup_t *s = lua_touserdata(T, 1);
-  int index = (int)lua_tointeger(T, 2);
+void tn_l_state_setup(lua_State *T, const char *path, const char *cpath,
+                      int index, int size, int compat) {
   luaL_openlibs(T);
   lua_getglobal(T, "package");
-  if (s->path != NULL) {
-    lua_pushstring(T, s->path);
+  if (path != NULL) {
+    lua_pushstring(T, path);
     lua_setfield(T, -2, "path");
   }
-  if (s->cpath != NULL) {
-    lua_pushstring(T, s->cpath);
+  if (cpath != NULL) {
+    lua_pushstring(T, cpath);
     lua_setfield(T, -2, "cpath");
   }
   /* The C module is this very library: no need to search cpath for it
@@ -204,13 +202,20 @@ static int l_thread_setup(lua_State *T) {
   lua_setglobal(T, "tunnel");
   lua_pushinteger(T, index);
   lua_setglobal(T, "__threadid");
-  lua_pushinteger(T, s->size);
+  lua_pushinteger(T, size);
   lua_setglobal(T, "__blocksize");
-  if (s->compat) {
+  if (compat) {
     lua_getglobal(T, "require");
     lua_pushliteral(T, "tunnel.compat");
     lua_call(T, 1, 0);
   }
+}
+
+/* Build the thread's state (protected: runs under lua_pcall). */
+static int l_thread_setup(lua_State *T) {
+  block_setup_t *s = lua_touserdata(T, 1);
+  tn_l_state_setup(T, s->path, s->cpath, (int)lua_tointeger(T, 2), s->size,
+                   s->compat);
   if (s->init != NULL) {
     int n = tn_l_decode(T, s->init, "tunnel.Block");
     lua_call(T, n - 1, 0);

@@ -19,8 +19,10 @@
 **   named inside its values are data-only too.
 */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "ljobs.h"
 #include "ltunnel.h"
 /* rd_cluster_open and tn_cluster.data_only (trusted = false); not in
 ** tunnel.h: the C API has no codec, so "data only" means nothing there. */
@@ -29,11 +31,18 @@
 #define CLUSTER "tunnel.Cluster"
 #define M(name) CLUSTER ":" name
 
+/* The secret (option or TUNNEL_SECRET) that cluster:Block signs with:
+** kept in the box, not the interned cluster, so two Clusters of one server
+** may sign differently. */
+#define SECRET_MAX 256
+
 typedef struct cluster_box {
   tn_cluster_t *cluster;
+  size_t secret_len; /* 0: none */
+  char secret[SECRET_MAX];
 } cluster_box_t;
 
-static tn_cluster_t *check_cluster(lua_State *L, const char *method) {
+static cluster_box_t *check_box(lua_State *L, const char *method) {
   cluster_box_t *box = lua_touserdata(L, 1);
   int ok = 0;
   if (box != NULL && lua_getmetatable(L, 1)) {
@@ -44,7 +53,11 @@ static tn_cluster_t *check_cluster(lua_State *L, const char *method) {
   if (!ok)
     tn_l_error(L, method, "self is a %s, not a " CLUSTER " (call it with ':')",
                luaL_typename(L, 1));
-  return box->cluster;
+  return box;
+}
+
+static tn_cluster_t *check_cluster(lua_State *L, const char *method) {
+  return check_box(L, method)->cluster;
 }
 
 static const char *check_name(lua_State *L, const char *method) {
@@ -64,7 +77,8 @@ static int push_new(lua_State *L, tn_object_t *o) {
 }
 
 /* tunnel.Cluster(url [, {prefix = 'tunnel:', timeout = seconds,
-** trusted = true}]) */
+** trusted = true, secret = s}]); secret: TUNNEL_SECRET by default, signs
+** the jobs of cluster:Block (lcblock.c) */
 static int l_cluster_new(lua_State *L) {
   if (lua_type(L, 1) != LUA_TSTRING)
     return tn_l_error(L, CLUSTER, "url must be a string (got %s)",
@@ -101,12 +115,33 @@ static int l_cluster_new(lua_State *L) {
                         luaL_typename(L, -1));
     lua_pop(L, 3);
   }
+  /* secret: the option, else TUNNEL_SECRET; at least 16 bytes. */
+  const char *secret = getenv("TUNNEL_SECRET"), *from = " (TUNNEL_SECRET)";
+  size_t secret_len = secret != NULL ? strlen(secret) : 0;
+  if (lua_type(L, 2) == LUA_TTABLE) {
+    lua_getfield(L, 2, "secret");
+    if (lua_type(L, -1) == LUA_TSTRING) {
+      secret = lua_tolstring(L, -1, &secret_len); /* anchored by options */
+      from = "";
+    } else if (!lua_isnil(L, -1)) {
+      return tn_l_error(L, CLUSTER, "secret must be a string (got %s)",
+                        luaL_typename(L, -1));
+    }
+    lua_pop(L, 1);
+  }
+  if (secret != NULL && secret_len == 0) secret = NULL; /* TUNNEL_SECRET= */
+  if (secret != NULL && (secret_len < 16 || secret_len > SECRET_MAX))
+    return tn_l_error(L, CLUSTER,
+                      "secret must be 16 to %d bytes (got %d)%s", SECRET_MAX,
+                      (int)secret_len, from);
   tn_cluster_t *c;
   int rc = rd_cluster_open(url, prefix, timeout, data_only, &c);
   if (rc == TN_EINVAL) return tn_l_error(L, CLUSTER, "%s", tn_last_error());
   if (rc != TN_OK) return tn_l_coreerror(L, CLUSTER, rc);
   cluster_box_t *box = tn_newuserdata(L, sizeof *box);
   box->cluster = c;
+  box->secret_len = secret != NULL ? secret_len : 0;
+  if (secret != NULL) memcpy(box->secret, secret, secret_len);
   luaL_getmetatable(L, CLUSTER);
   lua_setmetatable(L, -2);
   return 1;
@@ -226,6 +261,15 @@ static int l_cluster_semaphore(lua_State *L) {
   return push_new(L, TN_OBJECT(s));
 }
 
+/* cluster:Block(name, size [, init] [, options]): see lcblock.c. */
+static int l_cluster_block(lua_State *L) {
+  cluster_box_t *box = check_box(L, M("Block"));
+  const char *name = check_name(L, M("Block"));
+  return tn_l_cluster_block(L, box->cluster, name,
+                            box->secret_len > 0 ? box->secret : NULL,
+                            box->secret_len, M("Block"));
+}
+
 /* cluster:Array(name [, n [, type]]): see larray.c. */
 static int l_cluster_array(lua_State *L) {
   tn_cluster_t *c = check_cluster(L, M("Array"));
@@ -280,7 +324,7 @@ static int l_cluster_index(lua_State *L) {
 }
 
 static const luaL_Reg cluster_methods[] = {
-    {"Array", l_cluster_array},
+    {"Array", l_cluster_array},     {"Block", l_cluster_block},
     {"Vector", l_cluster_vector},   {"Hash", l_cluster_hash},
     {"Counter", l_cluster_counter}, {"Atomic", l_cluster_atomic},
     {"Printer", l_cluster_printer}, {"PriorityQueue", l_cluster_pqueue},
