@@ -85,9 +85,15 @@ B ?= build
 CORE_SRC := $(wildcard src/core/*.c)
 CORE_OBJ := $(CORE_SRC:src/core/%.c=$(B)/core/%.o)
 # The Redis backend (tunnel.Cluster), on hiredis; part of libtunnel.
-REDIS_SRC := $(filter-out src/redis/tunnel_cmd.c,$(wildcard src/redis/*.c))
+REDIS_SRC := $(wildcard src/redis/*.c)
 REDIS_OBJ := $(REDIS_SRC:src/redis/%.c=$(B)/redis/%.o)
+# The `tunnel` command (src/cli), which runs no Lua, and the worker of
+# cluster blocks for $(LUA) (src/cli/worker.c, the binding in a program of
+# its own), which `tunnel worker --lua $(LUA)` runs.
+CLI_SRC := $(filter-out src/cli/worker.c,$(wildcard src/cli/*.c))
+CLI_OBJ := $(CLI_SRC:src/cli/%.c=$(B)/cli/%.o)
 TUNNEL_CMD := $(B)/tunnel
+WORKER_CMD := $(B)/$(LUA)/tunnel-worker
 LUA_SRC := $(wildcard src/lua/*.c)
 LUA_OBJ := $(LUA_SRC:src/lua/%.c=$(B)/$(LUA)/obj/%.o)
 TEST_SRC := $(wildcard test/*.c)
@@ -175,8 +181,45 @@ $(B)/test/%.o: test/%.c $(wildcard test/*.h) include/tunnel.h $(FLAGS_STAMP)
 $(B)/test/run: $(TEST_OBJ) $(B)/libtunnel.a
 	$(CC) $(LDFLAGS_ALL) -o $@ $(TEST_OBJ) $(B)/libtunnel.a $(LIBS)
 
-$(TUNNEL_CMD): src/redis/tunnel_cmd.c $(B)/libtunnel.a $(FLAGS_STAMP)
-	$(CC) $(CFLAGS_ALL) -o $@ $< $(B)/libtunnel.a $(LIBS)
+$(B)/cli/%.o: src/cli/%.c src/cli/cli.h include/tunnel.h $(FLAGS_STAMP)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+$(B)/cli/launch.o: CFLAGS_ALL += -DTN_CLI_LUA='"$(LUA)"'
+
+$(TUNNEL_CMD): $(CLI_OBJ) $(B)/libtunnel.a
+	$(CC) $(LDFLAGS_ALL) -o $@ $(CLI_OBJ) $(B)/libtunnel.a $(LIBS)
+
+# The worker links the Lua it runs jobs with: pkg-config's, or luarocks'
+# (LUA_LIBDIR, LUALIB).
+LUA_LIBS ?= $(if $(LUALIB),-L$(LUA_LIBDIR) -l:$(LUALIB),$(shell pkg-config --libs $(LUA_PC) 2>/dev/null))
+$(B)/$(LUA)/cli/worker.o: src/cli/worker.c src/cli/cli.h \
+                          $(wildcard src/lua/*.h) include/tunnel.h \
+                          $(FLAGS_STAMP)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) $(LUA_CFLAGS) -DTN_WORKER_LUA='"$(LUA)"' -c $< -o $@
+
+$(WORKER_CMD): $(B)/$(LUA)/cli/worker.o $(B)/cli/util.o $(LUA_OBJ) \
+               $(B)/libtunnel.a
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS) $(LUA_LIBS)
+
+all: $(WORKER_CMD)
+spec: $(WORKER_CMD)
+rock: $(WORKER_CMD)
+
+# The worker goes beside `tunnel`, named for its Lua: several Luas'
+# workers can be installed at once (tunnel worker --lua picks one).
+install: install-worker
+install-worker: $(WORKER_CMD)
+	install -d $(DESTDIR)$(BINDIR)
+	install -m 755 $(WORKER_CMD) $(DESTDIR)$(BINDIR)/tunnel-worker-$(LUA)
+uninstall: uninstall-worker
+uninstall-worker:
+	rm -f $(DESTDIR)$(BINDIR)/tunnel-worker-$(LUA)
+install-rock: install-rock-worker
+install-rock-worker: $(WORKER_CMD)
+	install -d $(INST_BINDIR)
+	install -m 755 $(WORKER_CMD) $(INST_BINDIR)/tunnel-worker-$(LUA)
+.PHONY: install-worker uninstall-worker install-rock-worker
 
 $(B)/examples/%: examples/%.c $(B)/libtunnel.a $(FLAGS_STAMP)
 	@mkdir -p $(@D)

@@ -1,25 +1,12 @@
 /*
-** tunnel_cmd.c - the `tunnel` command: tools around tunnel.Cluster.
-**
-**   tunnel [--help] [--version] COMMAND [ARGS...]
-**   tunnel help [COMMAND]
-**
-** One command so far:
-**
-** `tunnel logs URL NAME [--prefix P] [--from-start]`: follow the capped
-** stream a cluster Printer called NAME writes to, and copy every line to
-** stdout as it arrives (XREAD BLOCK), so the output of every process of a
-** job can be watched in one place. By default it starts with the writes
-** made from now on; --from-start first prints what the stream still holds
-** (about the last 1000 writes). A lost connection is retried every second;
-** the position in the stream is kept, so no line that the server kept is
-** skipped or repeated.
-**
-** Conventions: options by getopt_long (anywhere after the command, `--`
-** ends them); --help prints on stdout and exits 0; a usage error prints a
-** line and a hint on stderr and exits 2; a failure exits 1. The URL is
-** read by the library's parser (tn_url_parse), so the command takes
-** exactly the URLs tunnel.Cluster takes.
+** logs.c - `tunnel logs URL NAME [--prefix P] [--from-start]`: follow the
+** capped stream a cluster Printer called NAME writes to, and copy every
+** line to stdout as it arrives (XREAD BLOCK), so the output of every
+** process of a job can be watched in one place. By default it starts with
+** the writes made from now on; --from-start first prints what the stream
+** still holds (about the last 1000 writes). A lost connection is retried
+** every second; the position in the stream is kept, so no line that the
+** server kept is skipped or repeated.
 */
 #include <getopt.h>
 #include <hiredis/hiredis.h>
@@ -28,32 +15,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "tunnel.h"
+#include "cli.h"
 
-#define URL_FORMS                                                          \
-  "URL is redis://[[user]:password@]host[:port][/db] or\n"                 \
-  "unix://[[user]:password@]/path/to/redis.sock[?db=N]; with a user it\n"  \
-  "logs in as that ACL user (Redis 6+). Percent-escape '@', ':' and '/'\n" \
-  "in the user and password (%40, %3A, %2F).\n"
-
-static const char main_help[] =
-    "usage: tunnel [--help] [--version] COMMAND [ARGS...]\n"
-    "\n"
-    "Tools for programs that share tunnel structures through Redis\n"
-    "(tunnel.Cluster).\n"
-    "\n"
-    "Commands:\n"
-    "  logs URL NAME   follow what the cluster Printer NAME prints\n"
-    "  help [COMMAND]  this help, or the help of COMMAND\n"
-    "\n"
-    "Options:\n"
-    "  -h, --help      print this help and exit\n"
-    "  -V, --version   print the version of tunnel and exit\n"
-    "\n" URL_FORMS
-    "\n"
-    "'tunnel COMMAND --help' describes a command.\n";
-
-static const char logs_help[] =
+const char tn_cli_logs_help[] =
     "usage: tunnel logs [--prefix PREFIX] [--from-start] URL NAME\n"
     "\n"
     "Follow the output of the cluster Printer NAME on the Redis server at\n"
@@ -67,23 +31,6 @@ static const char logs_help[] =
     "                       the last 1000 writes), not only new ones\n"
     "  -h, --help           print this help and exit\n"
     "\n" URL_FORMS;
-
-/* A usage error: one line naming the problem, a hint, exit status 2. */
-static void usage_error(const char *command, const char *fmt,
-                        const char *arg) {
-  fprintf(stderr, "tunnel%s%s: ", command ? " " : "", command ? command : "");
-  fprintf(stderr, fmt, arg);
-  fprintf(stderr, "\nTry 'tunnel %s%s--help'.\n", command ? command : "",
-          command ? " " : "");
-  exit(2);
-}
-
-/* After getopt's own message about a bad option: the hint, exit 2. */
-static void usage_hint(const char *command) {
-  fprintf(stderr, "Try 'tunnel %s%s--help'.\n", command ? command : "",
-          command ? " " : "");
-  exit(2);
-}
 
 /* ---- tunnel logs ----------------------------------------------------------- */
 
@@ -189,7 +136,7 @@ static int resume_point(redisContext *c, const char *key, char *last,
   return 1;
 }
 
-static int cmd_logs(int argc, char **argv) {
+int tn_cli_logs(int argc, char **argv) {
   static const struct option options[] = {
       {"prefix", required_argument, NULL, 'p'},
       {"from-start", no_argument, NULL, 'f'},
@@ -202,15 +149,15 @@ static int cmd_logs(int argc, char **argv) {
     switch (opt) {
     case 'p': prefix = optarg; break;
     case 'f': from_start = 1; break;
-    case 'h': fputs(logs_help, stdout); return 0;
-    default: usage_hint("logs");
+    case 'h': fputs(tn_cli_logs_help, stdout); return 0;
+    default: tn_cli_usage_hint("logs");
     }
   }
   if (argc - optind < 2)
-    usage_error("logs", "%s", argc - optind == 0 ? "missing URL and NAME"
+    tn_cli_usage_error("logs", "%s", argc - optind == 0 ? "missing URL and NAME"
                                                  : "missing NAME");
   if (argc - optind > 2)
-    usage_error("logs", "unexpected argument '%s'", argv[optind + 2]);
+    tn_cli_usage_error("logs", "unexpected argument '%s'", argv[optind + 2]);
   const char *url = argv[optind], *name = argv[optind + 1];
   tn_url_t u;
   if (tn_url_parse(url, &u) != TN_OK) {
@@ -261,65 +208,4 @@ static int cmd_logs(int argc, char **argv) {
     print_entries(r, last, sizeof last);
     freeReplyObject(r);
   }
-}
-
-/* ---- the command ------------------------------------------------------------- */
-
-typedef struct command {
-  const char *name;
-  int (*run)(int argc, char **argv);
-  const char *help;
-} command_t;
-
-static const command_t commands[] = {
-    {"logs", cmd_logs, logs_help},
-    {NULL, NULL, NULL}};
-
-static const command_t *find(const char *name) {
-  for (const command_t *c = commands; c->name != NULL; c++)
-    if (strcmp(c->name, name) == 0) return c;
-  return NULL;
-}
-
-int main(int argc, char **argv) {
-  static const struct option options[] = {
-      {"help", no_argument, NULL, 'h'},
-      {"version", no_argument, NULL, 'V'},
-      {NULL, 0, NULL, 0}};
-  static char self[] = "tunnel"; /* getopt's messages name it so */
-  int opt;
-  argv[0] = self;
-  /* '+': stop at the command; its options are its own. */
-  while ((opt = getopt_long(argc, argv, "+hV", options, NULL)) != -1) {
-    switch (opt) {
-    case 'h': fputs(main_help, stdout); return 0;
-    case 'V': printf("tunnel %s\n", TN_VERSION); return 0;
-    default: usage_hint(NULL);
-    }
-  }
-  if (optind >= argc) usage_error(NULL, "%s", "missing COMMAND");
-  const char *name = argv[optind];
-  if (strcmp(name, "help") == 0) {
-    if (optind + 1 >= argc) {
-      fputs(main_help, stdout);
-      return 0;
-    }
-    const command_t *c = find(argv[optind + 1]);
-    if (c == NULL) usage_error(NULL, "unknown command '%s'", argv[optind + 1]);
-    fputs(c->help, stdout);
-    return 0;
-  }
-  const command_t *c = find(name);
-  if (c == NULL) usage_error(NULL, "unknown command '%s'", name);
-  /* The command's own argv, named "tunnel logs" in getopt's messages. */
-  int n = argc - optind;
-  char **sub = calloc((size_t)n + 1, sizeof *sub);
-  if (sub == NULL) return 1;
-  char prog[64];
-  snprintf(prog, sizeof prog, "tunnel %s", name);
-  sub[0] = prog;
-  for (int i = 1; i < n; i++) sub[i] = argv[optind + i];
-  int rc = c->run(n, sub);
-  free(sub);
-  return rc;
 }
