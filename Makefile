@@ -120,7 +120,7 @@ FLAGS_STAMP := $(B)/.flags
 FLAGS_NOW := $(CC) $(CFLAGS_ALL) | $(LDFLAGS_ALL)
 $(FLAGS_STAMP): FORCE
 	@mkdir -p $(@D)
-	@echo '$(FLAGS_NOW)' | cmp -s - $@ || echo '$(FLAGS_NOW)' > $@
+	@echo '$(FLAGS_NOW)' > $@.new; cmp -s $@.new $@ || mv $@.new $@; rm -f $@.new
 FORCE:
 .PHONY: FORCE
 
@@ -308,7 +308,7 @@ install-rock: rock
 # installed; TUNNEL_SOAK_SECONDS=3).
 ROCK_LUA ?= 5.3
 ROCK_TREE ?= $(B)/rocktree
-LUAROCKS = env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL luarocks --lua-version $(ROCK_LUA) --tree $(abspath $(ROCK_TREE))
+LUAROCKS = env -u MFLAGS -u MAKELEVEL MAKEFLAGS=-j2 luarocks --lua-version $(ROCK_LUA) --tree $(abspath $(ROCK_TREE))
 check-rock:
 	rm -rf $(ROCK_TREE)
 	$(LUAROCKS) make rockspec/tunnel-scm-1.rockspec

@@ -154,9 +154,9 @@ describe('the original\'s module layout', function()
     -- What `luarocks make` runs after `make rock` (rockspec/), into the
     -- rock's folders; -o: nothing rebuilt, as above.
     local out, ok = sh(('env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u LD_PRELOAD make -s B=%s LUA=%s'
-      .. ' -o %s/%s/tunnel/core.so -o %s/tunnel'
+      .. ' -o %s/%s/tunnel/core.so -o %s/tunnel -o %s/.flags'
       .. ' INST_LUADIR=%s/lua INST_LIBDIR=%s/lib INST_BINDIR=%s/bin install-rock')
-      :format(build, FLAVOUR, build, FLAVOUR, build, dest, dest, dest))
+      :format(build, FLAVOUR, build, FLAVOUR, build, build, dest, dest, dest))
     assert.truthy(ok, out)
     local files = {}
     for file in sh('ls lua/tunnel'):gmatch('[^\n]+') do
@@ -189,8 +189,8 @@ describe('the original\'s module layout', function()
     -- ours, so a sanitizer runtime preloaded for the specs is not its.
     local out, ok = sh(('env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u LD_PRELOAD make -s B=%s LUA=%s'
       .. ' -o %s/libtunnel.a -o %s/libtunnel.so.%s -o %s/%s/tunnel/core.so -o %s/tunnel'
-      .. ' PREFIX=/usr DESTDIR=%s install')
-      :format(build, FLAVOUR, build, build, tunnel.version, build, FLAVOUR, build, dest))
+      .. ' -o %s/.flags PREFIX=/usr DESTDIR=%s install')
+      :format(build, FLAVOUR, build, build, tunnel.version, build, FLAVOUR, build, build, dest))
     assert.truthy(ok, out)
     local version = _VERSION:match('%d+%.%d+') -- LuaJIT: 5.1
     local share = dest .. '/usr/share/lua/' .. version
