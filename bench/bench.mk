@@ -27,7 +27,7 @@
 BENCH_LUAS ?= lua5.4 luajit
 BENCH_JSON ?= bench/results.json
 BENCH_DRIVER ?= lua5.4
-BENCH_PROGS := $(B)/bench/core_bench $(B)/bench/naive_queue
+BENCH_PROGS := $(B)/bench/core_bench $(B)/bench/naive_queue $(B)/bench/array_bench
 
 .PHONY: bench bench-quick bench-build
 
@@ -43,6 +43,10 @@ bench-quick:
 bench-build: $(BENCH_PROGS)
 	@set -e; for l in $(BENCH_LUAS); do \
 	  $(MAKE) --no-print-directory module LUA=$$l B=$(B); done
+
+# The plain C loops tunnel.Array's kernels are compared with get the
+# kernels' -O3 (Makefile, array.o).
+$(B)/bench/array_bench: CFLAGS_ALL += -O3
 
 $(B)/bench/%: bench/%.c bench/bench.h include/tunnel.h $(B)/libtunnel.a
 	@mkdir -p $(@D)

@@ -72,6 +72,7 @@ local function add_c(prog, prefix)
 end
 add_c('core_bench', 'core.')
 add_c('naive_queue', 'naive.')
+add_c('array_bench', 'core.') -- tunnel.Array's kernels and their C baselines
 
 local lua_names = {}
 do
@@ -94,6 +95,20 @@ for _, lua in ipairs(luas) do
   for _, name in ipairs(lua_names) do
     runs[#runs + 1] = {name = name, lua = lua,
                        cmd = env .. lua .. ' bench/lua_bench.lua ' .. name}
+  end
+end
+
+-- The tunnel.Array cases from Lua (bench/array_bench.lua), on each flavour.
+do
+  local out = capture('lua5.4 bench/array_bench.lua list')
+  for _, lua in ipairs(luas) do
+    local env = ('env LUA_PATH=%s LUA_CPATH=%s TUNNEL_BENCH_LUA=%s '):format(
+      sh_quote('lua/?.lua;lua/?/init.lua;;'),
+      sh_quote(build .. '/' .. lua .. '/?.so;;'), sh_quote(lua))
+    for name in out:gmatch('[^\n]+') do
+      runs[#runs + 1] = {name = name, lua = lua,
+                         cmd = env .. lua .. ' bench/array_bench.lua ' .. name}
+    end
   end
 end
 
@@ -248,6 +263,13 @@ local function baseline_of(name, lua)
     ['block.run'] = 'core.block.run',
     ['codec.serializer'] = 'codec.cjson',
     ['codec.vector'] = 'codec.cjson',
+    ['core.array.copy'] = 'core.array.memcpy',
+    ['core.array.loop.copy'] = 'core.array.memcpy',
+    ['core.array.add'] = 'core.array.loop.add',
+    ['core.array.dot'] = 'core.array.loop.dot',
+    ['array.rw'] = 'array.table.rw',
+    ['array.ffi.pointer'] = 'array.ffi.plain',
+    ['array.hogwild.2t'] = 'array.hogwild.1t',
   }
   local b = map[name]
   if b == nil then return nil end
@@ -401,6 +423,27 @@ for _, l in ipairs(luas) do
       local us = rec.seconds / rec.items * 1e6
       return us, ('%.0f us each'):format(us)
     end, '< 200 us median', function(v) return v < 200 end)
+end
+
+-- issue 14: tunnel.Array
+local function within(x) return function(v) return v >= 1 / x end end
+target('Array copy of 10^7 doubles vs memcpy', {'core.array.copy@c'}, ratio,
+       '>= 0.67x (within 1.5x)', within(1.5))
+target('Array add (axpy) of 10^7 doubles vs a plain C loop', {'core.array.add@c'},
+       ratio, '>= 0.67x (within 1.5x)', within(1.5))
+target('Array dot of 10^7 doubles vs a plain C loop', {'core.array.dot@c'}, ratio,
+       '>= 0.67x (within 1.5x)', within(1.5))
+if has('lua5.4') then
+  target('Array a[i] = a[i] + 1 vs a plain table, lua5.4', {'array.rw@lua5.4'},
+         ratio, '>= 0.33x (within 3x)', within(3))
+end
+if has('luajit') then
+  target('Array FFI pointer vs a plain FFI array, luajit',
+         {'array.ffi.pointer@luajit'}, ratio, '>= 0.5x (within 2x)', within(2))
+end
+for _, l in ipairs(luas) do
+  target('Hogwild example, 2 threads vs 1, ' .. l, {'array.hogwild.2t@' .. l},
+         ratio, '>= 1.6x', function(v) return v >= 1.6 end)
 end
 
 print()
