@@ -376,6 +376,33 @@ describe_workers('cluster:Block', function()
     b:terminate()
   end)
 
+  it('runs the seed example across workers, with the seed\'s output', function()
+    f.start({threads = 3})
+    f.start({threads = 2})
+    f.registered(2)
+    local lua = dofile('spec/support/lua.lua').command
+    local out, ok = sh(('timeout 60 %s examples/distributed.lua %s %s')
+      :format(lua, url, f.prefix))
+    assert(ok, out .. f.logs())
+    -- what every worker printed, as `tunnel logs` shows it
+    local logs = sh(('timeout 1 %s logs --from-start --prefix %s %s distributed:printer')
+      :format(bin, f.prefix, url))
+    local produced, consumed, lines = {}, {}, 0
+    for line in logs:gmatch('[^\n]+') do
+      local what, tid, i, product = line:match('^(%a+)\t(%d)\t(%d)\t(%d+)$')
+      assert(what, 'not a line of the seed example: ' .. line)
+      lines = lines + 1
+      local t = what == 'produce' and produced or consumed
+      t[#t + 1] = tonumber(product)
+    end
+    assert.are.equal(24, lines, logs)
+    table.sort(produced)
+    table.sort(consumed)
+    assert.are.same({1001, 1002, 1003, 1004, 1005, 1006,
+                     2001, 2002, 2003, 2004, 2005, 2006}, produced)
+    assert.are.same(produced, consumed)
+  end)
+
   describe('signed', function()
     local SECRET = 'a secret of the fleet ' .. unique()
 
