@@ -339,6 +339,37 @@ int tn_deque_replace(tn_deque_t *d, tn_blob_t **items, size_t n,
 /* Release each blob of a snapshot array and free the array. */
 void tn_blob_array_free(tn_blob_t **items, size_t n);
 
+/*
+** Batches: one lock round trip in process, one script on a server.
+** push_many adds the `n` blobs of `items` at the back, in order, as one
+** operation: it waits until all of them fit (size + n <= size_hint), and a
+** batch larger than the size hint until the deque is empty (that batch is
+** the only push that takes the deque past its hint). All or nothing: on
+** TN_OK the deque owns every reference (the array stays the caller's),
+** on any failure none was pushed. n = 0 is TN_OK at once (TN_ECLOSED on a
+** closed deque).
+** pop_many takes up to `max` (>= 1, else TN_EINVAL) values from the
+** front, waiting for at least one: `*items` receives a malloc'd array of
+** `*n` >= 1 references (free with tn_blob_array_free). A closed deque
+** gives what is left, then TN_ECLOSED.
+*/
+int tn_deque_push_many(tn_deque_t *d, tn_blob_t *const *items, size_t n,
+                       double timeout);
+int tn_deque_pop_many(tn_deque_t *d, size_t max, tn_blob_t ***items,
+                      size_t *n, double timeout);
+
+/*
+** Pop the front value of the first of the `n` deques `ds` that has one,
+** waiting on all of them at once. Fair: the deque tried first rotates from
+** call to call, so a busy deque does not starve the others. A deque that
+** is closed and drained is skipped; when all are, TN_ECLOSED. On TN_OK
+** `*index` is the deque's position in `ds` and `*out` its value.
+** The deques are all in-process, or all of one cluster (one BLPOP over
+** their wake-up lists): anything else is TN_EINVAL, as is n = 0.
+*/
+int tn_deque_select(tn_deque_t *const *ds, size_t n, size_t *index,
+                    tn_blob_t **out, double timeout);
+
 /* ---------------------------------------------------------------------- */
 /* Priority queue (behind tunnel.PriorityQueue)                           */
 /* ---------------------------------------------------------------------- */

@@ -36,9 +36,25 @@
 ** waiter is counted (PERF.md point 2); woken threads re-take their locks
 ** and re-check.
 **
+** Batches. push_many writes its values under `back` like a push (the
+** free-slot argument holds for any count: it needs size + k < cap);
+** pop_many takes both locks, because the front lock alone would let it
+** claim several values whose slots a pusher then reuses before they are
+** read (the free slot covers one claimed value, not k). A batch pusher
+** waiting for room for k counts itself in batch_waiters too, and then a
+** pop that frees a slot wakes every pusher: the one a signal would pick
+** may be a batch that still does not fit.
+**
+** Select (select.c) registers one waiter on several deques: tn_deque_watch
+** adds it to `watchers` and counts it in pop_waiters, so a push that sees
+** no sleeper stays one load, and one that sees any wakes the watchers too
+** (wake_poppers), as do close and the callback gate opening (a pop held
+** off by a callback may go on).
+**
 ** Caveats:
 ** - The size hint bounds pushes only: insert and set never wait for room,
-**   so the size may exceed the hint.
+**   so the size may exceed the hint (and so may a push_many of more values
+**   than the hint, into an empty deque).
 ** - insert/remove in the middle move up to half the values (O(n)).
 ** - The buffer grows by doubling and never shrinks until the deque is
 **   freed (no allocation per item on a steady stream).
@@ -81,6 +97,8 @@ struct tn_deque {
   _Alignas(LINE) pthread_mutex_t wait; /* guards sleeping only */
   pthread_cond_t not_empty; /* poppers wait here */
   pthread_cond_t not_full;  /* pushers wait here */
+  int batch_waiters;        /* push_many waiting for room (under wait) */
+  tn_watch_t *watchers;     /* selects waiting on this deque (under wait) */
 };
 
 /* ---- locks -------------------------------------------------------------- */
@@ -132,9 +150,18 @@ static inline int lock_both_gated(tn_deque_t *d, double timeout,
 
 /* The gate moved: an operation under way holds a lock; wait for it to end,
 ** and the next one sees the gate (it reads it under its lock). */
+static void notify_watchers(tn_deque_t *d);
 static void deque_quiesce(tn_object_t *o, int gate) {
-  if (gate == TN_GATE_OPEN) return; /* waiters re-check under the gate */
   tn_deque_t *d = (tn_deque_t *)o;
+  if (gate == TN_GATE_OPEN) {
+    /* Waiters in the gate re-check under it; a select is told. */
+    if (atomic_load(&d->pop_waiters) > 0) {
+      pthread_mutex_lock(&d->wait);
+      notify_watchers(d);
+      pthread_mutex_unlock(&d->wait);
+    }
+    return;
+  }
   lock_both(d, TN_FOREVER);
   unlock_both(d);
 }
@@ -298,6 +325,8 @@ int tn_deque_new_as(tn_type_t type, size_t size_hint, tn_deque_t **out) {
   tn_mutex_init(&d->wait);
   tn_cond_init(&d->not_empty);
   tn_cond_init(&d->not_full);
+  d->batch_waiters = 0;
+  d->watchers = NULL;
   tn_gc_register(&d->object, &deque_gc);
   *out = d;
   return TN_OK;
@@ -327,6 +356,7 @@ int tn_deque_close_timed(tn_deque_t *d, double timeout) {
   pthread_mutex_lock(&d->wait);
   pthread_cond_broadcast(&d->not_empty);
   pthread_cond_broadcast(&d->not_full);
+  notify_watchers(d);
   pthread_mutex_unlock(&d->wait);
   return TN_OK;
 }
@@ -379,22 +409,35 @@ static int sleep_until(tn_deque_t *d, pthread_cond_t *cond,
   return rc;
 }
 
-/* After the size grew: wake poppers if any sleep. No lock of ours held. */
-static void wake_poppers(tn_deque_t *d, bool all) {
-  if (atomic_load(&d->pop_waiters) == 0) return;
+/* Wake every select watching the deque (`wait` held). */
+static void notify_watchers(tn_deque_t *d) {
+  for (tn_watch_t *w = d->watchers; w != NULL; w = w->next)
+    tn_waiter_notify(w->waiter);
+}
+
+/* After the size grew: wake poppers (and selects) if any sleep. No lock of
+** ours held. The check stays inline in every push; the rest does not. */
+static __attribute__((noinline)) void wake_poppers_now(tn_deque_t *d,
+                                                       bool all) {
   pthread_mutex_lock(&d->wait);
   if (all)
     pthread_cond_broadcast(&d->not_empty);
   else
     pthread_cond_signal(&d->not_empty);
+  notify_watchers(d);
   pthread_mutex_unlock(&d->wait);
 }
 
-/* After the size shrank: wake pushers if any sleep and there is room. */
+static inline void wake_poppers(tn_deque_t *d, bool all) {
+  if (atomic_load(&d->pop_waiters) != 0) wake_poppers_now(d, all);
+}
+
+/* After the size shrank: wake pushers if any sleep and there is room
+** (every one when a batch waits, see the top). */
 static void wake_pushers(tn_deque_t *d, bool all) {
   if (atomic_load(&d->push_waiters) == 0 || !has_room(d)) return;
   pthread_mutex_lock(&d->wait);
-  if (all)
+  if (all || d->batch_waiters > 0)
     pthread_cond_broadcast(&d->not_full);
   else
     pthread_cond_signal(&d->not_full);
@@ -414,19 +457,48 @@ static bool holder_would_wait(tn_deque_t *d) {
          tn_object_lock_held(&d->object) != 0;
 }
 
+/* Whether `k` values may be pushed onto `n`: they fit under the hint, or
+** they are more than the hint and the deque is empty (push_many). */
+static inline bool room_for(const tn_deque_t *d, size_t n, size_t k) {
+  if (k == 1) return n < d->hint; /* a single push: folded at its call */
+  return k <= d->hint ? n <= d->hint - k : n == 0;
+}
+
+/* sleep_until for a batch of `k`: counted in batch_waiters too (see the
+** top). */
+static int sleep_for_room(tn_deque_t *d, size_t k, const tn_deadline_t *dl) {
+  int rc = TN_OK;
+  pthread_mutex_lock(&d->wait);
+  atomic_fetch_add(&d->push_waiters, 1); /* before the check */
+  d->batch_waiters++;
+  while (!room_for(d, atomic_load(&d->size), k) && !atomic_load(&d->closed)) {
+    int w = tn_cond_wait_until(&d->not_full, &d->wait, dl);
+    if (w != TN_OK && !room_for(d, atomic_load(&d->size), k) &&
+        !atomic_load(&d->closed)) {
+      rc = w;
+      break;
+    }
+  }
+  d->batch_waiters--;
+  atomic_fetch_sub(&d->push_waiters, 1);
+  pthread_mutex_unlock(&d->wait);
+  return rc;
+}
+
 /*
-** Lock for a push and wait until it may proceed: TN_OK with the push's
-** locks held (back; both for the front) and room for one value, or an
-** error with no lock held.
+** Lock for a push of `k` values and wait until it may proceed: TN_OK with
+** the push's locks held (back; both for the front) and room for them, or
+** an error with no lock held.
 */
 #define FULL 2 /* push_acquire: no room (not an error code) */
-static int push_acquire(tn_deque_t *d, double timeout, bool front) {
+static inline __attribute__((always_inline)) int
+push_acquire(tn_deque_t *d, double timeout, bool front, size_t k) {
   tn_deadline_t dl = {.forever = true};
   bool deadline_set = false;
   for (;;) {
     /* Spin only for a wait that may sleep. */
     if (timeout > 0 &&
-        atomic_load_explicit(&d->size, memory_order_relaxed) >= d->hint)
+        !room_for(d, atomic_load_explicit(&d->size, memory_order_relaxed), k))
       tn_spin_until(has_room, d, DEQUE_SPIN_NS);
     int rc = front ? lock_both(d, timeout)
                    : tn_mutex_acquire(&d->back, timeout);
@@ -438,18 +510,18 @@ static int push_acquire(tn_deque_t *d, double timeout, bool front) {
     } else {
       /* Pushes hold `back`: this size can only shrink until we unlock. */
       size_t n = size_of(d);
-      if (n < d->hint) {
+      if (room_for(d, n, k)) {
         if (front) {
-          rc = deque_reserve(d, n + 1);
+          rc = deque_reserve(d, n + k);
           if (rc == TN_OK) return TN_OK;
-        } else if (fits(n + 1, d->cap)) {
+        } else if (fits(n + k, d->cap)) {
           return TN_OK;
         } else {
           /* Growing needs both locks, taken in order: start again. */
           pthread_mutex_unlock(&d->back);
           rc = lock_both(d, timeout);
           if (rc != TN_OK) return rc;
-          rc = deque_reserve(d, size_of(d) + 1);
+          rc = deque_reserve(d, size_of(d) + k);
           unlock_both(d);
           if (rc != TN_OK) return rc;
           continue;
@@ -474,7 +546,8 @@ static int push_acquire(tn_deque_t *d, double timeout, bool front) {
       dl = tn_deadline_in(timeout);
       deadline_set = true;
     }
-    rc = sleep_until(d, &d->not_full, &d->push_waiters, has_room, &dl);
+    rc = k == 1 ? sleep_until(d, &d->not_full, &d->push_waiters, has_room, &dl)
+                : sleep_for_room(d, k, &dl);
     if (rc != TN_OK) return rc;
   }
 }
@@ -528,7 +601,7 @@ static int pop_acquire(tn_deque_t *d, double timeout, bool front) {
 */
 static int deque_push(tn_deque_t *d, tn_blob_t *b, double timeout,
                       bool front) {
-  int rc = push_acquire(d, timeout, front);
+  int rc = push_acquire(d, timeout, front, 1);
   if (rc != TN_OK) return rc;
   if (front) {
     d->head = (d->head - 1) & (d->cap - 1);
@@ -584,6 +657,113 @@ int tn_deque_pop_front(tn_deque_t *d, tn_blob_t **out, double timeout) {
 int tn_deque_pop_back(tn_deque_t *d, tn_blob_t **out, double timeout) {
   if (TN_REMOTE(d)) return TN_BACKEND(d)->deque_pop(d, out, timeout, false);
   return deque_pop(d, out, timeout, false);
+}
+
+/* ---- batches ------------------------------------------------------------ */
+
+/* The fewest slots pop_many makes room for (it takes what is there, up to
+** max, and never allocates under a lock). */
+#define POP_MANY_MIN 256
+
+int tn_deque_push_many(tn_deque_t *d, tn_blob_t *const *items, size_t n,
+                       double timeout) {
+  if (TN_REMOTE(d))
+    return TN_BACKEND(d)->deque_push_many(d, items, n, timeout);
+  if (n == 0) return tn_deque_is_closed(d) ? TN_ECLOSED : TN_OK;
+  if (n > SIZE_MAX / 4 / sizeof(tn_blob_t *)) return TN_ENOMEM;
+  int rc = push_acquire(d, timeout, false, n);
+  if (rc != TN_OK) return rc;
+  for (size_t i = 0; i < n; i++) {
+    d->buf[d->tail] = items[i];
+    d->tail = (d->tail + 1) & (d->cap - 1);
+  }
+  d->back_version++;
+  atomic_fetch_add(&d->size, n); /* publish them all at once */
+  pthread_mutex_unlock(&d->back);
+  wake_poppers(d, n > 1);
+  return TN_OK;
+}
+
+int tn_deque_pop_many(tn_deque_t *d, size_t max, tn_blob_t ***items,
+                      size_t *n, double timeout) {
+  if (TN_REMOTE(d))
+    return TN_BACKEND(d)->deque_pop_many(d, max, items, n, timeout);
+  if (max == 0) return TN_EINVAL;
+  size_t want = atomic_load_explicit(&d->size, memory_order_relaxed);
+  if (want < POP_MANY_MIN) want = POP_MANY_MIN;
+  if (want > max) want = max;
+  if (want > SIZE_MAX / sizeof(tn_blob_t *)) return TN_ENOMEM;
+  tn_blob_t **out = tn_malloc(want * sizeof *out);
+  if (out == NULL) return TN_ENOMEM;
+  tn_deadline_t dl = {.forever = true};
+  bool deadline_set = false;
+  int rc;
+  for (;;) {
+    if (timeout > 0 &&
+        atomic_load_explicit(&d->size, memory_order_relaxed) == 0)
+      tn_spin_until(has_items, d, DEQUE_SPIN_NS);
+    /* Both locks: see the top. */
+    if ((rc = lock_both_gated(d, timeout, true)) != TN_OK) break;
+    size_t count = size_of(d);
+    if (count > 0) {
+      size_t k = count < want ? count : want;
+      for (size_t i = 0; i < k; i++) out[i] = *slot(d, i);
+      d->head = (d->head + k) & (d->cap - 1);
+      d->front_version++;
+      ring_changed(d, count - k);
+      unlock_both(d);
+      wake_pushers(d, k > 1);
+      *items = out;
+      *n = k;
+      return TN_OK;
+    }
+    bool closed = atomic_load(&d->closed);
+    unlock_both(d);
+    if (closed) {
+      rc = TN_ECLOSED;
+      break;
+    }
+    if (timeout <= 0) {
+      rc = no_wait(timeout);
+      break;
+    }
+    if (holder_would_wait(d)) {
+      rc = TN_EDEADLK;
+      break;
+    }
+    if (!deadline_set) {
+      dl = tn_deadline_in(timeout);
+      deadline_set = true;
+    }
+    rc = sleep_until(d, &d->not_empty, &d->pop_waiters, has_items, &dl);
+    if (rc != TN_OK) break;
+  }
+  tn_free(out);
+  return rc;
+}
+
+/* ---- select's hooks (internal.h, select.c) ------------------------------ */
+
+void tn_deque_watch(tn_deque_t *d, tn_watch_t *node) {
+  pthread_mutex_lock(&d->wait);
+  node->prev = NULL;
+  node->next = d->watchers;
+  if (d->watchers != NULL) d->watchers->prev = node;
+  d->watchers = node;
+  /* Counted before the caller looks at the size (see the top). */
+  atomic_fetch_add(&d->pop_waiters, 1);
+  pthread_mutex_unlock(&d->wait);
+}
+
+void tn_deque_unwatch(tn_deque_t *d, tn_watch_t *node) {
+  pthread_mutex_lock(&d->wait);
+  if (node->prev != NULL)
+    node->prev->next = node->next;
+  else
+    d->watchers = node->next;
+  if (node->next != NULL) node->next->prev = node->prev;
+  atomic_fetch_sub(&d->pop_waiters, 1);
+  pthread_mutex_unlock(&d->wait);
 }
 
 /* ---- array (both locks) ------------------------------------------------- */

@@ -176,6 +176,13 @@ typedef struct tn_backend {
   size_t (*pqueue_size_hint)(const tn_pqueue_t *q);
   int (*pqueue_close)(tn_pqueue_t *q);
   int (*pqueue_is_closed)(tn_pqueue_t *q);
+  /* Vector batches, and select (the deques all of this backend). */
+  int (*deque_push_many)(tn_deque_t *d, tn_blob_t *const *items, size_t n,
+                         double timeout);
+  int (*deque_pop_many)(tn_deque_t *d, size_t max, tn_blob_t ***items,
+                        size_t *n, double timeout);
+  int (*deque_select)(tn_deque_t *const *ds, size_t n, size_t *index,
+                      tn_blob_t **out, double timeout);
 } tn_backend_t;
 
 /*
@@ -311,6 +318,36 @@ void tn_object_init(tn_object_t *o, tn_type_t type,
                     void (*destroy)(tn_object_t *o));
 /* Tear the header down (the structure's destroy calls this). */
 void tn_object_fini(tn_object_t *o);
+
+/* ---- waiting on several deques (select.c) ------------------------------ */
+
+/*
+** One waiter for several structures: each change that may let the waiter
+** go on notifies it (sets `woken` and signals `cond`, under `mutex`); it
+** sleeps on `cond` through tn_cond_wait_until, so a cancel ends the sleep.
+*/
+typedef struct tn_waiter {
+  pthread_mutex_t mutex;
+  pthread_cond_t cond;
+  bool woken; /* under mutex */
+} tn_waiter_t;
+
+void tn_waiter_notify(tn_waiter_t *w);
+
+/* The waiter's place in one deque's list (the node is the caller's). */
+typedef struct tn_watch {
+  tn_waiter_t *waiter;
+  struct tn_watch *next, *prev;
+} tn_watch_t;
+
+/*
+** Register `node` (its waiter set) on `d`: from now until unwatch, every
+** push, insert, growing set, replace, close and opening of the callback
+** gate notifies it. It counts among the deque's sleeping poppers, so the
+** caller looks at the deque only after this (no change is missed then).
+*/
+void tn_deque_watch(tn_deque_t *d, tn_watch_t *node);
+void tn_deque_unwatch(tn_deque_t *d, tn_watch_t *node);
 
 /* ---- test hooks --------------------------------------------------------- */
 
