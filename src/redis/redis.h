@@ -225,6 +225,12 @@ int rd_deque_remove(tn_deque_t *d, size_t index, tn_blob_t **out,
 int rd_deque_get(tn_deque_t *d, size_t index, tn_blob_t **out, double timeout);
 int rd_deque_set(tn_deque_t *d, size_t index, tn_blob_t *b, tn_blob_t **old,
                  double timeout);
+int rd_deque_push_many(tn_deque_t *d, tn_blob_t *const *items, size_t n,
+                       double timeout);
+int rd_deque_pop_many(tn_deque_t *d, size_t max, tn_blob_t ***items,
+                      size_t *n, double timeout);
+int rd_deque_select(tn_deque_t *const *ds, size_t n, size_t *index,
+                    tn_blob_t **out, double timeout);
 size_t rd_deque_size(tn_deque_t *d);
 size_t rd_deque_size_hint(const tn_deque_t *d);
 void rd_deque_close(tn_deque_t *d);
