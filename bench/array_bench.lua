@@ -99,7 +99,8 @@ local function hogwild(threads)
     run = function()
       local lua = os.getenv('TUNNEL_BENCH_LUA') or (jit and 'luajit') or
                   ('lua' .. _VERSION:match('%d+%.%d+'))
-      local p = assert(io.popen(('%s examples/hogwild.lua %d %d %d %d only 2>&1')
+      local cmd = '%s examples/hogwild.lua %d %d %d %d only 2>&1'
+      local p = assert(io.popen(cmd
         :format(lua, threads, epochs, samples, features)))
       local out = p:read('*a')
       p:close()
@@ -130,8 +131,10 @@ local function skip(why)
   os.exit(0)
 end
 local loaded, mod = pcall(require, 'tunnel')
-if not loaded then skip('module does not load: ' .. tostring(mod):match('[^\n]*')) end
-tunnel = mod -- luacheck: ignore 111
+if not loaded then
+  skip('module does not load: ' .. tostring(mod):match('[^\n]*'))
+end
+tunnel = mod -- luacheck: ignore 121 (a global, as in lua_bench.lua)
 if tunnel.Array == nil then skip('tunnel.Array not built') end
 if c.luajit and not jit then skip('LuaJIT only (FFI)') end
 local state = c.setup and c.setup() or {}

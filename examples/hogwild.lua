@@ -53,14 +53,14 @@ end
 -- One epoch on one thread: plain SGD over samples first..last, reading the
 -- data and reading and writing the weights `w`. Sent to the threads (its
 -- upvalues are plain values); `tunnel` is the thread's own.
-local function sgd(w, idx, val, y, first, last, rate, k)
+local function sgd(w, ids, vals, labels, first, last, rate, k)
   local exp = math.exp
   if jit then -- FFI pointers: the same memory, JIT-compiled loops
     local ffi = require('ffi')
     local wp = ffi.cast('double *', w:pointer()) - 1 -- 1-based
-    local ip = ffi.cast('int32_t *', idx:pointer())
-    local vp = ffi.cast('double *', val:pointer())
-    local yp = ffi.cast('uint8_t *', y:pointer()) - 1
+    local ip = ffi.cast('int32_t *', ids:pointer())
+    local vp = ffi.cast('double *', vals:pointer())
+    local yp = ffi.cast('uint8_t *', labels:pointer()) - 1
     for s = first, last do
       local base, p = (s - 1) * k, 0
       for j = base, base + k - 1 do p = p + wp[ip[j]] * vp[j] end
@@ -75,9 +75,9 @@ local function sgd(w, idx, val, y, first, last, rate, k)
   -- Element access: bounds-checked, one C call each. The thread's share
   -- of the data comes over once per epoch as plain tables.
   local n = last - first + 1
-  local ix = idx:view((first - 1) * k + 1, n * k):totable()
-  local vx = val:view((first - 1) * k + 1, n * k):totable()
-  local yx = y:view(first, n):totable()
+  local ix = ids:view((first - 1) * k + 1, n * k):totable()
+  local vx = vals:view((first - 1) * k + 1, n * k):totable()
+  local yx = labels:view(first, n):totable()
   for s = 1, n do
     local base, p = (s - 1) * k, 0
     for j = base + 1, base + k do p = p + w[ix[j]] * vx[j] end
@@ -112,10 +112,11 @@ local function train(t)
   local seconds, losses = 0, {}
   for e = 1, epochs do
     local t0 = tunnel.clock()
-    block:run(function(f, w, idx, val, y, n, t, rate, k)
-      local per = math.ceil(n / t)
+    block:run(function(f, weights, ids, vals, labels, n, nthreads, rate, k)
+      local per = math.ceil(n / nthreads)
       local first = (__threadid - 1) * per + 1
-      f(w, idx, val, y, first, math.min(n, first + per - 1), rate, k)
+      local last = math.min(n, first + per - 1)
+      f(weights, ids, vals, labels, first, last, rate, k)
     end)
     local results, status = block:synchronize()
     seconds = seconds + (tunnel.clock() - t0)
@@ -132,7 +133,8 @@ print(('%d samples, %d features (%d per sample), %d epochs, %s'):format(
   N, D, K, epochs, jit and 'LuaJIT FFI' or _VERSION .. ' a[i]'))
 if only then
   local t, l = train(threads)
-  print(('training: %d threads %.3f s, loss %.4f'):format(threads, t, l[epochs]))
+  print(('training: %d threads %.3f s, loss %.4f'):format(threads, t,
+                                                         l[epochs]))
   return
 end
 local t1, l1 = train(1)

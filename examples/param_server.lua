@@ -76,7 +76,8 @@ end
 -- The coordinator: the shared weights, two workers, and the loss it sees.
 local w = cluster:Array('weights', D)
 local done = cluster:Counter('done', 0)
-local lua = os.getenv('TUNNEL_LUA') or (jit and 'luajit') or 'lua' .. _VERSION:match('%d+%.%d+')
+local lua = os.getenv('TUNNEL_LUA') or (jit and 'luajit') or
+            'lua' .. _VERSION:match('%d+%.%d+')
 local script = arg[0]
 local workers = {}
 for k = 1, 2 do
