@@ -205,6 +205,243 @@ static int l_vector_popbackasync(lua_State *L) {
   return vector_pop(L, M("popBackAsync"), 0, TN_TRY);
 }
 
+/* ---- batches and select --------------------------------------------------- */
+
+/* The count of the table `what` at `idx`: t.n if it is set (an integer
+** >= 0), else #t (without __len: a plain table's border). */
+static size_t batch_count(lua_State *L, int idx, const char *method,
+                          const char *what) {
+  if (lua_type(L, idx) != LUA_TTABLE)
+    tn_l_error(L, method, "%s must be a table (got %s)", what,
+               luaL_typename(L, idx));
+  lua_getfield(L, idx, "n");
+  size_t n;
+  if (lua_isnil(L, -1)) {
+    n = (size_t)tn_rawlen(L, idx);
+  } else {
+    lua_pushfstring(L, "%s.n", what);
+    lua_Integer k = tn_l_checkinteger(L, -2, method, lua_tostring(L, -1));
+    if (k < 0) tn_l_error(L, method, "%s.n must be >= 0", what);
+    lua_pop(L, 1);
+    n = (size_t)k;
+  }
+  lua_pop(L, 1);
+  return n;
+}
+
+/* What the protected encoding of a batch works on: blobs[0..done) are
+** encoded (owned here until the core takes them). */
+typedef struct batch_ctx {
+  const char *method;
+  tn_blob_t **blobs;
+  size_t n, done;
+} batch_ctx_t;
+
+/* Protected: (ctx, t) -> nothing; encodes t[1..n] into ctx->blobs. */
+static int batch_encode_body(lua_State *L) {
+  batch_ctx_t *ctx = lua_touserdata(L, 1);
+  for (size_t i = 0; i < ctx->n; i++) {
+    lua_rawgeti(L, 2, (int)(i + 1));
+    ctx->blobs[i] = tn_l_encode(L, -1, 1, ctx->method);
+    ctx->done = i + 1;
+    lua_pop(L, 1);
+  }
+  return 0;
+}
+
+/* Raise the error on top, naming the item: "<method>: item <i>: <why>". */
+static int item_error(lua_State *L, const char *method, size_t i) {
+  size_t len, mlen = strlen(method);
+  const char *msg = lua_tolstring(L, -1, &len);
+  if (msg != NULL && len > mlen + 2 && memcmp(msg, method, mlen) == 0 &&
+      msg[mlen] == ':')
+    msg += mlen + 2;
+  return tn_l_error(L, method, "item %d: %s", (int)i, msg ? msg : "?");
+}
+
+/*
+** pushMany(t [, timeout]) -> true: t[1..t.n or #t] at the back, in order,
+** as one operation, waiting until all of them fit (a batch larger than the
+** size hint: until the vector is empty); nil when the timeout ran out
+** (Async: when they do not fit now or the vector is busy), nothing pushed.
+*/
+static int vector_pushmany(lua_State *L, const char *method, double timeout) {
+  tn_deque_t *d = check_vector(L, method);
+  size_t n = batch_count(L, 2, method, "values");
+  if (n > (size_t)INT32_MAX)
+    return tn_l_error(L, method, "too many values (%d at most)", INT32_MAX);
+  batch_ctx_t ctx = {method, NULL, n, 0};
+  if (n > 0) {
+    /* A userdata: an error anywhere below frees it. */
+    ctx.blobs = tn_newuserdata(L, n * sizeof *ctx.blobs);
+    lua_pushcfunction(L, batch_encode_body);
+    lua_pushlightuserdata(L, &ctx);
+    lua_pushvalue(L, 2);
+    if (lua_pcall(L, 2, 0, 0) != 0) {
+      size_t failed = ctx.done + 1;
+      for (size_t i = 0; i < ctx.done; i++) tn_blob_release(ctx.blobs[i]);
+      return item_error(L, method, failed);
+    }
+  }
+  int rc = tn_deque_push_many(d, ctx.blobs, n, timeout);
+  if (rc == TN_OK) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  for (size_t i = 0; i < n; i++) tn_blob_release(ctx.blobs[i]);
+  if (tn_l_waited(rc)) return tn_l_pushnils(L, 1);
+  if (rc == TN_ECLOSED) return closed_error(L, method);
+  return tn_l_coreerror(L, method, rc);
+}
+
+static int l_vector_pushmany(lua_State *L) {
+  return vector_pushmany(L, M("pushMany"),
+                         tn_l_opttimeout(L, 3, M("pushMany")));
+}
+
+static int l_vector_pushmanyasync(lua_State *L) {
+  return vector_pushmany(L, M("pushManyAsync"), TN_TRY);
+}
+
+/* What the protected decoding of popped values works on. */
+typedef struct taken_ctx {
+  const char *method;
+  tn_blob_t **items;
+  size_t n;
+} taken_ctx_t;
+
+/* Protected: (ctx) -> {values..., n = count}. */
+static int taken_body(lua_State *L) {
+  taken_ctx_t *ctx = lua_touserdata(L, 1);
+  lua_createtable(L, (int)ctx->n, 1);
+  for (size_t i = 0; i < ctx->n; i++) {
+    int k = tn_l_decode(L, ctx->items[i], ctx->method);
+    if (k != 1) lua_settop(L, lua_gettop(L) - k + 1);
+    lua_rawseti(L, -2, (int)(i + 1));
+  }
+  lua_pushinteger(L, (lua_Integer)ctx->n);
+  lua_setfield(L, -2, "n");
+  return 1;
+}
+
+/*
+** popMany(max [, timeout]) -> {values..., n = count}, true: up to max
+** values from the front, waiting for at least one; {n = 0}, nil when the
+** timeout ran out (Async: empty or busy); {n = 0}, false when closed and
+** drained. A value this state cannot decode puts them all back at the
+** front, in order, and raises.
+*/
+static int vector_popmany(lua_State *L, const char *method, double timeout) {
+  tn_deque_t *d = check_vector(L, method);
+  lua_Integer max = tn_l_checkinteger(L, 2, method, "max");
+  if (max < 1) return tn_l_error(L, method, "max must be >= 1");
+  tn_blob_t **items = NULL;
+  size_t n = 0;
+  int rc = tn_deque_pop_many(d, (size_t)max, &items, &n, timeout);
+  if (rc != TN_OK) {
+    if (!tn_l_waited(rc) && rc != TN_ECLOSED)
+      return tn_l_coreerror(L, method, rc);
+    lua_createtable(L, 0, 1);
+    lua_pushinteger(L, 0);
+    lua_setfield(L, -2, "n");
+    if (rc == TN_ECLOSED)
+      lua_pushboolean(L, 0);
+    else
+      lua_pushnil(L);
+    return 2;
+  }
+  taken_ctx_t ctx = {method, items, n};
+  luaL_checkstack(L, 4, method);
+  lua_pushcfunction(L, taken_body);
+  lua_pushlightuserdata(L, &ctx);
+  if (lua_pcall(L, 1, 1, 0) != 0) {
+    /* Back at the front, in their order (see push_taken). */
+    size_t dropped = 0;
+    for (size_t i = 0; i < n; i++) {
+      int r = tn_deque_insert(d, i, items[i], TN_FOREVER);
+      if (r == TN_ERANGE) r = tn_deque_insert(d, TN_END, items[i], TN_FOREVER);
+      if (r != TN_OK) {
+        tn_blob_release(items[i]);
+        dropped++;
+      }
+      items[i] = NULL; /* the vector's (or gone) */
+    }
+    tn_blob_array_free(items, n);
+    if (dropped > 0) {
+      lua_pushliteral(L, " (the vector was closed meanwhile: values dropped)");
+      lua_concat(L, 2);
+    }
+    return lua_error(L);
+  }
+  tn_blob_array_free(items, n);
+  lua_pushboolean(L, 1);
+  return 2;
+}
+
+static int l_vector_popmany(lua_State *L) {
+  return vector_popmany(L, M("popMany"), tn_l_opttimeout(L, 3, M("popMany")));
+}
+
+static int l_vector_popmanyasync(lua_State *L) {
+  return vector_popmany(L, M("popManyAsync"), TN_TRY);
+}
+
+/*
+** tunnel.select(vectors [, timeout]) -> index, value, true: pops the front
+** of the first of vectors[1..vectors.n or #vectors] that has a value,
+** waiting on all of them at once, fairly (tn_deque_select); nil, nil, nil
+** when the timeout ran out; nil, nil, false when every one is closed and
+** drained. All in process or all of one cluster.
+*/
+#define SELECT "tunnel.select"
+static int l_select(lua_State *L) {
+  size_t n = batch_count(L, 1, SELECT, "vectors");
+  double timeout = tn_l_opttimeout(L, 2, SELECT);
+  if (n == 0)
+    return tn_l_error(L, SELECT, "vectors must hold at least one "
+                                 VECTOR);
+  if (n > 1u << 20)
+    return tn_l_error(L, SELECT, "too many vectors (%d at most)", 1 << 20);
+  tn_deque_t **ds = tn_newuserdata(L, n * sizeof *ds);
+  int remote = 0;
+  for (size_t i = 0; i < n; i++) {
+    lua_rawgeti(L, 1, (int)(i + 1));
+    tn_object_t *o = tn_l_toobject(L, -1);
+    if (o == NULL || tn_object_type(o) != TN_TYPE_DEQUE)
+      return tn_l_error(L, SELECT, "vectors[%d] must be a " VECTOR
+                        " (got %s)", (int)(i + 1), luaL_typename(L, -1));
+    lua_pop(L, 1);
+    int r = tn_object_is_remote(o);
+    if (i == 0)
+      remote = r;
+    else if (r != remote)
+      return tn_l_error(L, SELECT,
+                        "vectors must be all in process or all of one "
+                        "cluster (vectors[1] is %s, vectors[%d] %s)",
+                        remote ? "a cluster vector" : "in process",
+                        (int)(i + 1), r ? "a cluster vector" : "in process");
+    ds[i] = (tn_deque_t *)o;
+  }
+  size_t index = 0;
+  tn_blob_t *b = NULL;
+  int rc = tn_deque_select(ds, n, &index, &b, timeout);
+  if (rc == TN_OK) {
+    lua_pushinteger(L, (lua_Integer)index + 1);
+    push_taken(L, ds[index], b, 0, SELECT);
+    lua_pushboolean(L, 1);
+    return 3;
+  }
+  if (tn_l_waited(rc)) return tn_l_pushnils(L, 3);
+  if (rc == TN_ECLOSED) {
+    tn_l_pushnils(L, 2);
+    lua_pushboolean(L, 0);
+    return 3;
+  }
+  if (rc == TN_EINVAL && tn_last_error()[0] != '\0')
+    return tn_l_error(L, SELECT, "%s", tn_last_error());
+  return tn_l_coreerror(L, SELECT, rc);
+}
+
 /* ---- array ---------------------------------------------------------------- */
 
 /*
@@ -884,6 +1121,10 @@ static const luaL_Reg vector_methods[] = {
     {"popFrontAsync", l_vector_popfrontasync},
     {"popBack", l_vector_popback},
     {"popBackAsync", l_vector_popbackasync},
+    {"pushMany", l_vector_pushmany},
+    {"pushManyAsync", l_vector_pushmanyasync},
+    {"popMany", l_vector_popmany},
+    {"popManyAsync", l_vector_popmanyasync},
     {"insert", l_vector_insert},
     {"insertAsync", l_vector_insertasync},
     {"remove", l_vector_remove},
@@ -925,4 +1166,6 @@ void tn_l_open_vector(lua_State *L) {
   tn_l_newclass(L, &vector_class);
   lua_pushcfunction(L, l_vector_new);
   lua_setfield(L, -2, "Vector");
+  lua_pushcfunction(L, l_select);
+  lua_setfield(L, -2, "select");
 }
