@@ -519,6 +519,211 @@ static double run_semaphore(int threads, long n, const char **fail) {
   return end - clock.start;
 }
 
+/* ---- priority queue, select, batches (issue 15) -------------------------- */
+
+static tn_blob_t *item(long i) {
+  int64_t v = i;
+  return tn_blob_new(&v, sizeof v, NULL, 0);
+}
+
+static long long value_of(tn_blob_t *b) {
+  int64_t v;
+  memcpy(&v, tn_blob_data(b), sizeof v);
+  tn_blob_release(b);
+  return v;
+}
+
+/* One thread pushes then pops each item through a priority queue
+** (priorities cycling over 16 values): against deque.pushpop.1t. */
+static double run_pq_pushpop(long n, const char **fail) {
+  tn_pqueue_t *q;
+  if (tn_pqueue_new(TN_UNBOUNDED, &q) != TN_OK) {
+    *fail = "tn_pqueue_new";
+    return 0;
+  }
+  long long sum = 0;
+  double t0 = bench_now();
+  for (long i = 1; i <= n; i++) {
+    tn_blob_t *b = item(i);
+    if (tn_pqueue_push(q, (double)(i & 15), b, TN_FOREVER) != TN_OK ||
+        tn_pqueue_pop(q, &b, NULL, TN_FOREVER) != TN_OK) {
+      *fail = "push or pop failed";
+      break;
+    }
+    sum += value_of(b);
+  }
+  double t = bench_now() - t0;
+  if (*fail == NULL && sum != (long long)n * (n + 1) / 2) *fail = "wrong sum";
+  tn_object_release(TN_OBJECT(q));
+  return t;
+}
+
+/* What the threaded cases below share: a priority queue, or two deques a
+** producer fills in turn (select), or one deque moved in batches. */
+typedef struct mover {
+  tn_pqueue_t *q;
+  tn_deque_t *d[2];
+  int mode; /* 0 priority queue, 1 select over two, 2 batches of 64 */
+  long n;
+  long long sum;
+  int err;
+  double end;
+  bench_clock_t *clock;
+} mover_t;
+
+#define BATCH 64
+
+static void *move_in(void *arg) {
+  mover_t *m = arg;
+  bench_wait_go(m->clock);
+  tn_blob_t *batch[BATCH];
+  for (long i = 1; i <= m->n && m->err == 0;) {
+    int rc;
+    if (m->mode == 0) {
+      tn_blob_t *b = item(i);
+      rc = tn_pqueue_push(m->q, (double)(i & 15), b, TN_FOREVER);
+      i++;
+    } else if (m->mode == 1) {
+      rc = tn_deque_push_back(m->d[i & 1], item(i), TN_FOREVER);
+      i++;
+    } else {
+      size_t k = 0;
+      while (k < BATCH && i <= m->n) batch[k++] = item(i++);
+      rc = tn_deque_push_many(m->d[0], batch, k, TN_FOREVER);
+    }
+    if (rc != TN_OK) m->err = rc;
+  }
+  if (m->mode == 1) {
+    tn_deque_close(m->d[0]);
+    tn_deque_close(m->d[1]);
+  }
+  m->end = bench_now();
+  return NULL;
+}
+
+static void *move_out(void *arg) {
+  mover_t *m = arg;
+  bench_wait_go(m->clock);
+  long long sum = 0;
+  for (long got = 0; got < m->n;) {
+    tn_blob_t *b = NULL, **items = NULL;
+    size_t k = 1, index;
+    int rc = m->mode == 0   ? tn_pqueue_pop(m->q, &b, NULL, TN_FOREVER)
+             : m->mode == 1 ? tn_deque_select(m->d, 2, &index, &b, TN_FOREVER)
+                            : tn_deque_pop_many(m->d[0], BATCH, &items, &k,
+                                                TN_FOREVER);
+    if (rc != TN_OK) {
+      m->err = rc;
+      break;
+    }
+    if (items != NULL) {
+      for (size_t j = 0; j < k; j++) sum += value_of(items[j]);
+      tn_blob_array_free(items, 0);
+    } else {
+      sum += value_of(b);
+    }
+    got += (long)k;
+  }
+  m->sum = sum;
+  m->end = bench_now();
+  return NULL;
+}
+
+/* 1 producer, 1 consumer (mode as in mover_t): against
+** deque.1p1c.unbounded. */
+static double run_mover(int mode, long n, const char **fail) {
+  mover_t m[2] = {{NULL, {NULL, NULL}, mode, n, 0, 0, 0, NULL}};
+  if (mode == 0 ? tn_pqueue_new(TN_UNBOUNDED, &m[0].q) != TN_OK
+                : tn_deque_new(TN_UNBOUNDED, &m[0].d[0]) != TN_OK ||
+                      tn_deque_new(TN_UNBOUNDED, &m[0].d[1]) != TN_OK) {
+    *fail = "new";
+    return 0;
+  }
+  bench_clock_t clock = {0};
+  m[0].clock = &clock;
+  m[1] = m[0];
+  pthread_t t[2];
+  pthread_create(&t[0], NULL, move_in, &m[0]);
+  pthread_create(&t[1], NULL, move_out, &m[1]);
+  bench_release(&clock, 2);
+  pthread_join(t[0], NULL);
+  pthread_join(t[1], NULL);
+  if (m[0].err != 0 || m[1].err != 0) *fail = "push or pop failed";
+  if (*fail == NULL && m[1].sum != (long long)n * (n + 1) / 2)
+    *fail = "wrong sum";
+  double end = m[0].end > m[1].end ? m[0].end : m[1].end;
+  if (m[0].q != NULL) tn_object_release(TN_OBJECT(m[0].q));
+  for (int i = 0; i < 2; i++)
+    if (m[0].d[i] != NULL) tn_object_release(TN_OBJECT(m[0].d[i]));
+  return end - clock.start;
+}
+
+/* One thread, two deques: push into one of them (in turn), select it back:
+** against deque.pushpop.1t (a push and a popFront). */
+static double run_select_pushpop(long n, const char **fail) {
+  tn_deque_t *d[2];
+  tn_deque_new(TN_UNBOUNDED, &d[0]);
+  tn_deque_new(TN_UNBOUNDED, &d[1]);
+  long long sum = 0;
+  double t0 = bench_now();
+  for (long i = 1; i <= n; i++) {
+    tn_blob_t *b;
+    size_t index;
+    if (tn_deque_push_back(d[i & 1], item(i), TN_FOREVER) != TN_OK ||
+        tn_deque_select(d, 2, &index, &b, TN_FOREVER) != TN_OK) {
+      *fail = "push or select failed";
+      break;
+    }
+    sum += value_of(b);
+  }
+  double t = bench_now() - t0;
+  if (*fail == NULL && sum != (long long)n * (n + 1) / 2) *fail = "wrong sum";
+  tn_object_release(TN_OBJECT(d[0]));
+  tn_object_release(TN_OBJECT(d[1]));
+  return t;
+}
+
+/* One thread: 64 values in, 64 out, as two batches (`batched`) or as 64
+** pushes and 64 pops (the baseline, deque.single64.1t). */
+static double run_batch64(int batched, long n, const char **fail) {
+  tn_deque_t *d;
+  tn_deque_new(TN_UNBOUNDED, &d);
+  long long sum = 0;
+  n -= n % BATCH;
+  double t0 = bench_now();
+  for (long i = 1; i <= n && *fail == NULL; i += BATCH) {
+    tn_blob_t *batch[BATCH];
+    for (long j = 0; j < BATCH; j++) batch[j] = item(i + j);
+    if (batched) {
+      tn_blob_t **items;
+      size_t k;
+      if (tn_deque_push_many(d, batch, BATCH, TN_FOREVER) != TN_OK ||
+          tn_deque_pop_many(d, BATCH, &items, &k, TN_FOREVER) != TN_OK ||
+          k != BATCH) {
+        *fail = "push_many or pop_many failed";
+        break;
+      }
+      for (size_t j = 0; j < k; j++) sum += value_of(items[j]);
+      tn_blob_array_free(items, 0);
+    } else {
+      for (long j = 0; j < BATCH; j++)
+        if (tn_deque_push_back(d, batch[j], TN_FOREVER) != TN_OK)
+          *fail = "push failed";
+      for (long j = 0; j < BATCH && *fail == NULL; j++) {
+        tn_blob_t *b;
+        if (tn_deque_pop_front(d, &b, TN_FOREVER) != TN_OK)
+          *fail = "pop failed";
+        else
+          sum += value_of(b);
+      }
+    }
+  }
+  double t = bench_now() - t0;
+  if (*fail == NULL && sum != (long long)n * (n + 1) / 2) *fail = "wrong sum";
+  tn_object_release(TN_OBJECT(d));
+  return t;
+}
+
 /* ---- the cases ----------------------------------------------------------- */
 
 typedef struct bcase {
@@ -568,6 +773,21 @@ static double c_semaphore(const bcase_t *c, long n, const char **fail) {
   return run_semaphore(c->threads, n, fail);
 }
 
+static double c_pq_pushpop(const bcase_t *c, long n, const char **fail) {
+  (void)c;
+  return run_pq_pushpop(n, fail);
+}
+static double c_mover(const bcase_t *c, long n, const char **fail) {
+  return run_mover((int)c->hint, n, fail);
+}
+static double c_select_pushpop(const bcase_t *c, long n, const char **fail) {
+  (void)c;
+  return run_select_pushpop(n, fail);
+}
+static double c_batch64(const bcase_t *c, long n, const char **fail) {
+  return run_batch64((int)c->hint, n, fail);
+}
+
 static const bcase_t cases[] = {
     {"deque.1p1c.unbounded", 1000000, 10000, c_handoff, TN_UNBOUNDED, 1},
     {"deque.1p1c.hint1024", 1000000, 10000, c_handoff, 1024, 1},
@@ -590,6 +810,13 @@ static const bcase_t cases[] = {
     {"pthread_barrier.2t", 200000, 2000, c_barrier, 1, 2},
     {"semaphore.pairs.1t", 5000000, 50000, c_semaphore, 0, 1},
     {"semaphore.pairs.2t", 2000000, 20000, c_semaphore, 0, 2},
+    {"pqueue.pushpop.1t", 2000000, 20000, c_pq_pushpop, 0, 1},
+    {"pqueue.1p1c", 1000000, 10000, c_mover, 0, 1},
+    {"select2.pushpop.1t", 2000000, 20000, c_select_pushpop, 0, 1},
+    {"select2.1p1c", 1000000, 10000, c_mover, 1, 1},
+    {"batch64.pushpop.1t", 2000000, 19200, c_batch64, 1, 1},
+    {"single64.pushpop.1t", 2000000, 19200, c_batch64, 0, 1},
+    {"batch64.1p1c", 1000000, 9600, c_mover, 2, 1},
     {NULL, 0, 0, NULL, 0, 0}};
 
 int main(int argc, char **argv) {

@@ -600,6 +600,199 @@ for _, threads in ipairs({1, 2}) do
   })
 end
 
+-- ---- priority queue, select, batches (issue 15) ---------------------------
+
+-- One thread, n integers: each pushed and popped at once through a
+-- PriorityQueue (priorities cycling over 16), a select over two Vectors
+-- (pushed into each in turn), or Vector batches of 64 against 64 single
+-- pushes and pops. Baselines: vector.int.pushpop.1t, single64.int.pushpop.1t.
+local ONE_THREAD = {
+  ['pqueue.int.pushpop.1t'] = function(n)
+    local q = tunnel.PriorityQueue()
+    local sum = 0
+    for i = 1, n do
+      q:push(i % 16, i)
+      sum = sum + q:pop()
+    end
+    return sum, n
+  end,
+  ['select2.int.pushpop.1t'] = function(n)
+    local vs = {tunnel.Vector(), tunnel.Vector()}
+    local select_ = tunnel.select
+    local sum = 0
+    for i = 1, n do
+      vs[i % 2 + 1]:pushBack(i)
+      local _, v = select_(vs)
+      sum = sum + v
+    end
+    return sum, n
+  end,
+  ['batch64.int.pushpop.1t'] = function(n)
+    local q = tunnel.Vector()
+    local sum, t = 0, {}
+    n = n - n % 64
+    for i = 1, n, 64 do
+      for j = 1, 64 do t[j] = i + j - 1 end
+      q:pushMany(t)
+      local got = q:popMany(64)
+      for j = 1, got.n do sum = sum + got[j] end
+    end
+    return sum, n
+  end,
+  ['single64.int.pushpop.1t'] = function(n)
+    local q = tunnel.Vector()
+    local sum, t = 0, {}
+    n = n - n % 64
+    for i = 1, n, 64 do
+      for j = 1, 64 do t[j] = i + j - 1 end
+      for j = 1, 64 do q:pushBack(t[j]) end
+      for _ = 1, 64 do sum = sum + q:popFront() end
+    end
+    return sum, n
+  end,
+}
+for _, name in ipairs({'pqueue.int.pushpop.1t', 'select2.int.pushpop.1t',
+                       'batch64.int.pushpop.1t', 'single64.int.pushpop.1t'}) do
+  case(name, {
+    needs = {'Vector', 'PriorityQueue'},
+    full = 1000000, quick = 10000,
+    run = function(_, n)
+      local t0 = tunnel.clock()
+      local sum, m = ONE_THREAD[name](n)
+      local secs = tunnel.clock() - t0
+      if sum ~= m * (m + 1) / 2 then return secs, 'wrong sum ' .. sum, m end
+      return secs, nil, m
+    end,
+  })
+end
+
+-- 1 producer and 1 consumer thread, n integers, through a PriorityQueue,
+-- two Vectors the consumer selects over, or one Vector in batches of 64.
+-- Baseline: vector.int.1p1c.unbounded.
+local function mover_job(kind, q, r, per)
+  return function()
+    local clock, id, t0, sum = tunnel.clock, __threadid, tunnel.clock(), 0
+    if id == 1 then
+      if kind == 'pqueue' then
+        for i = 1, per do q:push(i % 16, i) end
+      elseif kind == 'select2' then
+        local vs = {q, r}
+        for i = 1, per do vs[i % 2 + 1]:pushBack(i) end
+      else
+        local t = {}
+        for i = 1, per, 64 do
+          local k = 0
+          for j = i, math.min(i + 63, per) do
+            k = k + 1
+            t[k] = j
+          end
+          t.n = k
+          q:pushMany(t)
+        end
+      end
+    else
+      local got = 0
+      if kind == 'pqueue' then
+        for _ = 1, per do sum = sum + q:pop() end
+      elseif kind == 'select2' then
+        local vs, select_ = {q, r}, tunnel.select
+        for _ = 1, per do
+          local _, v = select_(vs)
+          sum = sum + v
+        end
+      else
+        while got < per do
+          local t = q:popMany(64)
+          for j = 1, t.n do sum = sum + t[j] end
+          got = got + t.n
+        end
+      end
+    end
+    return t0, clock(), sum
+  end
+end
+
+for _, kind in ipairs({'pqueue', 'select2', 'batch64'}) do
+  case(kind .. '.int.1p1c', {
+    needs = {'Vector', 'PriorityQueue', 'Block'},
+    full = 1000000, quick = 10000,
+    setup = function()
+      return {block = tunnel.Block(2),
+              q = kind == 'pqueue' and tunnel.PriorityQueue() or tunnel.Vector(),
+              r = tunnel.Vector()}
+    end,
+    run = function(s, n)
+      local secs, sum = run_block_job(s.block, mover_job(kind, s.q, s.r, n))
+      if not secs then return nil, sum end
+      if sum ~= n * (n + 1) / 2 then return secs, 'wrong sum ' .. sum end
+      return secs
+    end,
+    teardown = function(s) s.block:terminate() end,
+  })
+end
+
+-- One thread, one connection, n integers, each pushed and popped at once:
+-- a cluster Vector (pushBack, popFront), PriorityQueue, select over two
+-- Vectors; and batches of 64 (pushMany, popMany: two round trips per 64).
+-- Baseline: cluster.vector.pushpop.1t.
+local CLUSTER_ONE = {
+  ['cluster.vector.pushpop.1t'] = function(s, n)
+    local q, sum = s.cluster:Vector(fresh(s, 'vector')), 0
+    for i = 1, n do
+      q:pushBack(i)
+      sum = sum + q:popFront()
+    end
+    return sum, n
+  end,
+  ['cluster.pqueue.pushpop.1t'] = function(s, n)
+    local q, sum = s.cluster:PriorityQueue(fresh(s, 'pqueue')), 0
+    for i = 1, n do
+      q:push(i % 16, i)
+      sum = sum + q:pop()
+    end
+    return sum, n
+  end,
+  ['cluster.select2.pushpop.1t'] = function(s, n)
+    local vs = {s.cluster:Vector(fresh(s, 'vector')),
+                s.cluster:Vector(fresh(s, 'vector'))}
+    local sum = 0
+    for i = 1, n do
+      vs[i % 2 + 1]:pushBack(i)
+      local _, v = tunnel.select(vs)
+      sum = sum + v
+    end
+    return sum, n
+  end,
+  ['cluster.batch64.pushpop.1t'] = function(s, n)
+    local q, sum, t = s.cluster:Vector(fresh(s, 'vector')), 0, {}
+    n = n - n % 64
+    for i = 1, n, 64 do
+      for j = 1, 64 do t[j] = i + j - 1 end
+      q:pushMany(t)
+      local got = q:popMany(64)
+      for j = 1, got.n do sum = sum + got[j] end
+    end
+    return sum, n
+  end,
+}
+for _, name in ipairs({'cluster.vector.pushpop.1t', 'cluster.pqueue.pushpop.1t',
+                       'cluster.select2.pushpop.1t', 'cluster.batch64.pushpop.1t'}) do
+  case(name, {
+    needs = {'Cluster', 'Vector', 'PriorityQueue'}, redis = true,
+    full = name:match('batch') and CLUSTER_N * 10 or CLUSTER_N,
+    quick = name:match('batch') and CLUSTER_QUICK * 10 or CLUSTER_QUICK,
+    setup = cluster_setup(nil),
+    run = function(s, n)
+      local t0 = tunnel.clock()
+      local sum, m = CLUSTER_ONE[name](s, n)
+      local secs = tunnel.clock() - t0
+      if sum ~= m * (m + 1) / 2 then return secs, 'wrong sum ' .. sum, m end
+      return secs, nil, m
+    end,
+    teardown = cluster_teardown,
+  })
+end
+
 -- ---- main ---------------------------------------------------------------------
 
 local name = arg[1]
