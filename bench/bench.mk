@@ -40,9 +40,10 @@ bench-quick:
 	$(MAKE) --no-print-directory bench BENCH_QUICK=1 B=$(B) \
 	  BENCH_JSON=$(B)/bench/results-quick.json
 
-bench-build: $(BENCH_PROGS)
+bench-build: $(BENCH_PROGS) $(TUNNEL_CMD)
 	@set -e; for l in $(BENCH_LUAS); do \
-	  $(MAKE) --no-print-directory module LUA=$$l B=$(B); done
+	  $(MAKE) --no-print-directory module $(B)/$$l/tunnel-worker LUA=$$l \
+	    B=$(B); done
 
 # The plain C loops tunnel.Array's kernels are compared with get the
 # kernels' -O3 (Makefile, array.o).

@@ -17,7 +17,8 @@
 -- `counter:__rand_int__`: on a shared server the built-in RPOP test would pop
 -- somebody else's items. The RPOP case first fills its list (pipelined, not
 -- timed), so it pops real items like the built-in test does after LPUSH.
--- N: 20,000 requests (BENCH_QUICK: 500), as the cluster cases.
+-- N: 20,000 requests (BENCH_QUICK: 500), as the cluster cases. The EVAL
+-- case (`EVAL "return 1" 0`) is the unit of distributed blocks' scripts.
 
 local QUICK = (os.getenv('BENCH_QUICK') or '') ~= '' and
               os.getenv('BENCH_QUICK') ~= '0'
@@ -26,7 +27,7 @@ local N = QUICK and 500 or 20000
 
 local order = {}
 for _, c in ipairs({1, 4}) do
-  for _, cmd in ipairs({'lpush', 'rpop', 'incr'}) do
+  for _, cmd in ipairs({'lpush', 'rpop', 'incr', 'eval'}) do
     order[#order + 1] = ('redis-benchmark %s c%d'):format(cmd, c)
   end
 end
@@ -136,6 +137,8 @@ for _ = 1, REPEAT do
       local len = tonumber((cli('LLEN', key)))
       if len ~= N then why = ('list has %s items, expected %d'):format(len, N) end
     end
+  elseif cmd == 'eval' then -- one script round trip (distributed blocks' unit)
+    rps, why = bench(N, tonumber(clients), 1, 'EVAL', 'return 1', '0')
   else
     cli('DEL', key)
     rps, why = bench(N, tonumber(clients), 1, 'INCR', key)

@@ -112,6 +112,22 @@ do
   end
 end
 
+-- Distributed blocks (bench/workers_bench.lua), on each flavour: it starts
+-- its own workers with this build's `tunnel` (cluster cases: with
+-- TUNNEL_REDIS_URL only).
+do
+  local out = capture('lua5.4 bench/workers_bench.lua list')
+  for _, lua in ipairs(luas) do
+    local env = ('env LUA_PATH=%s LUA_CPATH=%s TUNNEL_BENCH_LUA=%s TUNNEL_BENCH_BUILD=%s '):format(
+      sh_quote('lua/?.lua;lua/?/init.lua;;'),
+      sh_quote(build .. '/' .. lua .. '/?.so;;'), sh_quote(lua), sh_quote(build))
+    for name in out:gmatch('[^\n]+') do
+      runs[#runs + 1] = {name = name, lua = lua,
+                         cmd = env .. lua .. ' bench/workers_bench.lua ' .. name}
+    end
+  end
+end
+
 -- ---- running them ----------------------------------------------------------------
 
 local function median(xs)
@@ -248,24 +264,11 @@ local function baseline_of(name, lua)
     ['cluster.counter.2t'] = 'redis-benchmark incr c4',
   }
   if cmap[name] then return cmap[name], 'redis' end
+  -- A distributed job against the in-process Block's (same Lua), and the
+  -- throughput of small jobs against one EVAL round trip on the server.
+  if name == 'cluster.block.roundtrip' then return 'block.roundtrip', lua end
+  if name == 'cluster.block.4s2w' then return 'redis-benchmark eval c1', 'redis' end
   local map = {
-    -- issue 15: the priority queue and select against the Vector, batches
-    -- of 64 against 64 single pushes and pops
-    ['core.pqueue.pushpop.1t'] = 'core.deque.pushpop.1t',
-    ['core.pqueue.1p1c'] = 'core.deque.1p1c.unbounded',
-    ['core.select2.pushpop.1t'] = 'core.deque.pushpop.1t',
-    ['core.select2.1p1c'] = 'core.deque.1p1c.unbounded',
-    ['core.batch64.pushpop.1t'] = 'core.single64.pushpop.1t',
-    ['core.batch64.1p1c'] = 'core.deque.1p1c.unbounded',
-    ['pqueue.int.pushpop.1t'] = 'vector.int.pushpop.1t',
-    ['select2.int.pushpop.1t'] = 'vector.int.pushpop.1t',
-    ['batch64.int.pushpop.1t'] = 'single64.int.pushpop.1t',
-    ['pqueue.int.1p1c'] = 'vector.int.1p1c.unbounded',
-    ['select2.int.1p1c'] = 'vector.int.1p1c.unbounded',
-    ['batch64.int.1p1c'] = 'vector.int.1p1c.unbounded',
-    ['cluster.pqueue.pushpop.1t'] = 'cluster.vector.pushpop.1t',
-    ['cluster.select2.pushpop.1t'] = 'cluster.vector.pushpop.1t',
-    ['cluster.batch64.pushpop.1t'] = 'cluster.vector.pushpop.1t',
     ['vector.pingpong'] = 'core.pingpong',
     ['core.pingpong'] = 'naive.pingpong',
     ['core.barrier.2t'] = 'core.pthread_barrier.2t',
@@ -461,6 +464,18 @@ end
 for _, l in ipairs(luas) do
   target('Hogwild example, 2 threads vs 1, ' .. l, {'array.hogwild.2t@' .. l},
          ratio, '>= 1.6x', function(v) return v >= 1.6 end)
+end
+
+-- issue 13: distributed blocks
+for _, l in ipairs(luas) do
+  target('cluster:Block(1) round trip of an empty job, ' .. l,
+         {'cluster.block.roundtrip@' .. l},
+    function(rec)
+      local ms = rec.seconds / rec.items * 1e3
+      return ms, ('%.2f ms median'):format(ms)
+    end, '< 1 ms median', function(v) return v < 1 end)
+  target('small jobs on 4 slots, 2 workers, ' .. l, {'cluster.block.4s2w@' .. l},
+         rate, '>= 3000 jobs/s', function(v) return v >= 3000 end)
 end
 
 print()

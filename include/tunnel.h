@@ -1092,6 +1092,11 @@ int tn_worker_new(tn_cluster_t *c, const tn_worker_options_t *o,
                   tn_worker_t **out);
 const char *tn_worker_id(const tn_worker_t *w);
 
+/* From now on claims and takes return TN_ECLOSED (no new slot, no new
+** job), at once for threads waiting in them: a stopping worker's threads
+** finish the jobs they run and give their slots back. */
+void tn_worker_stop(tn_worker_t *w);
+
 /* Stop the heartbeat and unregister. Its slots must be released first
 ** (or given up with tn_worker_abandon). */
 void tn_worker_free(tn_worker_t *w);
@@ -1110,8 +1115,8 @@ typedef struct tn_wslot tn_wslot_t;
 
 /*
 ** Wait up to `timeout` for a slot with queued jobs and no holder, and take
-** its lease. TN_OK, TN_ETIMEDOUT, TN_ECANCELED / TN_EINTR, or a remote
-** failure. A slot whose next job needs this worker's runtime and secret is
+** its lease. TN_OK, TN_ETIMEDOUT, TN_ECLOSED (tn_worker_stop), TN_ECANCELED
+** / TN_EINTR, or a remote failure. A slot whose next job needs this worker's runtime and secret is
 ** taken first; another only after its job waited a moment (so that the
 ** job is refused by someone, rather than never run).
 */

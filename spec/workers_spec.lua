@@ -14,9 +14,13 @@ local FLAVOUR = jit and 'luajit' or 'lua' .. _VERSION:match('%d+%.%d+')
 local OTHER = FLAVOUR == 'luajit' and 'lua5.4' or 'luajit'
 
 -- Run a shell command: its output (stderr too) and whether it succeeded
--- (from the shell: LuaJIT's popen close tells nothing).
+-- (from the shell: LuaJIT's popen close tells nothing). Without a
+-- sanitizer runtime the specs' interpreter may have preloaded (the tools
+-- run are no code of ours; the workers link their own when built so).
 local function sh(cmd)
-  local p = assert(io.popen('{ ' .. cmd .. '; } 2>&1; echo "~rc=$?"'))
+  local quoted = "'" .. cmd:gsub("'", "'\\''") .. "'"
+  local p = assert(io.popen('{ env -u LD_PRELOAD sh -c ' .. quoted ..
+                            '; } 2>&1; echo "~rc=$?"'))
   local out = p:read('*a')
   p:close()
   local rc = tonumber(out:match('~rc=(%d+)%s*$'))
@@ -46,6 +50,16 @@ local function wait_until(what, secs, f)
     assert(tunnel.clock() < deadline, 'timed out waiting until ' .. what)
     tunnel.sleep(0.05)
   end
+end
+
+-- Whether process `pid` runs (a zombie does not: an orphan's waits for a
+-- reaper that may be slow).
+local function alive(pid)
+  local f = io.open('/proc/' .. math.floor(pid) .. '/stat')
+  if not f then return false end
+  local stat = f:read('*a')
+  f:close()
+  return stat:match('%) (%a)') ~= 'Z'
 end
 
 -- A fleet: a prefix, its cluster, and the workers started on it.
@@ -104,12 +118,28 @@ local function fleet(options)
     return table.concat(all, '\n')
   end
 
+  -- Stop every worker (SIGTERM, then SIGKILL to what is left) and fail if
+  -- a sanitizer reported anything in one (a build with SAN=...).
   function f.stop()
+    local reports = {}
     for _, w in ipairs(f.workers) do
-      sh(('kill -TERM %d; pkill -KILL -P %d'):format(w.pid, w.pid))
+      sh(('kill -TERM %d'):format(w.pid))
+    end
+    for _, w in ipairs(f.workers) do
+      pcall(wait_until, 'worker ' .. w.pid .. ' stops', 30, function()
+        return not alive(w.pid)
+      end)
+      sh(('pkill -KILL -P %d; kill -KILL %d'):format(w.pid, w.pid))
+      local h = io.open(w.log)
+      local text = h and h:read('*a') or ''
+      if h then h:close() end
+      if text:find('Sanitizer') or text:find('runtime error:') then
+        reports[#reports + 1] = text
+      end
       os.remove(w.log)
     end
     f.workers = {}
+    assert(#reports == 0, table.concat(reports, '\n'))
   end
 
   return f
@@ -119,11 +149,6 @@ end
 local function worker_pid(w)
   return assert(tonumber((sh('pgrep -P ' .. w.pid)):match('(%d+)')),
                 'no worker process under ' .. w.pid)
-end
-
-local function alive(pid)
-  local _, ok = sh('kill -0 ' .. pid)
-  return ok
 end
 
 describe_workers('cluster:Block', function()

@@ -488,3 +488,37 @@ TEST(jobs_mac, "signatures frame their pieces and domains: no two messages "
   m1[0] ^= 1;
   CHECK(!rd_mac_check(k.job, "job", a, 2, m1, RD_MAC_LEN));
 }
+
+TEST(jobs_release_gives_back, "a slot given back after its finish took the "
+                              "next job puts that job back: it runs once, "
+                              "on the next holder, not 'lost'") {
+  tn_cluster_t *c = cluster();
+  if (c == NULL) return;
+  const char *name = fresh("giveback");
+  tn_cblock_t *b = block(c, name, 1, "test 1", NULL, 0);
+  tn_worker_t *w1 = worker(c, "test 1", name, NULL);
+  tn_worker_t *w2 = worker(c, "test 1", name, NULL);
+  unsigned long id1, id2;
+  run(b, "one", &id1);
+  run(b, "two", &id2);
+  tn_wslot_t *s;
+  tn_wjob_t job;
+  CHECK_RC(tn_worker_claim(w1, 5, &s), TN_OK);
+  CHECK_RC(tn_wslot_take(s, 5, &job), TN_OK);
+  finish(s, &job, "first"); /* takes run 2 in the same script */
+  tn_wslot_release(s);      /* as a worker that stops would */
+  CHECK_RC(tn_worker_claim(w2, 5, &s), TN_OK);
+  CHECK_RC(tn_wslot_take(s, 5, &job), TN_OK);
+  CHECK_INT(job.run, id2);
+  finish(s, &job, "second");
+  CHECK_RC(tn_cblock_wait(b, id2, 5), TN_OK);
+  tn_job_status_t st;
+  CHECK_RC(tn_cblock_status(b, id2, 1, 1, &st, NULL), TN_OK);
+  CHECK_INT(st.state, TN_JOB_OK);
+  CHECK(same(st.value, "second"));
+  tn_job_status_clear(&st, 1);
+  tn_wslot_release(s);
+  tn_worker_free(w1);
+  tn_worker_free(w2);
+  tn_cblock_free(b);
+}

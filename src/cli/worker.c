@@ -141,7 +141,7 @@ static void *thread_main(void *arg) {
   while (!atomic_load(&stopping)) {
     tn_wslot_t *s;
     int rc = tn_worker_claim(worker, 1.0, &s);
-    if (rc == TN_ETIMEDOUT) continue;
+    if (rc == TN_ETIMEDOUT || rc == TN_ECLOSED) continue; /* or stopping */
     if (rc == TN_ECANCELED || rc == TN_EINTR) {
       tn_cancel_clear(token);
       continue;
@@ -261,7 +261,8 @@ static int worker_main(int argc, char **argv) {
   double stop_at = 0;
   int sig = 0;
   for (;;) {
-    struct timespec tick = {0, 200 * 1000 * 1000};
+    /* (quick once stopping: the threads end within milliseconds) */
+    struct timespec tick = {0, (stop_at > 0 ? 10 : 200) * 1000 * 1000};
     siginfo_t info;
     int got = sigtimedwait(&sigs, &info, &tick);
     if (got > 0 && stop_at > 0) {
@@ -273,6 +274,7 @@ static int worker_main(int argc, char **argv) {
       sig = got;
       stop_at = tn_clock() + grace;
       atomic_store(&stopping, 1);
+      tn_worker_stop(worker); /* wakes the threads' waits */
       say("%s: finishing the running jobs (at most %g s), taking no new "
           "ones",
           strsignal(sig), grace);

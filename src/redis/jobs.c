@@ -96,7 +96,7 @@
 ** script's first write where they are called first; EPILOGUE turns it
 ** into the TUNNEL-CORRUPT error reply.
 */
-#define PRELUDE                                                               \
+#define PRELUDE_HEAD                                                          \
   "local B, P = KEYS[1], KEYS[2]\n"                                           \
   "local function corrupt(what) error({tunnel = 'TUNNEL-CORRUPT ' .. what .. ': nothing was changed'}) end\n" \
   "local function want(key, t)\n"                                             \
@@ -168,8 +168,9 @@
   "      wake_claimers(1) end\n"                                              \
   "  end\n"                                                                   \
   "  return n\n"                                                              \
-  "end\n"                                                                     \
-  "local function main()\n"
+  "end\n"
+
+#define PRELUDE PRELUDE_HEAD "local function main()\n"
 
 #define EPILOGUE                                                              \
   "end\n"                                                                     \
@@ -223,7 +224,9 @@ static rd_script_t submit_script = SCRIPT(
     "if r > m.keep then redis.call('DEL', B .. ':r:' .. (r - m.keep)) end\n"
     "return {r}\n");
 
-/* ARGV: upto -> {slots with a job of runs <= upto pending, last done id} */
+/* ARGV: upto, prefetch -> {slots with a job of runs <= upto pending, last
+** done id}; with prefetch and nothing pending, then {exists, statuses of
+** run upto for slots 1..size} as the results script gives them. */
 static rd_script_t sync_script = SCRIPT(
     "block.synchronize",
     "local m = meta()\n"
@@ -236,7 +239,15 @@ static rd_script_t sync_script = SCRIPT(
     "  if (head and tonumber(head) <= upto) or (f and tonumber(f) <= upto) then pending = pending + 1 end\n"
     "end\n"
     "local last = redis.call('XREVRANGE', B .. ':done', '+', '-', 'COUNT', 1)\n"
-    "return {pending, last[1] and last[1][1] or '0-0'}\n");
+    "local out = {pending, last[1] and last[1][1] or '0-0'}\n"
+    /* done: run upto's statuses too, which getResult reads next */
+    "if pending == 0 and ARGV[2] == '1' then\n"
+    "  local rk = B .. ':r:' .. ARGV[1]\n"
+    "  want(rk, 'hash')\n"
+    "  out[3] = redis.call('EXISTS', rk)\n"
+    "  for i = 1, m.size do out[#out + 1] = redis.call('HGET', rk, i) end\n"
+    "end\n"
+    "return out\n");
 
 /* ARGV: run first n -> {exists, value of slot first, ...} (nil: none) */
 static rd_script_t results_script = SCRIPT(
@@ -319,72 +330,99 @@ static rd_script_t claim_script = SCRIPT(
     "local x = redis.call('HMGET', B .. ':meta', 'rt', 'k', 'init', 'initm')\n"
     "return {pick, tok, m.size, m.lease, m.ttl, x[1] or '', x[2] or '', x[3] or '', x[4] or ''}\n");
 
-/* ARGV: i token wid host pid -> {1, run, payload, rt, k, mac}, {0} empty,
-** {-1} not the holder, {-2} terminated and drained (lease given back). */
-static rd_script_t take_script = SCRIPT(
+/*
+** Slot i's next job for the holder of lease `tok`: {1, run, payload, rt,
+** k, mac}, {0} none queued, {-1} not the holder, {-2} terminated and
+** drained (the lease is given back). A job already in flight under this
+** lease (a take whose reply was lost) is given again.
+*/
+#define TAKE                                                                  \
+  "local function take(m, i, tok, wid, host, pid)\n"                          \
+  "  local own = sk(i, 'own')\n"                                              \
+  "  if redis.call('GET', own) ~= tok then return {-1} end\n"                 \
+  "  local q, fk = sk(i, 'q'), sk(i, 'fly')\n"                                \
+  "  want(q, 'list') want(fk, 'hash')\n"                                      \
+  "  local f = redis.call('HMGET', fk, 'run', 'tok')\n"                       \
+  "  if f[1] then\n"                                                          \
+  "    if f[2] ~= tok then reap_slot(m, i)\n"                                 \
+  "    else\n"                                                                \
+  "      local j = redis.call('HMGET', B .. ':j:' .. f[1], 'p', 'rt', 'k', 'm')\n" \
+  "      if j[1] then redis.call('PEXPIRE', own, m.lease) return {1, f[1], j[1], j[2], j[3], j[4]} end\n" \
+  "      redis.call('DEL', fk)\n"                                             \
+  "      if not stored(f[1], i) then store(m, f[1], i, 'R\\0refused: the job is gone from the server', 'R') end\n" \
+  "    end\n"                                                                 \
+  "  end\n"                                                                   \
+  "  while true do\n"                                                         \
+  "    local r = redis.call('LINDEX', q, 0)\n"                                \
+  "    if not r then\n"                                                       \
+  "      if m.term then redis.call('DEL', own) return {-2} end\n"             \
+  "      redis.call('PEXPIRE', own, m.lease)\n"                               \
+  "      return {0}\n"                                                        \
+  "    end\n"                                                                 \
+  "    if not int(r, 1) then corrupt(q .. ' holds a run tunnel did not write') end\n" \
+  "    redis.call('LPOP', q)\n"                                               \
+  "    if not stored(r, i) then\n"                                            \
+  "      local j = redis.call('HMGET', B .. ':j:' .. r, 'p', 'rt', 'k', 'm')\n" \
+  "      if j[1] then\n"                                                      \
+  "        redis.call('HSET', fk, 'run', r, 'tok', tok, 'wid', wid, 'host', host, 'pid', pid, 'at', now)\n" \
+  "        redis.call('PEXPIRE', own, m.lease)\n"                             \
+  "        return {1, r, j[1], j[2], j[3], j[4]}\n"                           \
+  "      end\n"                                                               \
+  "      store(m, r, i, 'R\\0refused: the job is gone from the server', 'R')\n" \
+  "    end\n"                                                                 \
+  "  end\n"                                                                   \
+  "end\n"
+
+#define SCRIPT_TAKE(name, body) \
+  {name, RD_PROLOGUE PRELUDE_HEAD TAKE "local function main()\n" body EPILOGUE, "", 0}
+
+/* ARGV: i token wid host pid -> take()'s reply (-1 also: no block). */
+static rd_script_t take_script = SCRIPT_TAKE(
     "block.take",
-    "local i, tok = ARGV[1], ARGV[2]\n"
     "local m = meta()\n"
     "if not m then return {-1} end\n"
-    "local own = sk(i, 'own')\n"
-    "if redis.call('GET', own) ~= tok then return {-1} end\n"
-    "local q, fk = sk(i, 'q'), sk(i, 'fly')\n"
-    "want(q, 'list') want(fk, 'hash')\n"
-    "local f = redis.call('HMGET', fk, 'run', 'tok')\n"
-    "if f[1] then\n"
-    "  if f[2] ~= tok then reap_slot(m, i)\n"
-    "  else\n"
-    "    local j = redis.call('HMGET', B .. ':j:' .. f[1], 'p', 'rt', 'k', 'm')\n"
-    "    if j[1] then redis.call('PEXPIRE', own, m.lease) return {1, f[1], j[1], j[2], j[3], j[4]} end\n"
-    "    redis.call('DEL', fk)\n"
-    "    if not stored(f[1], i) then store(m, f[1], i, 'R\\0refused: the job is gone from the server', 'R') end\n"
-    "  end\n"
-    "end\n"
-    "while true do\n"
-    "  local r = redis.call('LINDEX', q, 0)\n"
-    "  if not r then\n"
-    "    if m.term then redis.call('DEL', own) return {-2} end\n"
-    "    redis.call('PEXPIRE', own, m.lease)\n"
-    "    return {0}\n"
-    "  end\n"
-    "  if not int(r, 1) then corrupt(q .. ' holds a run tunnel did not write') end\n"
-    "  redis.call('LPOP', q)\n"
-    "  if not stored(r, i) then\n"
-    "    local j = redis.call('HMGET', B .. ':j:' .. r, 'p', 'rt', 'k', 'm')\n"
-    "    if j[1] then\n"
-    "      redis.call('HSET', fk, 'run', r, 'tok', tok, 'wid', ARGV[3], 'host', ARGV[4], 'pid', ARGV[5], 'at', now)\n"
-    "      redis.call('PEXPIRE', own, m.lease)\n"
-    "      return {1, r, j[1], j[2], j[3], j[4]}\n"
-    "    end\n"
-    "    store(m, r, i, 'R\\0refused: the job is gone from the server', 'R')\n"
-    "  end\n"
-    "end\n");
+    "return take(m, ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])\n");
 
-/* ARGV: i token run value kind -> 1 stored, 2 stored before (a retry),
-** 0 fenced: the lease or the in-flight record is not this one's. */
-static rd_script_t finish_script = SCRIPT(
+/* ARGV: i token run value kind [wid host pid] -> {1} stored, {2} stored
+** before (a retry), {0} fenced: the lease or the in-flight record is not
+** this one's. With wid (a job's outcome, not a refusal), a stored result
+** is followed by take()'s reply for the slot's next job: {1, ...}. */
+static rd_script_t finish_script = SCRIPT_TAKE(
     "block.finish",
     "local i, tok, r = ARGV[1], ARGV[2], ARGV[3]\n"
     "local m = meta()\n"
-    "if not m then return 0 end\n"
+    "if not m then return {0} end\n"
     "local fk = sk(i, 'fly')\n"
     "want(fk, 'hash')\n"
     "local f = redis.call('HMGET', fk, 'run', 'tok')\n"
     "if f[1] ~= r or f[2] ~= tok or redis.call('GET', sk(i, 'own')) ~= tok then\n"
-    "  if redis.call('HGET', B .. ':r:' .. r, i) == ARGV[4] then return 2 end\n"
-    "  return 0\n"
+    "  if redis.call('HGET', B .. ':r:' .. r, i) == ARGV[4] then return {2} end\n"
+    "  return {0}\n"
     "end\n"
     "redis.call('DEL', fk)\n"
     "store(m, r, i, ARGV[4], ARGV[5])\n"
     "if ARGV[5] == 'R' then failure(r, i, string.sub(ARGV[4], 3)) end\n"
     "redis.call('PEXPIRE', sk(i, 'own'), m.lease)\n"
-    "return 1\n");
+    "if not ARGV[6] then return {1} end\n"
+    "local t = take(m, i, tok, ARGV[6], ARGV[7], ARGV[8])\n"
+    "table.insert(t, 1, 1)\n"
+    "return t\n");
 
-/* ARGV: i token -> 1 given back, 0 not held */
+/* ARGV: i token [run] -> 1 given back, 0 not held. `run`: a job taken
+** but not started (a finish took it) goes back to the head of the queue. */
 static rd_script_t release_script = SCRIPT(
     "block.release",
     "local own = sk(ARGV[1], 'own')\n"
     "if redis.call('GET', own) ~= ARGV[2] then return 0 end\n"
+    "if ARGV[3] then\n"
+    "  local fk = sk(ARGV[1], 'fly')\n"
+    "  local f = redis.call('HMGET', fk, 'run', 'tok')\n"
+    "  if f[1] == ARGV[3] and f[2] == ARGV[2] then\n"
+    "    want(sk(ARGV[1], 'q'), 'list')\n"
+    "    redis.call('DEL', fk)\n"
+    "    redis.call('LPUSH', sk(ARGV[1], 'q'), ARGV[3])\n"
+    "  end\n"
+    "end\n"
     "redis.call('DEL', own)\n"
     "local m = meta()\n"
     "if m and not m.term and redis.call('LLEN', sk(ARGV[1], 'q')) > 0 then wake_claimers(1) end\n"
@@ -582,10 +620,16 @@ struct tn_cblock {
   double ttl, lease;
   unsigned long next; /* the last run this handle knows of: what it signs */
   rd_keys_t keys;
+  /* The statuses of run cache_run that the last wait found complete
+  ** (sync_script's prefetch): the next tn_cblock_status of that run reads
+  ** them instead of asking again. Final statuses do not change. */
+  redisReply *cache;
+  unsigned long cache_run;
 };
 
 void tn_cblock_free(tn_cblock_t *b) {
   if (b == NULL) return;
+  if (b->cache != NULL) freeReplyObject(b->cache);
   free(b->name);
   free(b->key);
   free(b->runtime);
@@ -749,18 +793,28 @@ int tn_cblock_wait(tn_cblock_t *b, unsigned long run, double timeout) {
   num(upto, sizeof upto, run);
   done_key(b->key, done, sizeof done);
   for (;;) {
-    const char *args[] = {upto};
+    const char *args[] = {upto, "1"};
     redisReply *r;
-    int rc = block_eval(b->c, b->key, &sync_script, &r, 1, args, NULL);
+    int rc = block_eval(b->c, b->key, &sync_script, &r, 2, args, NULL);
     if (rc != TN_OK) return rc;
     long long pending;
     const redisReply *last = rep_str(r, 1);
     if (!rep_int(r, 0, &pending) || last == NULL)
       return bad_reply(b->c, &sync_script, b->key, r);
+    if (pending == 0) {
+      if (b->cache != NULL) freeReplyObject(b->cache);
+      b->cache = NULL;
+      if (r->elements == 3 + (size_t)b->size) { /* the prefetch */
+        b->cache = r;
+        b->cache_run = run;
+      } else {
+        freeReplyObject(r);
+      }
+      return TN_OK;
+    }
     char from[64];
     snprintf(from, sizeof from, "%.*s", (int)last->len, last->str);
     freeReplyObject(r);
-    if (pending == 0) return TN_OK;
     if (rd_left(deadline) <= 0) return TN_ETIMEDOUT;
     if ((rc = tn_cancel_check()) != TN_OK) return rc;
     /* Until a status comes (or the slice ends: look again, which also
@@ -867,18 +921,28 @@ int tn_cblock_status(tn_cblock_t *b, unsigned long run, int first, int n,
                      tn_job_status_t *out, int *expired) {
   if (first < 1 || n < 0 || first + n - 1 > b->size) return TN_EINVAL;
   for (int i = 0; i < n; i++) out[i] = (tn_job_status_t){TN_JOB_PENDING, NULL, NULL};
-  char rs[24], fs[16], ns[16];
-  const char *args[] = {num(rs, sizeof rs, run), num(fs, sizeof fs, (unsigned)first),
-                        num(ns, sizeof ns, (unsigned)n)};
   redisReply *r;
-  int rc = block_eval(b->c, b->key, &results_script, &r, 3, args, NULL);
-  if (rc != TN_OK) return rc;
+  size_t at; /* the element of slot `first` */
   long long exists;
-  if (!rep_int(r, 0, &exists) || r->elements != (size_t)n + 1)
-    return bad_reply(b->c, &results_script, b->key, r);
+  if (b->cache != NULL && b->cache_run == run) { /* the wait's prefetch */
+    r = b->cache;
+    b->cache = NULL;
+    at = 3 + (size_t)(first - 1);
+    if (!rep_int(r, 2, &exists)) return bad_reply(b->c, &sync_script, b->key, r);
+  } else {
+    char rs[24], fs[16], ns[16];
+    const char *args[] = {num(rs, sizeof rs, run),
+                          num(fs, sizeof fs, (unsigned)first),
+                          num(ns, sizeof ns, (unsigned)n)};
+    int rc = block_eval(b->c, b->key, &results_script, &r, 3, args, NULL);
+    if (rc != TN_OK) return rc;
+    if (!rep_int(r, 0, &exists) || r->elements != (size_t)n + 1)
+      return bad_reply(b->c, &results_script, b->key, r);
+    at = 1;
+  }
   if (expired != NULL) *expired = exists == 0;
   for (int i = 0; i < n; i++) {
-    const redisReply *e = rep_str(r, (size_t)i + 1);
+    const redisReply *e = rep_str(r, at + (size_t)i);
     if (e != NULL) parse_status(b, run, first + i, e->str, e->len, &out[i]);
   }
   freeReplyObject(r);
@@ -917,6 +981,7 @@ struct tn_wslot {
   tn_blob_t *init;
   char *refusal;        /* refuse the next job with this, then give back */
   bool released;        /* the lease is given back already */
+  redisReply *taken;     /* a finish's reply with the next take (at 1) */
   /* Under the worker's mutex (the heartbeat reads and sets them). */
   unsigned long running; /* the run of the job in flight, 0: none */
   tn_cancel_t *cancel;   /* its thread's token while it runs */
@@ -946,7 +1011,8 @@ struct tn_worker {
   refused_t *refused;
   pthread_t beat;
   bool beat_started;
-  atomic_int stop;
+  atomic_int stop;     /* the heartbeat ends */
+  atomic_int stopping; /* tn_worker_stop: no new slot, no new job */
 };
 
 const char *tn_worker_id(const tn_worker_t *w) { return w->id; }
@@ -1119,6 +1185,7 @@ int tn_worker_new(tn_cluster_t *c, const tn_worker_options_t *o,
   if (w == NULL) return TN_ENOMEM;
   pthread_mutex_init(&w->mutex, NULL);
   atomic_init(&w->stop, 0);
+  atomic_init(&w->stopping, 0);
   int rc = rd_keys_init(&w->keys, o->secret, o->secret_len);
   if (rc != TN_OK) {
     worker_free(w);
@@ -1188,6 +1255,34 @@ int tn_worker_new(tn_cluster_t *c, const tn_worker_options_t *o,
   w->beat_started = true;
   *out = w;
   return TN_OK;
+}
+
+void tn_worker_stop(tn_worker_t *w) {
+  atomic_store(&w->stopping, 1);
+  /* Wake this worker's threads where they wait: the token lists of the
+  ** slots they hold, and the claimers' list (its other waiters, of other
+  ** workers, find nothing and wait again). */
+  pthread_mutex_lock(&w->mutex);
+  size_t n = 0;
+  for (tn_wslot_t *s = w->slots; s != NULL; s = s->next) n++;
+  char (*keys)[700] = n > 0 ? malloc(n * sizeof *keys) : NULL;
+  size_t k = 0;
+  for (tn_wslot_t *s = w->slots; keys != NULL && s != NULL; s = s->next)
+    snprintf(keys[k++], sizeof keys[0], "%s:tok:%d", s->key, s->index);
+  pthread_mutex_unlock(&w->mutex);
+  redisReply *r;
+  for (size_t i = 0; i < k; i++) {
+    const char *argv[] = {"RPUSH", keys[i], "1"};
+    if (rd_command(w->c, 0, INFINITY, &r, 3, argv, NULL) == TN_OK)
+      freeReplyObject(r);
+  }
+  free(keys);
+  int claimers = atoi(w->threads);
+  for (int i = 0; i < claimers && i < 64; i++) {
+    const char *argv[] = {"RPUSH", w->wake, "1"};
+    if (rd_command(w->c, 0, INFINITY, &r, 3, argv, NULL) == TN_OK)
+      freeReplyObject(r);
+  }
 }
 
 void tn_worker_free(tn_worker_t *w) {
@@ -1329,6 +1424,7 @@ static char *check_job(tn_worker_t *w, const char *what, const char *key,
 }
 
 static void slot_free(tn_wslot_t *s) {
+  if (s->taken != NULL) freeReplyObject(s->taken);
   free(s->name);
   free(s->key);
   free(s->refusal);
@@ -1391,6 +1487,7 @@ int tn_worker_claim(tn_worker_t *w, double timeout, tn_wslot_t **out) {
                                     : INFINITY;
   static atomic_uint spread;
   for (;;) {
+    if (atomic_load(&w->stopping)) return TN_ECLOSED;
     char **names;
     size_t n;
     int rc = block_names(w, &names, &n);
@@ -1452,16 +1549,26 @@ int tn_worker_claim(tn_worker_t *w, double timeout, tn_wslot_t **out) {
 /* Store a status for (run, this slot), retrying a failed connection until
 ** the lease would be gone: TN_OK, TN_ECLOSED (fenced). */
 static int finish_raw(tn_wslot_t *s, const char *run, const char *value,
-                      size_t len, char kind) {
+                      size_t len, char kind, bool take_next) {
   char k[2] = {kind, '\0'};
-  const char *args[] = {s->is, s->token, run, value, k};
-  size_t lens[] = {strlen(s->is), strlen(s->token), strlen(run), len, 1};
+  tn_worker_t *w = s->w;
+  const char *args[] = {s->is, s->token, run, value, k, w->id, w->host,
+                        w->pid};
+  size_t lens[] = {strlen(s->is), strlen(s->token), strlen(run), len, 1,
+                   strlen(w->id), strlen(w->host), strlen(w->pid)};
   double give_up = tn_clock() + strtod(s->lease_ms, NULL) / 1000 + 1;
   for (;;) {
     redisReply *r;
-    int rc = block_eval(s->w->c, s->key, &finish_script, &r, 5, args, lens);
+    int rc = block_eval(w->c, s->key, &finish_script, &r, take_next ? 8 : 5,
+                        args, lens);
     if (rc == TN_OK) {
-      long long code = r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+      long long code = -1;
+      if (!rep_int(r, 0, &code)) code = -1;
+      if (code == 1 && r->elements > 1) { /* the next take's reply */
+        if (s->taken != NULL) freeReplyObject(s->taken);
+        s->taken = r;
+        return TN_OK;
+      }
       freeReplyObject(r);
       if (code == 1 || code == 2) return TN_OK;
       if (code == 0) {
@@ -1489,10 +1596,77 @@ static int refuse(tn_wslot_t *s, const char *run, const char *msg) {
   v[0] = 'R';
   v[1] = '\0';
   memcpy(v + 2, msg, n);
-  finish_raw(s, run, v, n + 2, 'R');
+  finish_raw(s, run, v, n + 2, 'R', false);
   free(v);
   note_refused(s->w, s->name);
   return TN_ECLOSED; /* the caller releases */
+}
+
+/*
+** Act on a take's reply (its elements from `off`; freed here): TN_OK with
+** `job`, TN_ECLOSED, TN_EAGAIN (nothing queued), TN_ECONFLICT (a job was
+** refused as unreadable: take again), or a failure.
+*/
+static int take_reply(tn_wslot_t *s, redisReply *r, size_t off,
+                      tn_wjob_t *job) {
+  tn_worker_t *w = s->w;
+  long long code;
+  if (!rep_int(r, off, &code)) return bad_reply(w->c, &take_script, s->key, r);
+  if (code == -1 || code == -2) {
+    freeReplyObject(r);
+    pthread_mutex_lock(&w->mutex);
+    if (code == -1) s->lost = true;
+    s->released = true;
+    pthread_mutex_unlock(&w->mutex);
+    return TN_ECLOSED;
+  }
+  if (code == 0) {
+    freeReplyObject(r);
+    return TN_EAGAIN;
+  }
+  const redisReply *run = rep_str(r, off + 1), *payload = rep_str(r, off + 2),
+                   *rt = rep_str(r, off + 3), *kid = rep_str(r, off + 4),
+                   *mac = rep_str(r, off + 5);
+  long long runid;
+  if (run == NULL || payload == NULL || rt == NULL || kid == NULL ||
+      mac == NULL || !rep_int(r, off + 1, &runid) || runid < 1)
+    return bad_reply(w->c, &take_script, s->key, r);
+  char rs[24];
+  num(rs, sizeof rs, (unsigned long long)runid);
+  char *why = s->refusal != NULL ? dup_s(s->refusal)
+                                 : check_job(w, "job", s->key, rs, rt, kid,
+                                             payload, mac);
+  if (why != NULL) {
+    freeReplyObject(r);
+    int rc = refuse(s, rs, why);
+    free(why);
+    return rc;
+  }
+  char what[700];
+  snprintf(what, sizeof what, "run %s of %.500s", rs, s->key);
+  tn_blob_t *b = NULL;
+  int rc = rd_value_decode(w->c, what, payload->str, payload->len, &b);
+  freeReplyObject(r);
+  if (rc != TN_OK) {
+    char buf[1024];
+    snprintf(buf, sizeof buf, "refused: %s", tn_last_error());
+    size_t n = strlen(buf);
+    char *v = malloc(n + 2);
+    if (v == NULL) return TN_ENOMEM;
+    v[0] = 'R';
+    v[1] = '\0';
+    memcpy(v + 2, buf, n);
+    rc = finish_raw(s, rs, v, n + 2, 'R', false);
+    free(v);
+    return rc == TN_OK ? TN_ECONFLICT : rc;
+  }
+  pthread_mutex_lock(&w->mutex);
+  s->running = (unsigned long)runid;
+  s->cancel = tn_cancel_current();
+  pthread_mutex_unlock(&w->mutex);
+  job->run = (unsigned long)runid;
+  job->job = b;
+  return TN_OK;
 }
 
 int tn_wslot_take(tn_wslot_t *s, double timeout, tn_wjob_t *job) {
@@ -1503,80 +1677,33 @@ int tn_wslot_take(tn_wslot_t *s, double timeout, tn_wjob_t *job) {
   char tokkey[700];
   snprintf(tokkey, sizeof tokkey, "%s:tok:%d", s->key, s->index);
   for (;;) {
-    if (s->released) return TN_ECLOSED;
-    const char *args[] = {s->is, s->token, w->id, w->host, w->pid};
+    if (s->released || atomic_load(&w->stopping)) return TN_ECLOSED;
     redisReply *r;
-    int rc = block_eval(w->c, s->key, &take_script, &r, 5, args, NULL);
-    if (rc != TN_OK) return rc;
-    long long code;
-    if (!rep_int(r, 0, &code)) return bad_reply(w->c, &take_script, s->key, r);
-    if (code == -1 || code == -2) {
-      freeReplyObject(r);
-      pthread_mutex_lock(&w->mutex);
-      if (code == -1) s->lost = true;
-      s->released = true;
-      pthread_mutex_unlock(&w->mutex);
-      return TN_ECLOSED;
-    }
-    if (code == 0) {
-      freeReplyObject(r);
-      double left = rd_left(deadline);
-      if (left <= 0) return TN_ETIMEDOUT;
-      if ((rc = tn_cancel_check()) != TN_OK) return rc;
-      double block = left < RD_BLOCK_SLICE ? left : RD_BLOCK_SLICE;
-      if (block < 0.01) block = 0.01;
-      char secs[24];
-      snprintf(secs, sizeof secs, "%.3f", block);
-      const char *argv[] = {"BLPOP", tokkey, secs};
-      if ((rc = rd_command(w->c, block, deadline, &r, 3, argv, NULL)) != TN_OK)
-        return rc;
-      freeReplyObject(r);
-      continue;
-    }
-    const redisReply *run = rep_str(r, 1), *payload = rep_str(r, 2),
-                     *rt = rep_str(r, 3), *kid = rep_str(r, 4),
-                     *mac = rep_str(r, 5);
-    long long runid;
-    if (run == NULL || payload == NULL || rt == NULL || kid == NULL ||
-        mac == NULL || !rep_int(r, 1, &runid) || runid < 1)
-      return bad_reply(w->c, &take_script, s->key, r);
-    char rs[24];
-    num(rs, sizeof rs, (unsigned long long)runid);
-    char *why = s->refusal != NULL ? dup_s(s->refusal)
-                                   : check_job(w, "job", s->key, rs, rt, kid,
-                                               payload, mac);
-    if (why != NULL) {
-      freeReplyObject(r);
-      rc = refuse(s, rs, why);
-      free(why);
-      return rc;
-    }
-    char what[700];
-    snprintf(what, sizeof what, "run %s of %.500s", rs, s->key);
-    tn_blob_t *b = NULL;
-    rc = rd_value_decode(w->c, what, payload->str, payload->len, &b);
-    freeReplyObject(r);
-    if (rc != TN_OK) {
-      char buf[1024];
-      snprintf(buf, sizeof buf, "refused: %s", tn_last_error());
-      size_t n = strlen(buf);
-      char *v = malloc(n + 2);
-      if (v == NULL) return TN_ENOMEM;
-      v[0] = 'R';
-      v[1] = '\0';
-      memcpy(v + 2, buf, n);
-      rc = finish_raw(s, rs, v, n + 2, 'R');
-      free(v);
+    size_t off = 0;
+    int rc;
+    if (s->taken != NULL) { /* the last finish took it already */
+      r = s->taken;
+      s->taken = NULL;
+      off = 1;
+    } else {
+      const char *args[] = {s->is, s->token, w->id, w->host, w->pid};
+      rc = block_eval(w->c, s->key, &take_script, &r, 5, args, NULL);
       if (rc != TN_OK) return rc;
-      continue;
     }
-    pthread_mutex_lock(&w->mutex);
-    s->running = (unsigned long)runid;
-    s->cancel = tn_cancel_current();
-    pthread_mutex_unlock(&w->mutex);
-    job->run = (unsigned long)runid;
-    job->job = b;
-    return TN_OK;
+    rc = take_reply(s, r, off, job);
+    if (rc == TN_ECONFLICT) continue;
+    if (rc != TN_EAGAIN) return rc;
+    double left = rd_left(deadline);
+    if (left <= 0) return TN_ETIMEDOUT;
+    if ((rc = tn_cancel_check()) != TN_OK) return rc;
+    double block = left < RD_BLOCK_SLICE ? left : RD_BLOCK_SLICE;
+    if (block < 0.01) block = 0.01;
+    char secs[24];
+    snprintf(secs, sizeof secs, "%.3f", block);
+    const char *argv[] = {"BLPOP", tokkey, secs};
+    if ((rc = rd_command(w->c, block, deadline, &r, 3, argv, NULL)) != TN_OK)
+      return rc;
+    freeReplyObject(r);
   }
 }
 
@@ -1605,7 +1732,7 @@ int tn_wslot_finish(tn_wslot_t *s, const tn_wjob_t *job, int ok,
     total += RD_MAC_LEN;
   }
   free(bytes);
-  rc = finish_raw(s, rs, v, total, kind);
+  rc = finish_raw(s, rs, v, total, kind, true);
   free(v);
   pthread_mutex_lock(&w->mutex);
   s->running = 0;
@@ -1627,10 +1754,17 @@ void tn_wslot_release(tn_wslot_t *s) {
   bool give = !s->released && !s->lost;
   pthread_mutex_unlock(&w->mutex);
   if (give) {
-    const char *args[] = {s->is, s->token};
+    /* A job the last finish took, not started: it goes back. */
+    char run[32] = "";
+    long long code;
+    const redisReply *t = s->taken != NULL ? rep_str(s->taken, 2) : NULL;
+    if (t != NULL && rep_int(s->taken, 1, &code) && code == 1 &&
+        t->len < sizeof run)
+      snprintf(run, sizeof run, "%.*s", (int)t->len, t->str);
+    const char *args[] = {s->is, s->token, run};
     redisReply *r;
-    if (block_eval(w->c, s->key, &release_script, &r, 2, args, NULL) ==
-        TN_OK)
+    if (block_eval(w->c, s->key, &release_script, &r, run[0] ? 3 : 2, args,
+                   NULL) == TN_OK)
       freeReplyObject(r);
   }
   slot_free(s);
