@@ -269,6 +269,23 @@ local function baseline_of(name, lua)
   if name == 'cluster.block.roundtrip' then return 'block.roundtrip', lua end
   if name == 'cluster.block.4s2w' then return 'redis-benchmark eval c1', 'redis' end
   local map = {
+    -- issue 15: the priority queue and select against the Vector, batches
+    -- of 64 against 64 single pushes and pops
+    ['core.pqueue.pushpop.1t'] = 'core.deque.pushpop.1t',
+    ['core.pqueue.1p1c'] = 'core.deque.1p1c.unbounded',
+    ['core.select2.pushpop.1t'] = 'core.deque.pushpop.1t',
+    ['core.select2.1p1c'] = 'core.deque.1p1c.unbounded',
+    ['core.batch64.pushpop.1t'] = 'core.single64.pushpop.1t',
+    ['core.batch64.1p1c'] = 'core.deque.1p1c.unbounded',
+    ['pqueue.int.pushpop.1t'] = 'vector.int.pushpop.1t',
+    ['select2.int.pushpop.1t'] = 'vector.int.pushpop.1t',
+    ['batch64.int.pushpop.1t'] = 'single64.int.pushpop.1t',
+    ['pqueue.int.1p1c'] = 'vector.int.1p1c.unbounded',
+    ['select2.int.1p1c'] = 'vector.int.1p1c.unbounded',
+    ['batch64.int.1p1c'] = 'vector.int.1p1c.unbounded',
+    ['cluster.pqueue.pushpop.1t'] = 'cluster.vector.pushpop.1t',
+    ['cluster.select2.pushpop.1t'] = 'cluster.vector.pushpop.1t',
+    ['cluster.batch64.pushpop.1t'] = 'cluster.vector.pushpop.1t',
     ['vector.pingpong'] = 'core.pingpong',
     ['core.pingpong'] = 'naive.pingpong',
     ['core.barrier.2t'] = 'core.pthread_barrier.2t',
