@@ -67,11 +67,12 @@ TEST(pqueue_nil_values, "a NULL blob is a value like any other") {
   CHECK_RC(tn_pqueue_push(q, 2, NULL, TN_FOREVER), TN_OK);
   CHECK_RC(tn_pqueue_push(q, 1, blob_long(7), TN_FOREVER), TN_OK);
   CHECK_INT(pop_long(q, NULL), 7);
-  tn_blob_t *b = blob_long(0);
+  tn_blob_t *sentinel = blob_long(0), *b = sentinel; /* the pop sets it */
   double p = 0;
   CHECK_RC(tn_pqueue_pop(q, &b, &p, 0), TN_OK);
   CHECK(b == NULL);
   CHECK(p == 2);
+  tn_blob_release(sentinel);
   tn_object_release(TN_OBJECT(q));
 }
 
@@ -364,4 +365,51 @@ TEST(pqueue_collect, "a priority queue holding itself is freed by "
   CHECK_RC(tn_collect(&n), TN_OK);
   CHECK_INT(n, 1);
   CHECK_INT(tn_gc_registered(), before);
+}
+
+/* A pop (or a push into a full queue) in a thread whose cancel token is
+** requested while it waits. */
+typedef struct canceled {
+  tn_pqueue_t *q;
+  bool push;
+  tn_cancel_t *token;
+  atomic_int started;
+  int rc;
+} canceled_t;
+
+static void *cancel_main(void *p) {
+  canceled_t *c = p;
+  tn_cancel_enter(c->token);
+  atomic_store(&c->started, 1);
+  if (c->push) {
+    tn_blob_t *b = blob_long(5);
+    c->rc = tn_pqueue_push(c->q, 0, b, TN_FOREVER);
+    if (c->rc != TN_OK) tn_blob_release(b);
+  } else {
+    tn_blob_t *b = NULL;
+    c->rc = tn_pqueue_pop(c->q, &b, NULL, TN_FOREVER);
+    if (c->rc == TN_OK) tn_blob_release(b);
+  }
+  tn_cancel_enter(NULL);
+  return NULL;
+}
+
+TEST(pqueue_cancel, "a cancel request ends a waiting pop and a waiting push "
+                    "with TN_ECANCELED, the queue as it was") {
+  for (int push = 0; push <= 1; push++) {
+    tn_pqueue_t *q = pq(1);
+    if (push) CHECK_RC(tn_pqueue_push(q, 1, blob_long(1), 0), TN_OK);
+    canceled_t c = {q, push != 0, NULL, 0, 1};
+    CHECK_RC(tn_cancel_new(&c.token), TN_OK);
+    pthread_t t = test_spawn(cancel_main, &c);
+    while (!atomic_load(&c.started)) tn_sleep(0.001);
+    tn_sleep(0.05);
+    tn_cancel_request(c.token);
+    test_join(t);
+    CHECK_RC(c.rc, TN_ECANCELED);
+    tn_cancel_free(c.token);
+    CHECK_INT(tn_pqueue_size(q), push ? 1 : 0);
+    if (push) CHECK_INT(pop_long(q, NULL), 1);
+    tn_object_release(TN_OBJECT(q));
+  }
 }
