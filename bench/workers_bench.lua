@@ -116,8 +116,8 @@ local prefix = ('tunnel-bench:wb:%d-%s:'):format(os.time(),
 rnd:close()
 local pids = {}
 local function worker(threads)
-  local out = sh(('env -u TUNNEL_SECRET timeout -k 5 900 %s/tunnel worker --lua %s --prefix %s -t %d %s >/dev/null 2>&1 & echo $!')
-    :format(build, lua, prefix, threads, url))
+  local out = sh(('env -u TUNNEL_SECRET timeout -k 5 900 %s/tunnel worker --lua %s --prefix %s -t %d %s'
+    .. ' >/dev/null 2>&1 & echo $!'):format(build, lua, prefix, threads, url))
   pids[#pids + 1] = assert(tonumber(out:match('%d+')))
 end
 local function stop()

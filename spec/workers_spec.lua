@@ -1,3 +1,5 @@
+-- luacheck: globals counter made
+-- (globals the jobs keep in their slot's state, on the workers)
 -- Distributed blocks: cluster:Block served by `tunnel worker` processes
 -- (docs/workers.md). Needs TUNNEL_REDIS_URL (scripts/with-redis.sh) and
 -- TUNNEL_BIN (make spec builds the command and this Lua's worker). Every
@@ -7,7 +9,6 @@ local tunnel = require('tunnel')
 local unique = dofile('spec/support/unique.lua')
 local url = os.getenv('TUNNEL_REDIS_URL')
 local bin = os.getenv('TUNNEL_BIN')
-local unpack = table.unpack or unpack
 local ok_json, json = pcall(require, 'cjson')
 
 local FLAVOUR = jit and 'luajit' or 'lua' .. _VERSION:match('%d+%.%d+')
@@ -16,11 +17,12 @@ local OTHER = FLAVOUR == 'luajit' and 'lua5.4' or 'luajit'
 -- Run a shell command: its output (stderr too) and whether it succeeded
 -- (from the shell: LuaJIT's popen close tells nothing). Without a
 -- sanitizer runtime the specs' interpreter may have preloaded (the tools
--- run are no code of ours; the workers link their own when built so).
-local function sh(cmd)
+-- run are no code of ours; the workers link their own when built so),
+-- unless `preload` (another interpreter of the module under test).
+local function sh(cmd, preload)
   local quoted = "'" .. cmd:gsub("'", "'\\''") .. "'"
-  local p = assert(io.popen('{ env -u LD_PRELOAD sh -c ' .. quoted ..
-                            '; } 2>&1; echo "~rc=$?"'))
+  local p = assert(io.popen('{ ' .. (preload and '' or 'env -u LD_PRELOAD ') ..
+                            'sh -c ' .. quoted .. '; } 2>&1; echo "~rc=$?"'))
   local out = p:read('*a')
   p:close()
   local rc = tonumber(out:match('~rc=(%d+)%s*$'))
@@ -100,11 +102,11 @@ local function fleet(options)
   function f.registered(n)
     return wait_until(n .. ' workers registered', 15, function()
       local s = f.status()
-      local alive = {}
+      local up = {}
       for _, w in ipairs(s.workers) do
-        if w.alive then alive[#alive + 1] = w end
+        if w.alive then up[#up + 1] = w end
       end
-      return #alive >= n and alive
+      return #up >= n and up
     end)
   end
 
@@ -189,7 +191,7 @@ describe_workers('cluster:Block', function()
     -- every slot was served by one of the two worker processes
     local status = f.status()
     assert.are.equal(2, #status.workers)
-    local r0, s0 = b:getResult(id)
+    local _, s0 = b:getResult(id)
     assert.are.equal(r, select(1, b:getResult()))
     assert.is_false(s0[3])
     b:terminate()
@@ -277,7 +279,6 @@ describe_workers('cluster:Block', function()
     assert.are.equal(2, r[2][1])
     assert.is_true(took < 30, 'reported after ' .. took .. ' s')
     -- the block goes on: both slots on the worker left
-    r, s = b:synchronize(30)
     b:run(function() return 'after' end)
     r, s = b:synchronize(30)
     assert.is_true(s[1], f.logs())
@@ -364,10 +365,10 @@ describe_workers('cluster:Block', function()
     local b = f.cluster:Block('ttl', 1, nil, {ttl = 1, keep = 2})
     local first = b:run(function() return 1 end)
     b:run(function() return 2 end)
-    local r, s = b:synchronize(30)
+    local r = b:synchronize(30)
     assert.are.equal(2, r[1][1])
     tunnel.sleep(2.2)
-    local r1, s1, why = b:getResult(first)
+    local _, s1, why = b:getResult(first)
     assert.is_nil(s1[1])
     assert.matches('expired', why)
     local third = b:run(function() return 3 end)
@@ -378,6 +379,34 @@ describe_workers('cluster:Block', function()
     assert.matches('forgotten', forgotten)
     assert.are.equal(3, b:getResult(third)[1][1])
     b:terminate()
+  end)
+
+  it('reports on stderr, at terminate, a failed job whose status nobody read', function()
+    f.start({threads = 1})
+    local lua = dofile('spec/support/lua.lua').command
+    local script = os.tmpname()
+    local h = assert(io.open(script, 'w'))
+    h:write(([[
+      local tunnel = require('tunnel')
+      local c = tunnel.Cluster(%q, {prefix = %q})
+      local b = c:Block('unread', 1)
+      b:run(function() error('nobody looks at me') end)
+      b:run(function() return 'fine' end)
+      assert(b:synchronize(30)[1][1] == 'fine')
+      b:terminate()
+      local quiet = c:Block('quiet', 1, {report = false})
+      quiet:run(function() error('not reported') end)
+      quiet:run(function() end)
+      quiet:synchronize(30)
+    ]]):format(url, f.prefix))
+    h:close()
+    finally(function() os.remove(script) end)
+    local out, ok = sh(('timeout 60 %s %s'):format(lua, script), true)
+    assert(ok, out .. f.logs())
+    assert.matches("run 1 failed in slot 1 of cluster block 'unread', and nobody read its status", out)
+    assert.matches('nobody looks at me', out)
+    assert.matches('stack traceback', out)
+    assert.not_matches('not reported', out)
   end)
 
   it('shows its workers and queued jobs in `tunnel status`', function()
@@ -407,14 +436,14 @@ describe_workers('cluster:Block', function()
     f.registered(2)
     local lua = dofile('spec/support/lua.lua').command
     local out, ok = sh(('timeout 60 %s examples/distributed.lua %s %s')
-      :format(lua, url, f.prefix))
+      :format(lua, url, f.prefix), true)
     assert(ok, out .. f.logs())
     -- what every worker printed, as `tunnel logs` shows it
     local logs = sh(('timeout 1 %s logs --from-start --prefix %s %s distributed:printer')
       :format(bin, f.prefix, url))
     local produced, consumed, lines = {}, {}, 0
     for line in logs:gmatch('[^\n]+') do
-      local what, tid, i, product = line:match('^(%a+)\t(%d)\t(%d)\t(%d+)$')
+      local what, product = line:match('^(%a+)\t%d\t%d\t(%d+)$')
       assert(what, 'not a line of the seed example: ' .. line)
       lines = lines + 1
       local t = what == 'produce' and produced or consumed
