@@ -524,3 +524,179 @@ TEST(stress_sync_storm,
   tn_object_release(TN_OBJECT(s.s));
   tn_object_release(TN_OBJECT(s.done));
 }
+
+/* ---- two deques and a priority queue: select, batches, heap ------------- */
+
+enum { QUEUE_MAX = 1 << 18, QUEUE_HINT = 8 };
+
+typedef struct queue_storm {
+  tn_deque_t *d[2];
+  tn_pqueue_t *q;
+  atomic_uchar *seen[THREADS]; /* seen[t][seq]: times popped */
+  atomic_long pushed[THREADS];
+  atomic_long popped, selects, batches, heap_pops, bad;
+  atomic_int producers_left;
+} queue_storm_t;
+
+typedef struct queue_worker {
+  queue_storm_t *s;
+  int id;
+} queue_worker_t;
+
+static void queue_seen(queue_storm_t *s, tn_blob_t *b) {
+  long v = long_of(b);
+  tn_blob_release(b);
+  long t = v >> 32, seq = v & 0xffffffffL;
+  if (t < 0 || t >= THREADS / 2 || seq >= QUEUE_MAX) {
+    atomic_fetch_add(&s->bad, 1);
+    return;
+  }
+  atomic_fetch_add(&s->seen[t][seq], 1);
+  atomic_fetch_add(&s->popped, 1);
+}
+
+/* A timeout: mostly short, sometimes 0, TN_TRY or (1 in 8) forever; the
+** close at the end wakes a wait forever. */
+static double queue_timeout(unsigned k) {
+  unsigned c = (k >> 8) % 8;
+  return c == 0 ? TN_FOREVER : c == 1 ? 0 : c == 2 ? TN_TRY : 0.002;
+}
+
+/* Producers (threads 0..3): single pushes and batches of 1..8 into either
+** deque, pushes into the priority queue; each ends on its first
+** TN_ECLOSED. */
+static void *queue_producer(void *p) {
+  queue_worker_t *w = p;
+  queue_storm_t *s = w->s;
+  unsigned r = 0x2545f491u * (unsigned)(w->id + 1);
+  long seq = 0;
+  while (seq < QUEUE_MAX - 8) {
+    unsigned k = rnd(&r);
+    double timeout = queue_timeout(k);
+    tn_blob_t *b[8];
+    size_t n = (k % 3 == 1) ? 1 + (k >> 12) % 8 : 1;
+    for (size_t i = 0; i < n; i++)
+      b[i] = blob_long(((long)w->id << 32) | (seq + (long)i));
+    int rc;
+    if (k % 3 == 0)
+      rc = tn_pqueue_push(s->q, (double)((k >> 4) % 5), b[0], timeout);
+    else if (n == 1)
+      rc = tn_deque_push_back(s->d[(k >> 4) & 1], b[0], timeout);
+    else
+      rc = tn_deque_push_many(s->d[(k >> 4) & 1], b, n, timeout);
+    if (rc == TN_OK) {
+      seq += (long)n;
+      atomic_fetch_add(&s->pushed[w->id], (long)n);
+      continue;
+    }
+    for (size_t i = 0; i < n; i++) tn_blob_release(b[i]);
+    if (rc == TN_ECLOSED) break;
+    if (rc != TN_ETIMEDOUT && rc != TN_EAGAIN) atomic_fetch_add(&s->bad, 1);
+  }
+  atomic_fetch_sub(&s->producers_left, 1);
+  return NULL;
+}
+
+/* Consumers (threads 4..7): select over the two deques, pop_many from one,
+** pops from the priority queue; each ends once the three are closed and
+** drained. */
+static void *queue_consumer(void *p) {
+  queue_worker_t *w = p;
+  queue_storm_t *s = w->s;
+  unsigned r = 0x68e31da4u * (unsigned)(w->id + 1);
+  bool deques_done = false, heap_done = false;
+  while (!deques_done || !heap_done) {
+    unsigned k = rnd(&r);
+    double timeout = queue_timeout(k);
+    int rc;
+    if (k % 3 == 0 && !heap_done) {
+      tn_blob_t *b;
+      rc = tn_pqueue_pop(s->q, &b, NULL, timeout);
+      if (rc == TN_OK) {
+        queue_seen(s, b);
+        atomic_fetch_add(&s->heap_pops, 1);
+      } else if (rc == TN_ECLOSED) {
+        heap_done = true;
+      }
+    } else if (k % 3 == 1 && !deques_done) {
+      tn_blob_t **items;
+      size_t n;
+      tn_deque_t *d = s->d[(k >> 4) & 1];
+      rc = tn_deque_pop_many(d, 1 + (k >> 12) % 16, &items, &n, timeout);
+      if (rc == TN_OK) {
+        for (size_t i = 0; i < n; i++) queue_seen(s, items[i]);
+        tn_blob_array_free(items, 0);
+        atomic_fetch_add(&s->batches, 1);
+      } else if (rc == TN_ECLOSED) {
+        rc = TN_OK; /* one deque drained: select knows about both */
+      }
+    } else if (!deques_done) {
+      tn_blob_t *b;
+      size_t index;
+      rc = tn_deque_select(s->d, 2, &index, &b, timeout);
+      if (rc == TN_OK) {
+        queue_seen(s, b);
+        atomic_fetch_add(&s->selects, 1);
+      } else if (rc == TN_ECLOSED) {
+        deques_done = true;
+      }
+    } else {
+      continue;
+    }
+    if (rc != TN_OK && rc != TN_ECLOSED && rc != TN_ETIMEDOUT &&
+        rc != TN_EAGAIN)
+      atomic_fetch_add(&s->bad, 1);
+  }
+  return NULL;
+}
+
+TEST(stress_queue_storm,
+     "4 producers of single pushes, batches and priority pushes, 4 consumers "
+     "of selects, pop_many and priority pops, waiting, timed and TN_TRY, on "
+     "two deques and a priority queue of hint 8, then close: every value "
+     "popped exactly once") {
+  queue_storm_t s;
+  memset(&s, 0, sizeof s);
+  CHECK_RC(tn_deque_new(QUEUE_HINT, &s.d[0]), TN_OK);
+  CHECK_RC(tn_deque_new(QUEUE_HINT, &s.d[1]), TN_OK);
+  CHECK_RC(tn_pqueue_new(QUEUE_HINT, &s.q), TN_OK);
+  for (int t = 0; t < THREADS / 2; t++) {
+    s.seen[t] = calloc(QUEUE_MAX, sizeof(atomic_uchar));
+    if (s.seen[t] == NULL) abort();
+  }
+  atomic_store(&s.producers_left, THREADS / 2);
+  queue_worker_t w[THREADS];
+  pthread_t th[THREADS];
+  for (int t = 0; t < THREADS; t++) {
+    w[t] = (queue_worker_t){&s, t % (THREADS / 2)};
+    th[t] = test_spawn(t < THREADS / 2 ? queue_producer : queue_consumer, &w[t]);
+  }
+  tn_sleep(stress_seconds() / 4);
+  tn_deque_close(s.d[0]);
+  tn_deque_close(s.d[1]);
+  CHECK_RC(tn_pqueue_close(s.q), TN_OK);
+  for (int t = 0; t < THREADS; t++) test_join(th[t]);
+  long pushed = 0, lost = 0, twice = 0;
+  for (int t = 0; t < THREADS / 2; t++) {
+    long n = atomic_load(&s.pushed[t]);
+    pushed += n;
+    for (long i = 0; i < QUEUE_MAX; i++) {
+      unsigned char c = atomic_load(&s.seen[t][i]);
+      if (i < n) lost += c == 0;
+      twice += i < n ? c > 1 : c != 0;
+    }
+    free(s.seen[t]);
+  }
+  CHECK_INT(atomic_load(&s.bad), 0);
+  CHECK_INT(lost, 0);
+  CHECK_INT(twice, 0);
+  CHECK_INT(atomic_load(&s.popped), pushed);
+  CHECK_INT(tn_deque_size(s.d[0]) + tn_deque_size(s.d[1]) + tn_pqueue_size(s.q), 0);
+  CHECK(pushed > 1000);
+  printf("# %ld values: %ld selects, %ld pop_many, %ld priority pops\n",
+         pushed, atomic_load(&s.selects), atomic_load(&s.batches),
+         atomic_load(&s.heap_pops));
+  tn_object_release(TN_OBJECT(s.d[0]));
+  tn_object_release(TN_OBJECT(s.d[1]));
+  tn_object_release(TN_OBJECT(s.q));
+}
