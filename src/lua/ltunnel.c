@@ -52,6 +52,7 @@ void tn_l_checkpending(lua_State *L, const char *method) {
 }
 
 double tn_l_opttimeout(lua_State *L, int idx, const char *method) {
+  tn_l_wait_begins();
   if (lua_isnoneornil(L, idx)) return TN_FOREVER;
   if (lua_type(L, idx) != LUA_TNUMBER)
     tn_l_error(L, method, "timeout must be a number of seconds (got %s)",
@@ -153,6 +154,7 @@ static int callback_body(lua_State *L) {
 int tn_l_callback(lua_State *L, tn_object_t *o, const tn_l_slot_t *slot,
                   int write, double timeout, const char *method, int *nres) {
   int top = lua_gettop(L);
+  tn_l_wait_begins();
   int rc = write ? tn_object_write_lock(o, timeout)
                  : tn_object_read_lock(o, timeout);
   if (rc != TN_OK) return rc;
@@ -393,6 +395,7 @@ static int l_sleep(lua_State *L) {
   if (lua_type(L, 1) != LUA_TNUMBER)
     return tn_l_error(L, "tunnel.sleep", "seconds must be a number (got %s)",
                       luaL_typename(L, 1));
+  tn_l_wait_begins();
   int rc = tn_sleep((double)lua_tonumber(L, 1));
   if (rc != TN_OK) return tn_l_coreerror(L, "tunnel.sleep", rc);
   return 0;

@@ -251,13 +251,14 @@ void tn_l_open_control(lua_State *L); /* the main state's cancel token */
 /* Raise "interrupted!" for a wait that ended with TN_EINTR, running the
 ** interpreter's pending signal hook first. */
 int tn_l_raise_interrupted(lua_State *L);
+/* A call of the main state is about to wait (tn_l_opttimeout calls it):
+** the debug hook it has now is the program's, not an interrupt. */
+void tn_l_wait_begins(void);
 /* Raise "<method>: cancelled" for a wait that ended with TN_ECANCELED. */
 int tn_l_raise_cancelled(lua_State *L, const char *method);
-/* Whether a main state's wait was interrupted (Ctrl-C) and the program has
-** not gone on managing blocks since (tn_l_interrupt_handled: a run, a
-** synchronize or terminate that returned, a cancel). */
+/* Whether a main state's wait was ever interrupted (Ctrl-C), even if the
+** program caught it. */
 int tn_l_interrupted(void);
-void tn_l_interrupt_handled(void);
 /* In a block thread: let tunnel.Block:cancel interrupt running Lua code
 ** of state T (on), or stop (off, before T closes). */
 void tn_l_thread_cancellable(lua_State *T, int on);
