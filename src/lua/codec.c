@@ -945,6 +945,7 @@ static inline int get_byte(dec_t *d) {
 }
 
 static uint64_t get_varint(dec_t *d) {
+  if (d->p < d->end && *d->p < 0x80) return *d->p++; /* most lengths */
   uint64_t v = 0;
   for (int shift = 0; shift < 64; shift += 7) {
     int c = get_byte(d);
@@ -1218,6 +1219,60 @@ static void decode_value(dec_t *d, int tag) {
   }
 }
 
+/* The varint at *p (before `end`), as get_varint reads it: 0 if bad. */
+static int skip_varint(const unsigned char **p, const unsigned char *end,
+                       uint64_t *v) {
+  if (*p < end && **p < 0x80) {
+    *v = *(*p)++;
+    return 1;
+  }
+  *v = 0;
+  for (int shift = 0; shift < 64 && *p < end; shift += 7) {
+    int c = *(*p)++;
+    if (shift == 63 && c > 1) return 0;
+    *v |= (uint64_t)(c & 0x7f) << shift;
+    if (c < 0x80) return 1;
+  }
+  return 0;
+}
+
+/*
+** One scalar and nothing else: nil, a boolean, a number, a string. The
+** fast paths decode these without the general machinery (no stack check,
+** no back-reference slot), and their callers without a protected call:
+** such a value cannot fail to decode, except for want of memory.
+*/
+int tn_l_isscalar(const void *data, size_t len) {
+  const unsigned char *p = data, *end = p + len;
+  uint64_t n;
+  if (len == 0) return 0;
+  switch (*p++) {
+  case TAG_NIL:
+  case TAG_FALSE:
+  case TAG_TRUE: return p == end;
+  case TAG_FLOAT: return end - p == 8;
+  case TAG_INT: return skip_varint(&p, end, &n) && p == end;
+  case TAG_STRING:
+    return skip_varint(&p, end, &n) && n == (uint64_t)(end - p);
+  default: return 0;
+  }
+}
+
+void tn_l_decode_scalar(lua_State *L, const void *data, size_t len,
+                        const char *method) {
+  dec_t d;
+  d.L = L;
+  d.p = data;
+  d.end = d.p + len;
+  d.refs = NULL;
+  d.trust = TN_DECODE_DATA;
+  d.method = method;
+  d.seen = 0;
+  d.have_seen = d.depth = 0;
+  d.nitems = 0;
+  decode_value(&d, *d.p++);
+}
+
 int tn_l_decode_bytes(lua_State *L, const void *data, size_t len,
                       const tn_blob_t *refs, int trust, const char *method) {
   dec_t d;
@@ -1230,8 +1285,8 @@ int tn_l_decode_bytes(lua_State *L, const void *data, size_t len,
   d.have_seen = d.depth = 0;
   d.nitems = 0;
   int top = lua_gettop(L);
-  if (len == 1 && d.p[0] <= TAG_TRUE) { /* the commonest tiny blobs */
-    decode_value(&d, *d.p);
+  if (tn_l_isscalar(d.p, len)) { /* the commonest blobs: one scalar */
+    decode_value(&d, *d.p++);
     return 1;
   }
   luaL_checkstack(L, 8, NULL);

@@ -55,6 +55,17 @@ enum {
 int tn_l_decode_bytes(lua_State *L, const void *data, size_t len,
                       const tn_blob_t *refs, int trust, const char *method);
 
+/*
+** Whether the `len` bytes at `data` are one scalar (nil, a boolean, a
+** number or a string) and nothing else: decoding them raises nothing but
+** a memory error.
+*/
+int tn_l_isscalar(const void *data, size_t len);
+
+/* Push the scalar of such bytes (tn_l_isscalar must have said so). */
+void tn_l_decode_scalar(lua_State *L, const void *data, size_t len,
+                        const char *method);
+
 /* Forget the state's cache of module names (the module was loaded again). */
 void tn_l_codec_reset(lua_State *L);
 

@@ -97,9 +97,36 @@ void tn_l_pushblob(lua_State *L, tn_blob_t *b, const char *method) {
   }
   /* Protected, so that a value this state cannot decode still drops the
   ** reference before the error goes on. */
+  if (tn_l_takeblob(L, b, method) != 0) {
+    tn_blob_release(b);
+    lua_error(L);
+  }
+}
+
+/* Scalars up to this size skip the protected call (a copy on the C stack). */
+#define TAKE_COPY_MAX 256
+
+int tn_l_takeblob(lua_State *L, tn_blob_t *b, const char *method) {
+  if (b == NULL) { /* nil */
+    lua_pushnil(L);
+    return 0;
+  }
+  const unsigned char *p = tn_blob_data(b);
+  size_t len = tn_blob_size(b);
+  if (len > 0 && p[0] == TN_CODEC_DATA_ONLY) p++, len--; /* data anyway */
+  /* One scalar cannot fail to decode but for want of memory, and then
+  ** nothing leaks: it is copied out and the reference dropped first (the
+  ** value is lost). A pcall costs as much as the rest of a get. */
+  if (len <= TAKE_COPY_MAX && tn_l_isscalar(p, len)) {
+    unsigned char copy[TAKE_COPY_MAX];
+    memcpy(copy, p, len);
+    tn_blob_release(b);
+    tn_l_decode_scalar(L, copy, len, method);
+    return 0;
+  }
   int status = tn_l_trydecode(L, b, method);
-  tn_blob_release(b);
-  if (status != 0) lua_error(L);
+  if (status == 0) tn_blob_release(b);
+  return status;
 }
 
 /* What the protected body of tn_l_trydecode works on. */

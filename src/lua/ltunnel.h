@@ -100,6 +100,16 @@ void tn_l_pushblob(lua_State *L, tn_blob_t *b, const char *method);
 ** when the receiver cannot decode it (see docs/guarantees.md). */
 int tn_l_trydecode(lua_State *L, tn_blob_t *b, const char *method);
 
+/*
+** Push the one value of `b` (NULL: nil) and drop the reference: 0. Or,
+** when this state cannot decode it, keep the reference and push the error:
+** a Lua status (the caller puts `b` back or releases it, then raises).
+** One scalar (nil, a boolean, a number, a short string) needs no
+** protected call: it can only fail for want of memory, and is copied out
+** first, so that even then the reference is dropped (and the value lost).
+*/
+int tn_l_takeblob(lua_State *L, tn_blob_t *b, const char *method);
+
 /* Push `count` nils (a nil status) and return `count`. */
 int tn_l_pushnils(lua_State *L, int count);
 

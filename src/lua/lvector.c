@@ -153,10 +153,7 @@ static int l_vector_pushfrontasync(lua_State *L) {
 */
 static void push_taken(lua_State *L, tn_deque_t *d, tn_blob_t *b, size_t at,
                        const char *method) {
-  if (tn_l_trydecode(L, b, method) == 0) {
-    tn_blob_release(b);
-    return;
-  }
+  if (tn_l_takeblob(L, b, method) == 0) return;
   int rc = tn_deque_insert(d, at, b, TN_FOREVER);
   if (rc == TN_ERANGE) rc = tn_deque_insert(d, TN_END, b, TN_FOREVER);
   if (rc != TN_OK) {
