@@ -74,8 +74,10 @@ endif
 
 # ---- one flavour of a sanitized run (called with B, SAN, RUNENV) --------
 
-# The specs on $(LUA), the interpreter with the runtime preloaded.
-san-spec: $(MODULE) $(SAN_LUA_DEP) $(TUNNEL_CMD) lib
+# The specs on $(LUA), the interpreter with the runtime preloaded (and the
+# worker of distributed blocks built with the sanitizer: workers_spec
+# starts it, and a report in its output fails the test).
+san-spec: $(MODULE) $(SAN_LUA_DEP) $(TUNNEL_CMD) $(WORKER_CMD) lib
 	@set -e; for f in $(SPECS); do echo "== $(SAN_LUA) $$f"; \
 	  $(LUA_ENV) TUNNEL_LUA=$(SAN_LUA) $(RUNENV) $(call BUSTED_RUN,$(SAN_LUA)) \
 	  $$f; done
@@ -152,7 +154,7 @@ FUZZ_MODULE := $(FUZZ_B)/$(FUZZ_LUA)/tunnel/core.so
 # only Lua and loads the module with dlopen (see fuzz/fuzz_decode.c).
 fuzz-build:
 	$(MAKE) --no-print-directory B=$(FUZZ_B) CC=$(FUZZ_CC) LUA=$(FUZZ_LUA) \
-	  OPT="-O1 -g" SAN="$(FUZZ_SAN)" module
+	  OPT="-O1 -g" SAN="$(FUZZ_SAN)" MODULE_MAP=fuzz/exports.map module
 	$(MAKE) --no-print-directory $(FUZZ_B)/fuzz_decode
 
 $(FUZZ_B)/fuzz_decode: fuzz/fuzz_decode.c src/lua/codec.h src/lua/ltunnel.h \
