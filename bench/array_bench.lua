@@ -140,7 +140,10 @@ if c.luajit and not jit then skip('LuaJIT only (FFI)') end
 local state = c.setup and c.setup() or {}
 local items = c.items or N
 local bad = false
-for r = c.nowarm and 1 or 0, REPEAT do -- r = 0: a warm-up, not reported
+-- Warm-ups (not reported): three passes, so that the memory of the 8 MB
+-- arrays has settled (in this VM fresh pages fault in from the host for a
+-- while); none for the Hogwild cases, each a whole training.
+for r = c.nowarm and 1 or -2, REPEAT do
   local ok, secs, why = pcall(c.run, state)
   if not ok then secs, why = 0, tostring(secs) end
   if why then bad = true end

@@ -389,7 +389,8 @@ describe('tunnel.Array (in process)', function()
     local s = tunnel.Share({w = a})
     local at = tunnel.Atomic({w = a})
     local ser = tunnel.Serializer()
-    local got = {vec:popFront(), h.w, s.data.w, at.data.w, ser:load(ser:save({a}))[1]}
+    local got = {vec:popFront(), h.w, s.data.w, at.data.w, ser:load(ser:save({a}))[1],
+                 tunnel.Share(a).data, tunnel.Atomic(a):read(function(x) return x end)}
     for i, g in ipairs(got) do
       assert.is_true(rawequal(a, g), i) -- the same box in this state
     end
@@ -399,6 +400,14 @@ describe('tunnel.Array (in process)', function()
     b:synchronize()
     b:terminate()
     assert.are.equal(42, a[2])
+  end)
+
+  it('makes Plurals of Arrays', function()
+    local p = tunnel.Plural(3, tunnel.Array, 4, 'int8')
+    assert.are.equal(3, #p)
+    assert.are.equal('int8', p[3]:type())
+    assert.are.equal(4, #p[1])
+    assert.are_not.equal(p[1], p[2])
   end)
 
   it('lets a job function hold the class itself (sent by name)', function()
