@@ -190,8 +190,9 @@ $(TUNNEL_CMD): $(CLI_OBJ) $(B)/libtunnel.a
 	$(CC) $(LDFLAGS_ALL) -o $@ $(CLI_OBJ) $(B)/libtunnel.a $(LIBS)
 
 # The worker links the Lua it runs jobs with: pkg-config's, or luarocks'
-# (LUA_LIBDIR, LUALIB).
-LUA_LIBS ?= $(if $(LUALIB),-L$(LUA_LIBDIR) -l:$(LUALIB),$(shell pkg-config --libs $(LUA_PC) 2>/dev/null))
+# (LUA_LIBDIR, LUALIB: often the static liblua, whose functions the C
+# modules that jobs require then find in the program: -rdynamic).
+LUA_LIBS ?= $(if $(LUALIB),-L$(LUA_LIBDIR) -l:$(LUALIB) -rdynamic,$(shell pkg-config --libs $(LUA_PC) 2>/dev/null))
 $(B)/$(LUA)/cli/worker.o: src/cli/worker.c src/cli/cli.h \
                           $(wildcard src/lua/*.h) include/tunnel.h \
                           $(FLAGS_STAMP)

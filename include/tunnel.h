@@ -787,7 +787,9 @@ typedef void (*tn_job_fn)(void *ctx, int index, void *arg);
 ** threads that started are stopped and joined; one still in its start hook
 ** is detached, runs thread_stop (if its start succeeded) when the hook
 ** returns, and exits, so `userdata` must stay valid until each of the
-** `size` threads' thread_start failed or its thread_stop ran.
+** `size` threads' thread_start failed or its thread_stop ran. A cancel
+** or an interrupt of the calling thread's wait for the start hooks
+** (TN_ECANCELED, TN_EINTR) gives up the same way.
 */
 int tn_block_new(int size, const tn_block_hooks_t *hooks, void *userdata,
                  tn_block_t **out);

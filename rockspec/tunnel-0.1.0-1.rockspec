@@ -3,9 +3,10 @@
 --   luarocks test rockspec/tunnel-scm-1.rockspec
 -- (and the same with --lua-version 5.1 ... 5.4). `make` builds with the
 -- Makefile (`make rock`, then `make install-rock`) for luarocks' Lua: the
--- module, its Lua files and the `tunnel` command. The tests are the specs,
--- run with the busted this machine has (spec/rock_test.lua). Needs a C
--- compiler, GNU make and hiredis (Debian: libhiredis-dev).
+-- module, its Lua files, the `tunnel` command and this Lua's worker
+-- (tunnel-worker-<lua>). The tests are the specs, run with the busted this
+-- machine has (spec/rock_test.lua). Needs a C compiler, GNU make, hiredis
+-- and OpenSSL's libcrypto (Debian: libhiredis-dev, libssl-dev).
 -- rockspec/tunnel-<version>-1.rockspec is this file for a release:
 -- `make rockspec` writes it from this one and TN_VERSION (include/tunnel.h).
 rockspec_format = "3.0"
@@ -35,6 +36,8 @@ dependencies = {
 }
 external_dependencies = {
   HIREDIS = {header = "hiredis/hiredis.h", library = "hiredis"},
+  -- the signatures of distributed blocks (Debian: libssl-dev)
+  CRYPTO = {header = "openssl/hmac.h", library = "crypto"},
 }
 build = {
   type = "make",
@@ -46,8 +49,11 @@ build = {
     B = "build-rock",
     LUA = "$(LUA)",
     LUA_INCDIR = "$(LUA_INCDIR)",
-    CFLAGS = "$(CFLAGS) -I$(HIREDIS_INCDIR)",
-    LDFLAGS = "-L$(HIREDIS_LIBDIR)",
+    CFLAGS = "$(CFLAGS) -I$(HIREDIS_INCDIR) -I$(CRYPTO_INCDIR)",
+    LDFLAGS = "-L$(HIREDIS_LIBDIR) -L$(CRYPTO_LIBDIR)",
+    -- the worker (tunnel-worker-<lua>) links this Lua
+    LUA_LIBDIR = "$(LUA_LIBDIR)",
+    LUALIB = "$(LUALIB)",
   },
   install_variables = {
     INST_LUADIR = "$(LUADIR)",

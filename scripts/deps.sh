@@ -4,6 +4,7 @@
 #                                   on LUA needs (lua5.4, the default,
 #                                   lua5.3, lua5.2, lua5.1 or luajit): a C
 #                                   compiler, make, pkg-config, hiredis,
+#                                   OpenSSL's libcrypto (signatures),
 #                                   that Lua and its headers
 #   scripts/deps.sh test [pkg...]   what every test needs (scripts/test.sh):
 #                                   the above for every Lua, busted,
@@ -30,7 +31,7 @@ lua_packages() {
   esac
 }
 
-BUILD="gcc make libc6-dev pkg-config libhiredis-dev"
+BUILD="gcc make libc6-dev pkg-config libhiredis-dev libssl-dev"
 case "$what" in
   example)
     PACKAGES="$BUILD $(lua_packages "${1:-lua5.4}")" ;;

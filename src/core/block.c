@@ -68,7 +68,10 @@ typedef struct block_worker {
   pthread_t thread;
   pthread_cond_t wake;   /* a job arrived, or terminate */
   block_job_t *head, *tail;
-  block_run_t *current;  /* the run of the job it runs (block mutex) */
+  unsigned long current; /* the id of the run of the job it runs, 0: none
+                            (block mutex; an id, not the run: the last
+                            thread to finish a run frees it before it
+                            takes the mutex to say it is done) */
   tn_cancel_t *cancel;   /* its token: tn_block_cancel requests it */
   atomic_long posted;    /* bumped (under the mutex) by a run and by
                             terminate: what an idle thread spins on */
@@ -204,7 +207,7 @@ static void *worker_main(void *p) {
     if (w->head == NULL) w->tail = NULL;
     block_run_t *run = job->run;
     /* A job of a cancelled run starts cancelled (tn_block_cancel). */
-    w->current = run;
+    w->current = run->id;
     bool cancelled = run->cancelled;
     pthread_mutex_unlock(&b->mutex);
     if (cancelled) tn_cancel_request(w->cancel);
@@ -217,7 +220,7 @@ static void *worker_main(void *p) {
     pthread_mutex_lock(&b->mutex);
     /* A request for this job is made under the mutex while `current` is
     ** its run: forgetting both here, under it, keeps it from the next. */
-    w->current = NULL;
+    w->current = 0;
     tn_cancel_clear(w->cancel);
     /* Counted down after release ran, so synchronize covers it too. */
     if (atomic_fetch_sub_explicit(&b->pending, 1, memory_order_release) == 1 &&
@@ -299,7 +302,7 @@ int tn_block_new(int size, const tn_block_hooks_t *hooks, void *userdata,
     tn_cond_init(&w->wake);
     w->cancel = NULL;
     if (tn_cancel_new(&w->cancel) != TN_OK) tokens = false;
-    w->current = NULL;
+    w->current = 0;
     w->head = w->tail = NULL;
     atomic_init(&w->posted, 0);
     w->sleeping = false;
@@ -342,10 +345,20 @@ int tn_block_new(int size, const tn_block_hooks_t *hooks, void *userdata,
   pthread_mutex_lock(&b->mutex);
   /* Re-check under the mutex: several threads may report per wake-up. A
   ** failed start ends the wait when every thread was created (see top). */
+  /* A cancel or an interrupt of the creator ends the wait as a failed
+  ** start does: a start hook may wait for ever (a Lua init popping an
+  ** empty vector). */
+  tn_deadline_t forever = {.forever = true};
   while (atomic_load_explicit(&b->reported, memory_order_relaxed) < created &&
          !(rc == TN_OK && atomic_load_explicit(&b->start_failures,
-                                               memory_order_relaxed) > 0))
-    pthread_cond_wait(&b->ready, &b->mutex);
+                                               memory_order_relaxed) > 0)) {
+    int w = tn_cond_wait_until(&b->ready, &b->mutex, &forever);
+    if (w != TN_OK &&
+        atomic_load_explicit(&b->reported, memory_order_relaxed) < created) {
+      if (rc == TN_OK) rc = w;
+      break;
+    }
+  }
   if (rc == TN_OK &&
       atomic_load_explicit(&b->start_failures, memory_order_relaxed) > 0)
     rc = TN_EINIT;
@@ -506,9 +519,7 @@ int tn_block_cancel(tn_block_t *b, unsigned long id) {
         job->run->cancelled = true;
         reached++;
       }
-      block_run_t *run = w->current;
-      if (run != NULL && (id == 0 || run->id == id)) {
-        run->cancelled = true;
+      if (w->current != 0 && (id == 0 || w->current == id)) {
         gen[asked] = tn_cancel_generation(w->cancel);
         ask[asked++] = i;
         reached++;

@@ -45,21 +45,24 @@
 #define BLOCK_KEEP 100 /* runs whose results a block keeps, by default */
 
 /*
-** Errors are never silent: a job that fails (not because it was
-** cancelled) leaves a note here. A note whose slot the user's tables show
-** (fill_slot filled it) is dropped when its run leaves the ring and when
-** the block is terminated or collected; the rest are then written to
-** stderr. The notes are kept in C because at lua_close the run records'
-** vector boxes are finalized before the block (the records' plain tables,
-** which settle_notes reads, are still there). At most UNREAD_MAX notes;
-** past that only a count.
+** Errors are never silent: a job that fails (not with its cancel) leaves a
+** note here. A run whose result tables were handed to the user (getResult,
+** synchronize, terminate) was read: its notes are dropped when the block
+** looks (settle_notes: when the ring forgets the run, and when the block
+** is terminated or collected); the notes of a run nobody read are then
+** written to stderr. They are kept in C because at lua_close the run
+** records' vector boxes are finalized before the block (the records'
+** plain tables, which settle_notes reads, are still there). Past
+** UNREAD_MAX notes a run's further failures are only counted, in one note
+** of that run (index 0), so memory stays bounded.
 */
 #define UNREAD_MAX 100
 typedef struct unread {
   struct unread *next;
   lua_Integer run;
-  int index;
-  char text[]; /* message, newline, traceback */
+  int index;   /* the thread; 0: a count of failures not kept */
+  int count;
+  char text[]; /* the traceback (which starts with the message) */
 } unread_t;
 
 /* What a thread needs to build its state; lives as long as the block. */
@@ -73,7 +76,7 @@ typedef struct block_setup {
   char *error; /* the first start failure, malloc'd */
   int report;  /* keep unread notes (the block's `report` option) */
   unread_t *unread; /* under `lock` */
-  int unread_count, unread_dropped;
+  int unread_count; /* notes with a text */
   /* The block's owner + one per thread_start call not yet returned: when
   ** an init fails, the creator raises at once and threads still in their
   ** init go on with it, detached (see block.c), reading this setup. */
@@ -382,78 +385,109 @@ static int l_job_outcome(lua_State *T) {
 static void note_unread(lua_State *T, block_run_t *run, int index) {
   block_setup_t *s = run->setup;
   if (!s->report) return;
-  const char *msg = "(error object is not a string)", *tb = "";
+  char what[64];
+  const char *msg = what, *tb = "";
+  int top = lua_gettop(T);
+  snprintf(what, sizeof what, "(error object is a %s value)",
+           lua_istable(T, 2) ? "table" : luaL_typename(T, 2));
   if (lua_istable(T, 2)) {
     lua_rawgeti(T, 2, 1);
     lua_getfield(T, 2, "traceback");
     if (lua_type(T, -2) == LUA_TSTRING || lua_type(T, -2) == LUA_TNUMBER)
       msg = lua_tostring(T, -2);
+    else
+      snprintf(what, sizeof what, "(error object is a %s value)",
+               luaL_typename(T, -2));
     if (lua_type(T, -1) == LUA_TSTRING) tb = lua_tostring(T, -1);
   }
-  size_t n = strlen(msg) + strlen(tb) + 2;
-  unread_t *u = malloc(sizeof *u + n);
-  if (u != NULL) {
-    u->run = run->id;
-    u->index = index;
-    snprintf(u->text, n, "%s", tb[0] != '\0' ? tb : msg); /* tb has msg */
-  }
-  if (lua_istable(T, 2)) lua_pop(T, 2);
+  /* A traceback starts with its message when the message is a string. */
+  size_t nm = strlen(msg);
+  int has_msg = strncmp(tb, msg, nm) == 0;
+  size_t n = (has_msg ? 0 : nm + 1) + strlen(tb) + 1;
   pthread_mutex_lock(&s->lock);
-  if (u == NULL || s->unread_count >= UNREAD_MAX) {
-    s->unread_dropped++;
-    free(u);
-  } else {
-    u->next = s->unread;
-    s->unread = u;
-    s->unread_count++;
+  unread_t *u = NULL;
+  if (s->unread_count < UNREAD_MAX) {
+    u = malloc(sizeof *u + n);
+    if (u != NULL) {
+      u->run = run->id;
+      u->index = index;
+      u->count = 1;
+      snprintf(u->text, n, "%s%s%s", has_msg ? "" : msg,
+               has_msg || tb[0] == '\0' ? "" : "\n", tb);
+      u->next = s->unread;
+      s->unread = u;
+      s->unread_count++;
+    }
+  }
+  if (u == NULL) { /* over the cap (or no memory): count it in its run */
+    for (u = s->unread; u != NULL; u = u->next)
+      if (u->run == run->id && u->index == 0) break;
+    if (u == NULL && (u = malloc(sizeof *u + 1)) != NULL) {
+      u->run = run->id;
+      u->index = 0;
+      u->count = 0;
+      u->text[0] = '\0';
+      u->next = s->unread;
+      s->unread = u;
+    }
+    if (u != NULL) u->count++;
   }
   pthread_mutex_unlock(&s->lock);
+  lua_settop(T, top);
 }
 
-/* Drop the notes of run `run` for which seen(index) is true. */
-static void forget_seen(block_setup_t *s, lua_Integer run,
-                        int (*seen)(lua_State *L, int stab, int index),
-                        lua_State *L, int stab) {
+/* Take the notes of run `run` (0: every run) out of the list, oldest
+** first. */
+static unread_t *take_notes(block_setup_t *s, lua_Integer run) {
+  unread_t *taken = NULL;
   pthread_mutex_lock(&s->lock);
   for (unread_t **p = &s->unread; *p != NULL;) {
     unread_t *u = *p;
-    if (u->run == run && seen(L, stab, u->index)) {
-      *p = u->next;
-      s->unread_count--;
-      free(u);
-    } else {
+    if (run != 0 && u->run != run) {
       p = &u->next;
+      continue;
     }
+    *p = u->next;
+    if (u->index != 0) s->unread_count--;
+    u->next = taken; /* the list is newest first: this reverses it */
+    taken = u;
   }
   pthread_mutex_unlock(&s->lock);
+  return taken;
 }
 
-/* Write the notes left to stderr, oldest first, and drop them. */
-static void report_unread(block_setup_t *s) {
-  pthread_mutex_lock(&s->lock);
-  unread_t *list = NULL;
-  while (s->unread != NULL) { /* reverse: oldest first */
-    unread_t *u = s->unread;
-    s->unread = u->next;
-    u->next = list;
-    list = u;
-  }
-  int dropped = s->unread_dropped;
-  s->unread_count = s->unread_dropped = 0;
-  pthread_mutex_unlock(&s->lock);
+/* Write the notes of run `run` (0: all) to stderr and drop them. */
+static void report_unread(block_setup_t *s, lua_Integer run) {
+  unread_t *list = take_notes(s, run);
+  if (list == NULL) return;
   while (list != NULL) {
     unread_t *u = list;
     list = u->next;
-    fprintf(stderr,
-            "tunnel.Block: run %ld failed in thread %d, and nobody read "
-            "its status: %s\n",
-            (long)u->run, u->index, u->text);
+    if (u->index != 0)
+      fprintf(stderr,
+              "tunnel.Block: run %ld failed in thread %d, and nobody read "
+              "its status: %s\n",
+              (long)u->run, u->index, u->text);
+    else
+      fprintf(stderr,
+              "tunnel.Block: run %ld: %d more failed jobs nobody read "
+              "(their messages were not kept)\n",
+              (long)u->run, u->count);
     free(u);
   }
-  if (dropped > 0)
-    fprintf(stderr, "tunnel.Block: %d more failed jobs nobody read\n",
-            dropped);
   fflush(stderr);
+}
+
+/* The job's error at stack index 2 is its cancel ("...cancelled"). */
+static int is_cancel_error(lua_State *T) {
+  if (!lua_istable(T, 2)) return 0;
+  lua_rawgeti(T, 2, 1);
+  size_t n = 0;
+  const char *m = lua_type(T, -1) == LUA_TSTRING ? lua_tolstring(T, -1, &n)
+                                                  : NULL;
+  int yes = m != NULL && n >= 9 && strcmp(m + n - 9, "cancelled") == 0;
+  lua_pop(T, 1);
+  return yes;
 }
 
 static void run_job(void *ctx, int index, void *arg) {
@@ -466,9 +500,9 @@ static void run_job(void *ctx, int index, void *arg) {
   tn_l_job_enter(1);
   int ok = lua_pcall(T, 2, 0, 1) == 0;
   tn_l_job_enter(0);
-  /* A job that ended in error after a cancel is not reported as unread
-  ** (l_block_gc): it did what it was asked. */
-  if (!ok && tn_cancelled() && lua_istable(T, 2)) {
+  /* A job that ended with its cancel is not reported as unread (it did
+  ** what it was asked); one that caught it and failed otherwise is. */
+  if (!ok && tn_cancelled() && is_cancel_error(T)) {
     lua_pushboolean(T, 1);
     lua_setfield(T, 2, "cancelled");
   } else if (!ok) {
@@ -607,13 +641,15 @@ static int l_block_new(lua_State *L) {
 
   /* Each thread's start hook holds a reference until it returns. */
   atomic_store(&s->refs, 1 + b->size);
+  tn_l_wait_begins();
   int err = tn_block_new(b->size, &block_hooks, s, &b->block);
   if (err != TN_OK) {
     b->block = NULL;
     /* On TN_EINIT the threads still in their init keep their references
     ** (they free the setup when the last one is done); on any other error
     ** no hook runs any more, whatever was started, so they go now. */
-    if (err != TN_EINIT) atomic_store(&s->refs, 1);
+    if (err != TN_EINIT && err != TN_ECANCELED && err != TN_EINTR)
+      atomic_store(&s->refs, 1);
     if (err == TN_EINIT && s->error != NULL)
       return tn_l_error(L, method, "%s", s->error);
     return tn_l_coreerror(L, method, err);
@@ -667,26 +703,21 @@ static tn_deque_t *new_result_vector(lua_State *L, int size, tn_blob_t *job) {
   return d;
 }
 
-/* Slot `index` of the status table at `stab` is filled (rawget: no
-** __index call, which would fill it now). */
-static int slot_seen(lua_State *L, int stab, int index) {
-  lua_rawgeti(L, stab, index);
-  int seen = !lua_isnil(L, -1);
-  lua_pop(L, 1);
-  return seen;
-}
-
-/* Drop the notes the user's tables of the record at `rec` show. */
+/* The record at `rec` was handed to the user: drop its run's notes. */
 static void settle_notes(lua_State *L, block_setup_t *s, int rec) {
   if (!lua_istable(L, rec)) return;
   lua_rawgeti(L, rec, RUN_STAB);
-  if (lua_istable(L, -1)) {
-    lua_rawgeti(L, rec, RUN_ID);
-    lua_Integer id = lua_tointeger(L, -1);
-    lua_pop(L, 1);
-    forget_seen(s, id, slot_seen, L, lua_gettop(L));
+  int read = lua_istable(L, -1);
+  lua_rawgeti(L, rec, RUN_ID);
+  lua_Integer id = lua_tointeger(L, -1);
+  lua_pop(L, 2);
+  if (!read) return;
+  unread_t *list = take_notes(s, id);
+  while (list != NULL) {
+    unread_t *u = list;
+    list = u->next;
+    free(u);
   }
-  lua_pop(L, 1);
 }
 
 /* The block is done with: settle every kept run, report the rest. */
@@ -702,7 +733,7 @@ static void report_block(lua_State *L, l_block_t *b) {
     }
     lua_pop(L, 1);
   }
-  report_unread(b->setup);
+  report_unread(b->setup, 0);
 }
 
 static int l_block_run(lua_State *L) {
@@ -750,12 +781,16 @@ static int l_block_run(lua_State *L) {
   lua_pop(L, 2);
   int err = tn_block_run(b->block, run_job, run, run_release);
   if (err != TN_OK) return tn_l_coreerror(L, method, err);
-  tn_l_interrupt_handled();
   b->nruns++;
   lua_rawgeti(L, LUA_REGISTRYINDEX, b->runs_ref);
   int slot = (int)((b->nruns - 1) % b->keep + 1);
   lua_rawgeti(L, -1, slot); /* the record it pushes out, if any */
-  settle_notes(L, b->setup, lua_gettop(L));
+  if (lua_istable(L, -1)) {
+    settle_notes(L, b->setup, lua_gettop(L));
+    lua_rawgeti(L, -1, RUN_ID);
+    report_unread(b->setup, lua_tointeger(L, -1)); /* forgotten unread */
+    lua_pop(L, 1);
+  }
   lua_pop(L, 1);
   lua_pushvalue(L, -2);
   /* Into the ring: replaces (frees) the record of run nruns - keep. */
@@ -972,7 +1007,6 @@ static int l_block_synchronize(lua_State *L) {
     int rc = tn_block_synchronize(b->block, timeout);
     if (rc == TN_EINTR || rc == TN_ECANCELED)
       return tn_l_coreerror(L, method, rc);
-    tn_l_interrupt_handled();
   }
   return push_result(L, b, b->nruns, method);
 }
@@ -983,10 +1017,10 @@ static int l_block_terminate(lua_State *L) {
   if (b->block != NULL) {
     /* Wait where Ctrl-C and a cancel reach (tn_block_terminate's join
     ** does not), then stop the idle threads. */
+    tn_l_wait_begins();
     int rc = tn_block_synchronize(b->block, TN_FOREVER);
     if (rc != TN_OK) return tn_l_coreerror(L, method, rc);
     tn_block_terminate(b->block);
-    tn_l_interrupt_handled();
   }
   int n = push_result(L, b, b->nruns, method);
   report_block(L, b);
@@ -1007,7 +1041,6 @@ static int l_block_cancel(lua_State *L) {
   int reached = 0;
   if (b->block != NULL && id <= b->nruns)
     reached = tn_block_cancel(b->block, (unsigned long)id);
-  tn_l_interrupt_handled();
   lua_pushinteger(L, reached);
   return 1;
 }
@@ -1025,8 +1058,8 @@ static int l_block_cancel(lua_State *L) {
 ** while jobs run. But the close cancels the jobs instead when waiting
 ** could never end or was interrupted:
 ** - after a Ctrl-C (a wait of this process was interrupted, now or
-**   before, and the program did not go on managing blocks after it):
-**   the user wants out;
+**   before, even if the program caught it: graceful-shutdown code that
+**   cancels and waits a while must still end): the user wants out;
 ** - when every job of every block in the process sleeps without a
 **   deadline in an in-process wait, twice in a row with no wake-up in
 **   between: nothing but this closing program could have woken them (a
@@ -1037,6 +1070,7 @@ static int l_block_cancel(lua_State *L) {
 ** loop that never calls tunnel) are left to the process's exit.
 */
 static void block_close(l_block_t *b) {
+  tn_l_wait_begins();
   int stuck_before = 0;
   unsigned long progress_before = 0;
   while (!tn_l_interrupted()) {

@@ -314,6 +314,13 @@ static void report_unread(lua_State *L, l_cblock_t *b) {
       lua_pop(L, 1);
       continue;
     }
+    lua_rawgeti(L, rec, RUN_FILLED);
+    int all_seen = lua_tointeger(L, -1) >= b->size;
+    lua_pop(L, 1);
+    if (all_seen) { /* the user's tables show every slot */
+      lua_pop(L, 1);
+      continue;
+    }
     lua_rawgeti(L, rec, RUN_STAB);
     int stab = lua_gettop(L);
     if (tn_cblock_status(b->h, (unsigned long)id, 1, b->size, st, NULL) !=
