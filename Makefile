@@ -168,10 +168,11 @@ $(SHLIB): $(CORE_OBJ) $(REDIS_OBJ) $(B)/libtunnel.map
 	ln -sf $(@F) $(B)/$(SONAME)
 	ln -sf $(SONAME) $(B)/libtunnel.so
 
-# It exports luaopen_* only (src/lua/exports.map).
-$(MODULE): $(LUA_OBJ) $(CORE_OBJ) $(REDIS_OBJ) src/lua/exports.map
+# It exports luaopen_* only (src/lua/exports.map; the fuzzer's build, more).
+MODULE_MAP ?= src/lua/exports.map
+$(MODULE): $(LUA_OBJ) $(CORE_OBJ) $(REDIS_OBJ) $(MODULE_MAP)
 	@mkdir -p $(@D)
-	$(CC) -shared $(LDFLAGS_ALL) -Wl,--version-script=src/lua/exports.map \
+	$(CC) -shared $(LDFLAGS_ALL) -Wl,--version-script=$(MODULE_MAP) \
 	  -o $@ $(LUA_OBJ) $(CORE_OBJ) $(REDIS_OBJ) $(LIBS)
 
 $(B)/test/%.o: test/%.c $(wildcard test/*.h) include/tunnel.h $(FLAGS_STAMP)
