@@ -154,7 +154,7 @@ FUZZ_MODULE := $(FUZZ_B)/$(FUZZ_LUA)/tunnel/core.so
 # only Lua and loads the module with dlopen (see fuzz/fuzz_decode.c).
 fuzz-build:
 	$(MAKE) --no-print-directory B=$(FUZZ_B) CC=$(FUZZ_CC) LUA=$(FUZZ_LUA) \
-	  OPT="-O1 -g" SAN="$(FUZZ_SAN)" module
+	  OPT="-O1 -g" SAN="$(FUZZ_SAN)" MODULE_MAP=fuzz/exports.map module
 	$(MAKE) --no-print-directory $(FUZZ_B)/fuzz_decode
 
 $(FUZZ_B)/fuzz_decode: fuzz/fuzz_decode.c src/lua/codec.h src/lua/ltunnel.h \

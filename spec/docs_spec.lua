@@ -60,10 +60,11 @@ describe('the documentation', function()
     for _, page in ipairs(PAGES) do
       local text = read(page)
       for _, top in ipairs(TOPS) do
-        for path, after in text:gmatch('%f[%w_./-](' .. top .. '/[%w_./-]*[%w_])(.?)') do
+        for path, after in text:gmatch('%f[%w_./-](' .. top .. '/[%w_./-]*[%w_])(.?.?)') do
           -- a folder (`spec/original/`), a file; not a pattern of them
-          -- (`tunnel-<version>-1.rockspec`, `spec/*_spec.lua`)
-          if not after:find('[-*<]') and not GENERATED[path] then
+          -- (`tunnel-<version>-1.rockspec`, `spec/*_spec.lua`,
+          -- `bench/array_bench.*`)
+          if not after:find('^[-*<]') and not after:find('^%.%*') and not GENERATED[path] then
             assert.is_true(exists(path), page .. ' names ' .. path .. ', which does not exist')
           end
         end
