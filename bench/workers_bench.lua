@@ -22,7 +22,6 @@
 -- The round-trip cases report N times the median round trip (so "per item"
 -- is the median); the throughput case the wall time of all its jobs.
 
-local tunnel = require('tunnel')
 local QUICK = (os.getenv('BENCH_QUICK') or '') ~= '' and
               os.getenv('BENCH_QUICK') ~= '0'
 local REPEAT = tonumber(os.getenv('BENCH_REPEAT') or '') or (QUICK and 3 or 5)
@@ -35,6 +34,8 @@ if name == nil or name == 'list' then
   for _, n in ipairs(order) do print(n) end
   return
 end
+
+local tunnel = require('tunnel') -- (after `list`, which runs without it)
 
 local function skip(why)
   print(('skip\t%s\t%s'):format(name, why))
