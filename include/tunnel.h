@@ -474,6 +474,33 @@ int tn_map_get(tn_map_t *m, const void *key, size_t len, tn_blob_t **out,
                double timeout);
 
 /*
+** Reading without writing anything shared (tn_map_peek, tn_cell_peek), so
+** that readers on several cores scale: a reference count or a lock is a
+** cache line they would pass back and forth. A value that fits (its bytes
+** in `cap`, its references in `ocap`) is copied: its bytes into `buf`, the
+** addresses of the objects it refers to into `objs`, and no reference is
+** taken. Those addresses are NOT references: the objects may be gone by
+** the time the call returns; compare them with objects the caller holds,
+** never use them otherwise. A value that does not fit gives a new
+** reference in `blob` if `take` is set (else only its size).
+*/
+typedef struct tn_peek {
+  void *buf;          /* in: room for a small value's bytes */
+  size_t cap;         /* in */
+  tn_object_t **objs; /* in: room for its objects' addresses */
+  size_t ocap;        /* in */
+  int take;           /* in: a reference to a value that does not fit */
+  int found;          /* out: 0 for an absent key (or a nil cell) */
+  size_t size;        /* out: the value's size in bytes */
+  size_t nobjs;       /* out: addresses written to objs */
+  tn_blob_t *blob;    /* out: the reference taken, else NULL */
+} tn_peek_t;
+
+/* The value under `key`, as tn_map_get, into `*p` (see tn_peek_t). */
+int tn_map_peek(tn_map_t *m, const void *key, size_t len, tn_peek_t *p,
+                double timeout);
+
+/*
 ** Store `b` under `key` (owned by the map on TN_OK); a NULL `b` deletes the
 ** key. `*old` (if not NULL) receives the previous value (NULL if absent),
 ** else it is released.
@@ -596,6 +623,9 @@ tn_blob_t *tn_cell_value(const tn_cell_t *c);
 
 /* The cell's value: `*out` receives a new reference (NULL for nil). */
 int tn_cell_get(tn_cell_t *c, tn_blob_t **out, double timeout);
+
+/* The cell's value into `*p` (see tn_peek_t; nil: found = 0). */
+int tn_cell_peek(tn_cell_t *c, tn_peek_t *p, double timeout);
 
 /*
 ** Replace the value with `b` (owned by the cell on TN_OK; else the caller

@@ -212,9 +212,9 @@ TEST(map_snapshot,
 
 /* A thread that holds a mutex until told to let go. */
 TEST(map_try_on_held_shard,
-     "with a key's shard held by another thread, TN_TRY gets, sets and "
-     "snapshots return TN_EAGAIN and change nothing; other shards still "
-     "answer") {
+     "with a key's shard held by another thread, TN_TRY sets and snapshots "
+     "return TN_EAGAIN and change nothing; gets still answer (they take no "
+     "lock), and so does every other shard") {
   tn_map_t *m = new_map();
   set_long(m, "busy", 1);
   /* A key in another shard. */
@@ -230,9 +230,10 @@ TEST(map_try_on_held_shard,
   pthread_t t = test_spawn(test_hold_mutex, &h);
   while (!atomic_load(&h.held)) tn_sleep(0.001);
 
-  tn_blob_t *b = (tn_blob_t *)1;
-  CHECK_RC(tn_map_get(m, "busy", 4, &b, TN_TRY), TN_EAGAIN);
-  CHECK(b == (tn_blob_t *)1);
+  tn_blob_t *b = NULL;
+  CHECK_RC(tn_map_get(m, "busy", 4, &b, TN_TRY), TN_OK);
+  CHECK(b != NULL && long_of(b) == 1);
+  tn_blob_release(b);
   tn_blob_t *v = blob_long(5);
   CHECK_RC(tn_map_set(m, "busy", 4, v, NULL, TN_TRY), TN_EAGAIN);
   CHECK_RC(tn_map_set(m, "busy", 4, NULL, NULL, TN_TRY), TN_EAGAIN);
@@ -364,6 +365,149 @@ TEST(map_threads_shared_keys,
   CHECK_INT(atomic_load(&present), MT_KEYS);
   CHECK_INT(tn_map_size(m), 0);
   free_map(m);
+}
+
+/* ---- gets without the lock, beside writers --------------------------------- */
+
+enum { RACE_STABLE = 64, RACE_ROUNDS = 12, RACE_KEYS = 12000 };
+
+typedef struct race_arg {
+  _Atomic(tn_map_t *) *map; /* this round's map */
+  atomic_int *phase;        /* 2r - 1: round r reads; 2r: it stops; -1 */
+  atomic_int *acks;         /* readers done with this round's map */
+  long reads, missed, wrong;
+  int copy; /* read with tn_map_peek into a buffer, else tn_map_get */
+} race_arg_t;
+
+/* The stable keys are always there: a get must never miss one, nor read
+** another key's value, whatever the writer does meanwhile. */
+static void *race_reader(void *p) {
+  race_arg_t *a = p;
+  char k[32];
+  for (int done = 0;;) {
+    int ph = atomic_load(a->phase);
+    if (ph < 0) return NULL;
+    int rd = (ph + 1) / 2;
+    if (rd == done) {
+      tn_cpu_relax();
+      continue;
+    }
+    tn_map_t *m = atomic_load(a->map);
+    while (atomic_load(a->phase) == 2 * rd - 1) {
+      for (long i = 0; i < RACE_STABLE; i++) {
+        snprintf(k, sizeof k, "stable%ld", i);
+        long got = -1;
+        if (a->copy) {
+          unsigned char buf[64];
+          tn_peek_t pk = {.buf = buf, .cap = sizeof buf, .take = 1};
+          if (tn_map_peek(m, k, strlen(k), &pk, TN_FOREVER) != TN_OK)
+            test_fail(__FILE__, __LINE__, "tn_map_peek failed");
+          if (pk.blob != NULL) { /* blob_long values fit: never retained */
+            a->wrong++;
+            tn_blob_release(pk.blob);
+          } else if (pk.found && pk.size == sizeof got) {
+            memcpy(&got, buf, sizeof got);
+          }
+        } else {
+          got = get_long(m, k, strlen(k));
+        }
+        a->reads++;
+        if (got == -1)
+          a->missed++;
+        else if (got % 1000 != i)
+          a->wrong++;
+      }
+    }
+    done = rd;
+    atomic_fetch_add(a->acks, 1);
+  }
+}
+
+TEST(map_reads_beside_writers,
+     "gets without the lock, on two threads, never miss a key that stays and "
+     "never read a wrong value while a writer grows the map from empty, "
+     "deletes keys and overwrites the ones being read") {
+  _Atomic(tn_map_t *) map = NULL;
+  atomic_int phase = 0, acks = 0;
+  race_arg_t r[2] = {{&map, &phase, &acks, 0, 0, 0, 0},
+                     {&map, &phase, &acks, 0, 0, 0, 1}};
+  pthread_t t[2];
+  for (int i = 0; i < 2; i++) t[i] = test_spawn(race_reader, &r[i]);
+  char k[32];
+  for (int rd = 1; rd <= RACE_ROUNDS; rd++) {
+    tn_map_t *m = new_map(); /* a fresh map grows all the way each round */
+    for (long i = 0; i < RACE_STABLE; i++) {
+      snprintf(k, sizeof k, "stable%ld", i);
+      set_long(m, k, i);
+    }
+    atomic_store(&map, m);
+    atomic_store(&acks, 0);
+    atomic_store(&phase, 2 * rd - 1);
+    for (long i = 0; i < RACE_KEYS; i++) {
+      snprintf(k, sizeof k, "r%ld", i);
+      set_long(m, k, i);
+      if (i % 16 == 0) { /* overwrite what the readers read */
+        snprintf(k, sizeof k, "stable%ld", (i / 16) % RACE_STABLE);
+        set_long(m, k, rd * 1000 + (i / 16) % RACE_STABLE);
+      }
+    }
+    for (long i = 0; i < RACE_KEYS; i += 2) {
+      snprintf(k, sizeof k, "r%ld", i);
+      del(m, k);
+    }
+    CHECK_INT(tn_map_size(m), RACE_STABLE + RACE_KEYS / 2);
+    atomic_store(&phase, 2 * rd);
+    while (atomic_load(&acks) < 2) tn_cpu_relax();
+    free_map(m);
+  }
+  atomic_store(&phase, -1);
+  for (int i = 0; i < 2; i++) test_join(t[i]);
+  for (int i = 0; i < 2; i++) {
+    CHECK(r[i].reads > 0);
+    CHECK_INT(r[i].missed, 0);
+    CHECK_INT(r[i].wrong, 0);
+  }
+}
+
+TEST(map_peek_copies_or_retains,
+     "tn_map_peek copies a value that fits, with the addresses of its "
+     "objects and no reference, hands out a reference otherwise, and says "
+     "not found for an absent key") {
+  tn_map_t *m = new_map();
+  set_long(m, "n", 42);
+  tn_counter_t *c;
+  tn_counter_new(0, &c);
+  tn_object_t *refs[1] = {TN_OBJECT(c)};
+  CHECK_RC(tn_map_set(m, "o", 1, tn_blob_new("x", 1, refs, 1), NULL,
+                      TN_FOREVER), TN_OK);
+  unsigned char buf[16];
+  tn_object_t *objs[2];
+  tn_peek_t p = {buf, sizeof buf, objs, 2, 1, 0, 0, 0, NULL};
+  CHECK_RC(tn_map_peek(m, "n", 1, &p, TN_FOREVER), TN_OK);
+  long v = 0;
+  memcpy(&v, buf, sizeof v);
+  CHECK(p.found && p.blob == NULL && p.size == sizeof v && v == 42);
+  CHECK_INT(p.nobjs, 0);
+  p.cap = 4; /* too small */
+  CHECK_RC(tn_map_peek(m, "n", 1, &p, TN_FOREVER), TN_OK);
+  CHECK(p.found && p.blob != NULL && long_of(p.blob) == 42);
+  tn_blob_release(p.blob);
+  p.cap = sizeof buf;
+  CHECK_RC(tn_map_peek(m, "o", 1, &p, TN_FOREVER), TN_OK);
+  CHECK(p.found && p.blob == NULL && p.size == 1 && buf[0] == 'x');
+  CHECK(p.nobjs == 1 && objs[0] == TN_OBJECT(c));
+  CHECK_INT(refs_of(TN_OBJECT(c)), 2); /* the map's: none taken */
+  p.ocap = 0; /* no room for the object: a reference */
+  CHECK_RC(tn_map_peek(m, "o", 1, &p, TN_FOREVER), TN_OK);
+  CHECK(p.blob != NULL && tn_blob_ref(p.blob, 0) == TN_OBJECT(c));
+  tn_blob_release(p.blob);
+  tn_peek_t q = {0}; /* whether it is there, nothing else */
+  CHECK_RC(tn_map_peek(m, "o", 1, &q, TN_FOREVER), TN_OK);
+  CHECK(q.found && q.size == 1 && q.blob == NULL);
+  CHECK_RC(tn_map_peek(m, "none", 4, &p, TN_FOREVER), TN_OK);
+  CHECK(!p.found && p.blob == NULL);
+  free_map(m);
+  tn_object_release(TN_OBJECT(c));
 }
 
 TEST(map_fault_leaves_map,

@@ -185,6 +185,25 @@ void tn_blob_release(tn_blob_t *b) {
     tn_free(b);
 }
 
+void tn_peek_value(tn_blob_t *v, tn_peek_t *p) {
+  p->blob = NULL;
+  p->nobjs = 0;
+  if (v == NULL) {
+    p->found = 0;
+    p->size = 0;
+    return;
+  }
+  p->found = 1;
+  p->size = v->size;
+  if (v->size <= p->cap && v->nrefs <= p->ocap) {
+    if (v->size > 0) memcpy(p->buf, v->bytes, v->size);
+    for (size_t i = 0; i < v->nrefs; i++) p->objs[i] = v->objects[i];
+    p->nobjs = v->nrefs;
+  } else if (p->take) {
+    p->blob = tn_blob_retain(v);
+  }
+}
+
 const void *tn_blob_data(const tn_blob_t *b) { return b->bytes; }
 size_t tn_blob_size(const tn_blob_t *b) { return b->size; }
 size_t tn_blob_nrefs(const tn_blob_t *b) { return b->nrefs; }

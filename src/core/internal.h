@@ -260,6 +260,10 @@ void tn_gc_unregister(tn_object_t *o);
 /* How many structures are registered (for the tests). */
 size_t tn_gc_registered(void);
 
+/* Fill a peek (tunnel.h) from the value `v` (NULL: absent or nil): copy
+** it if it fits, else take a reference if asked to (blob.c). */
+void tn_peek_value(tn_blob_t *v, tn_peek_t *p);
+
 /* What the collector reads of a blob (blob.c keeps the struct private). */
 long tn_blob_refs_now(tn_blob_t *b);      /* seq_cst load */
 void tn_blob_touch_clear(tn_blob_t *b);
@@ -385,5 +389,43 @@ long tn_cpu_count(void);
 ** threads as CPUs spin already, and in the TN_MEMCHECK build.
 */
 void tn_spin_until(bool (*done)(void *arg), void *arg, long ns);
+
+/* ---- epoch-based reclamation (ebr.c) ------------------------------------ */
+
+/*
+** atomic_thread_fence, except under ThreadSanitizer, which does not model
+** fences (gcc warns): there a read-modify-write of a thread-private atomic
+** stands in. The code that needs a fence orders the accesses TSan checks
+** with release/acquire pairs as well, so TSan loses nothing it could see.
+*/
+#if defined(__SANITIZE_THREAD__)
+#define TN_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define TN_TSAN 1
+#endif
+#endif
+#ifdef TN_TSAN
+extern _Thread_local atomic_int tn_fence_word;
+#define TN_FENCE(order) ((void)atomic_fetch_add_explicit(&tn_fence_word, 0, order))
+#else
+#define TN_FENCE(order) atomic_thread_fence(order)
+#endif
+
+/*
+** For readers that follow pointers without the lock that guards them
+** (map.c's gets): a reader brackets its reads with tn_ebr_enter (NULL:
+** no record could be made, take the lock instead) and tn_ebr_leave, and
+** does nothing inside that can wait or raise. A writer that unlinks memory
+** under the lock tags it with tn_ebr_tag() and frees it only once
+** tn_ebr_expired(tag, tn_ebr_advance()) (tn_ebr_synchronize waits for that).
+*/
+typedef struct tn_ebr_thread tn_ebr_thread_t;
+tn_ebr_thread_t *tn_ebr_enter(void);
+void tn_ebr_leave(tn_ebr_thread_t *r);
+uint64_t tn_ebr_tag(void);
+uint64_t tn_ebr_advance(void); /* the epoch now (advanced when it could) */
+bool tn_ebr_expired(uint64_t tag, uint64_t epoch);
+void tn_ebr_synchronize(uint64_t tag); /* yields until `tag` expired */
 
 #endif
