@@ -522,3 +522,36 @@ TEST(jobs_release_gives_back, "a slot given back after its finish took the "
   tn_worker_free(w2);
   tn_cblock_free(b);
 }
+
+TEST(jobs_refused_waits, "a job a live capable worker could run waits for "
+                         "it: another runtime's worker refuses it only once "
+                         "no such worker is registered") {
+  tn_cluster_t *c = cluster();
+  if (c == NULL) return;
+  const char *name = fresh("waits");
+  tn_cblock_t *b = block(c, name, 2, "test 1", NULL, 0);
+  tn_worker_t *able = worker(c, "test 1", name, NULL);
+  tn_worker_t *other = worker(c, "test 2", name, NULL);
+  unsigned long id;
+  run(b, "job", &id);
+  tn_wslot_t *held, *s;
+  tn_wjob_t job;
+  /* The capable worker is busy with slot 1 (it holds it). */
+  CHECK_RC(tn_worker_claim(able, 5, &held), TN_OK);
+  CHECK_RC(tn_wslot_take(held, 5, &job), TN_OK);
+  /* Slot 2's job waits past the grace: not refused while `able` lives. */
+  CHECK_RC(tn_worker_claim(other, 3, &s), TN_ETIMEDOUT);
+  finish(held, &job, "done");
+  tn_wslot_release(held);
+  tn_worker_free(able); /* gone: now the job is refused */
+  CHECK_RC(tn_worker_claim(other, 5, &s), TN_OK);
+  CHECK_RC(tn_wslot_take(s, 5, &job), TN_ECLOSED);
+  tn_wslot_release(s);
+  tn_job_status_t st[2];
+  CHECK_RC(tn_cblock_status(b, id, 1, 2, st, NULL), TN_OK);
+  CHECK(st[0].state == TN_JOB_REFUSED || st[1].state == TN_JOB_REFUSED);
+  CHECK(st[0].state == TN_JOB_OK || st[1].state == TN_JOB_OK);
+  tn_job_status_clear(st, 2);
+  tn_worker_free(other);
+  tn_cblock_free(b);
+}

@@ -311,6 +311,22 @@ static rd_script_t claim_script = SCRIPT(
     "local m = meta()\n"
     "if not m or m.term then return {0} end\n"
     "local pick, late\n"
+    /* Whether a live worker (a heartbeat within its registration's life)
+    ** that serves this block runs the job's runtime with its key: then the
+    ** job waits for one, rather than be refused by this one. */
+    "local name, known = string.sub(B, #P + 7), {}\n"
+    "local function capable(rt, k)\n"
+    "  local key = (rt or '') .. '\\0' .. (k or '')\n"
+    "  if known[key] == nil then\n"
+    "    known[key] = false\n"
+    "    for _, wid in ipairs(redis.call('ZRANGEBYSCORE', P .. 'workers', now - " TN_STR(WORKER_TTL_MS) ", '+inf')) do\n"
+    "      local h = redis.call('HMGET', P .. 'worker:' .. wid, 'runtime', 'kid', 'blocks')\n"
+    "      if h[1] == rt and (h[2] or '') == (k or '') and (not h[3] or h[3] == '' or\n"
+    "         string.find(',' .. h[3] .. ',', ',' .. name .. ',', 1, true)) then known[key] = true break end\n"
+    "    end\n"
+    "  end\n"
+    "  return known[key]\n"
+    "end\n"
     "for i = 1, m.size do\n"
     "  reap_slot(m, i)\n"
     "  if redis.call('EXISTS', sk(i, 'own')) == 0 then\n"
@@ -318,7 +334,8 @@ static rd_script_t claim_script = SCRIPT(
     "    if head then\n"
     "      local j = redis.call('HMGET', B .. ':j:' .. head, 'rt', 'k', 'at')\n"
     "      if j[1] == ARGV[2] and j[2] == ARGV[3] then pick = i break end\n"
-    "      if not late and now - (tonumber(j[3]) or 0) >= tonumber(ARGV[4]) then late = i end\n"
+    "      if not late and now - (tonumber(j[3]) or 0) >= tonumber(ARGV[4]) and not capable(j[1], j[2]) then\n"
+    "        late = i end\n"
     "    end\n"
     "  end\n"
     "end\n"
@@ -438,8 +455,8 @@ static rd_script_t reap_script = SCRIPT(
 
 /*
 ** The heartbeat. KEYS[1] ignored (B is set per slot), KEYS[2] = P. ARGV:
-** wid host pid threads runtime version started blocks, then (B, i, token,
-** lease) per held slot -> per slot: -1 the lease is lost, 0 held, r > 0
+** wid host pid threads runtime version started blocks kid, then (B, i,
+** token, lease) per held slot -> per slot: -1 the lease is lost, 0 held, r > 0
 ** held and run r (in flight) is to be cancelled.
 */
 static rd_script_t renew_script = SCRIPT(
@@ -447,11 +464,11 @@ static rd_script_t renew_script = SCRIPT(
     "local wk = P .. 'worker:' .. ARGV[1]\n"
     "want(wk, 'hash') want(P .. 'workers', 'zset')\n"
     "redis.call('HSET', wk, 'host', ARGV[2], 'pid', ARGV[3], 'threads', ARGV[4], 'runtime', ARGV[5],\n"
-    "  'version', ARGV[6], 'started', ARGV[7], 'blocks', ARGV[8], 'beat', now)\n"
+    "  'version', ARGV[6], 'started', ARGV[7], 'blocks', ARGV[8], 'kid', ARGV[9], 'beat', now)\n"
     "redis.call('PEXPIRE', wk, " TN_STR(WORKER_TTL_MS) ")\n"
     "redis.call('ZADD', P .. 'workers', now, ARGV[1])\n"
     "local out = {}\n"
-    "for k = 9, #ARGV, 4 do\n"
+    "for k = 10, #ARGV, 4 do\n"
     "  B = ARGV[k]\n"
     "  local i, tok = ARGV[k + 1], ARGV[k + 2]\n"
     "  if redis.call('GET', sk(i, 'own')) == tok then\n"
@@ -1074,7 +1091,7 @@ static void renew(tn_worker_t *w) {
   pthread_mutex_lock(&w->mutex);
   size_t n = 0;
   for (tn_wslot_t *s = w->slots; s != NULL; s = s->next) n++;
-  const char **args = malloc((8 + 4 * n) * sizeof *args);
+  const char **args = malloc((9 + 4 * n) * sizeof *args);
   tn_wslot_t **held = malloc((n + 1) * sizeof *held);
   if (args == NULL || held == NULL) {
     pthread_mutex_unlock(&w->mutex);
@@ -1090,18 +1107,19 @@ static void renew(tn_worker_t *w) {
   args[5] = TN_VERSION;
   args[6] = w->started;
   args[7] = w->blocks_csv;
+  args[8] = w->keys.kid;
   size_t k = 0;
   for (tn_wslot_t *s = w->slots; s != NULL; s = s->next, k++) {
     held[k] = s;
-    args[8 + 4 * k] = s->key;
-    args[9 + 4 * k] = s->is;
-    args[10 + 4 * k] = s->token;
-    args[11 + 4 * k] = s->lease_ms;
+    args[9 + 4 * k] = s->key;
+    args[10 + 4 * k] = s->is;
+    args[11 + 4 * k] = s->token;
+    args[12 + 4 * k] = s->lease_ms;
   }
   const char *keys[] = {w->blockset, w->c->prefix};
   redisReply *r = NULL;
   int rc = rd_eval(w->c, &renew_script, RD_NO_EXPIRY, &r, 2, keys,
-                   (int)(8 + 4 * n), args, NULL);
+                   (int)(9 + 4 * n), args, NULL);
   if (rc == TN_OK && r->type == REDIS_REPLY_ARRAY && r->elements == n) {
     for (size_t i = 0; i < n; i++) {
       long long code;
@@ -1233,10 +1251,11 @@ int tn_worker_new(tn_cluster_t *c, const tn_worker_options_t *o,
   /* Registered before the first claim, so `tunnel status` shows it at
   ** once; the heartbeat keeps it so. */
   const char *args[] = {w->id, w->host, w->pid, w->threads, w->runtime,
-                        TN_VERSION, w->started, w->blocks_csv};
+                        TN_VERSION, w->started, w->blocks_csv,
+                        w->keys.kid};
   const char *keys[] = {w->blockset, c->prefix};
   redisReply *r;
-  rc = rd_eval(c, &renew_script, RD_NO_EXPIRY, &r, 2, keys, 8, args, NULL);
+  rc = rd_eval(c, &renew_script, RD_NO_EXPIRY, &r, 2, keys, 9, args, NULL);
   if (rc != TN_OK) {
     worker_free(w);
     return rc;
