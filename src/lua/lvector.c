@@ -399,14 +399,27 @@ static int l_select(lua_State *L) {
                                  VECTOR);
   if (n > 1u << 20)
     return tn_l_error(L, SELECT, "too many vectors (%d at most)", 1 << 20);
-  tn_deque_t **ds = tn_newuserdata(L, n * sizeof *ds);
+  /* The common few on the C stack; more in a userdata (freed by the GC
+  ** whatever raises below). */
+  tn_deque_t *few[16];
+  tn_deque_t **ds = n <= 16 ? few : tn_newuserdata(L, n * sizeof *ds);
+  /* A Vector is a box whose metatable is the class's (nil: no Vector was
+  ** ever made in this state, so none can be in the list). */
+  luaL_getmetatable(L, VECTOR);
+  int mt = lua_gettop(L);
   int remote = 0;
   for (size_t i = 0; i < n; i++) {
     lua_rawgeti(L, 1, (int)(i + 1));
-    tn_object_t *o = tn_l_toobject(L, -1);
-    if (o == NULL || tn_object_type(o) != TN_TYPE_DEQUE)
+    tn_box_t *box = lua_touserdata(L, -1);
+    int is_vector = box != NULL && lua_getmetatable(L, -1);
+    if (is_vector) {
+      is_vector = lua_rawequal(L, -1, mt) && box->object != NULL;
+      lua_pop(L, 1);
+    }
+    if (!is_vector)
       return tn_l_error(L, SELECT, "vectors[%d] must be a " VECTOR
                         " (got %s)", (int)(i + 1), luaL_typename(L, -1));
+    tn_object_t *o = box->object;
     lua_pop(L, 1);
     int r = tn_object_is_remote(o);
     if (i == 0)
