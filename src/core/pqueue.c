@@ -283,13 +283,16 @@ static int acquire_ready(tn_pqueue_t *q, double timeout,
 
 /* ---- push and pop -------------------------------------------------------- */
 
-/* Mutex held, room reserved: add the entry and wake a popper. */
-static void insert_locked(tn_pqueue_t *q, pq_entry_t e) {
+/* Mutex held, room reserved: add the entry. True when a popper sleeps:
+** the caller signals not_empty once it has dropped the mutex (a popper
+** woken under it would only block on it; it is counted, so it is in its
+** wait already and the signal cannot be lost). */
+static bool insert_locked(tn_pqueue_t *q, pq_entry_t e) {
   size_t n = size_now(q);
   heap_push(q, n, e);
   q->version++;
   atomic_store_explicit(&q->size, n + 1, memory_order_relaxed);
-  if (q->pop_waiters > 0) pthread_cond_signal(&q->not_empty);
+  return q->pop_waiters > 0;
 }
 
 int tn_pqueue_push(tn_pqueue_t *q, double priority, tn_blob_t *b,
@@ -303,8 +306,10 @@ int tn_pqueue_push(tn_pqueue_t *q, double priority, tn_blob_t *b,
     rc = TN_ECLOSED;
   else
     rc = reserve(q, size_now(q));
-  if (rc == TN_OK) insert_locked(q, (pq_entry_t){priority, ++q->push_seq, b});
+  bool wake = rc == TN_OK &&
+              insert_locked(q, (pq_entry_t){priority, ++q->push_seq, b});
   pthread_mutex_unlock(&q->mutex);
+  if (wake) pthread_cond_signal(&q->not_empty);
   return rc;
 }
 
@@ -322,8 +327,9 @@ int tn_pqueue_pop(tn_pqueue_t *q, tn_blob_t **out, double *priority,
   pq_entry_t e = heap_pop(q, n);
   q->version++;
   atomic_store_explicit(&q->size, n - 1, memory_order_relaxed);
-  if (q->push_waiters > 0) pthread_cond_signal(&q->not_full);
+  bool wake = q->push_waiters > 0; /* signalled unlocked: see insert */
   pthread_mutex_unlock(&q->mutex);
+  if (wake) pthread_cond_signal(&q->not_full);
   *out = e.blob;
   if (priority != NULL) *priority = e.priority;
   return TN_OK;
@@ -334,7 +340,9 @@ int tn_pqueue_unpop(tn_pqueue_t *q, double priority, tn_blob_t *b) {
   if (TN_REMOTE(q)) return TN_BACKEND(q)->pqueue_unpop(q, priority, b);
   pthread_mutex_lock(&q->mutex);
   int rc = reserve(q, size_now(q));
-  if (rc == TN_OK) insert_locked(q, (pq_entry_t){priority, q->unpop_seq--, b});
+  bool wake = rc == TN_OK &&
+              insert_locked(q, (pq_entry_t){priority, q->unpop_seq--, b});
   pthread_mutex_unlock(&q->mutex);
+  if (wake) pthread_cond_signal(&q->not_empty);
   return rc;
 }
