@@ -1273,6 +1273,11 @@ void tn_l_decode_scalar(lua_State *L, const void *data, size_t len,
   decode_value(&d, *d.p++);
 }
 
+int tn_l_isobjectref(const void *data, size_t len) {
+  const unsigned char *p = data;
+  return len == 2 && p[0] == TAG_OBJECT && p[1] == 0;
+}
+
 int tn_l_decode_bytes(lua_State *L, const void *data, size_t len,
                       const tn_blob_t *refs, int trust, const char *method) {
   dec_t d;

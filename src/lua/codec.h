@@ -62,6 +62,10 @@ int tn_l_decode_bytes(lua_State *L, const void *data, size_t len,
 */
 int tn_l_isscalar(const void *data, size_t len);
 
+/* Whether the bytes are the value "the blob's first object" and nothing
+** else (a shared table, a Vector, ... stored as a value). */
+int tn_l_isobjectref(const void *data, size_t len);
+
 /* Push the scalar of such bytes (tn_l_isscalar must have said so). */
 void tn_l_decode_scalar(lua_State *L, const void *data, size_t len,
                         const char *method);

@@ -27,8 +27,11 @@
 ** - set does not take the callback lock (it stays one core call), so a
 **   set racing a write callback on the same key may be overwritten by the
 **   callback's result; writes among themselves never lose an update.
-** - The value a get takes is decoded outside any protected call: if the
-**   decoding itself raises (out of memory), that value's reference is lost.
+** - A get takes no lock and, for a small value (or one object this state
+**   has a box for), no reference: the value is copied out of the map and
+**   decoded from the copy (tn_l_pushmapvalue), so readers on several
+**   threads write nothing they share. A larger value is decoded from a
+**   reference under a protected call, which drops it if decoding raises.
 */
 #include <math.h>
 #include <stdlib.h>
@@ -64,10 +67,7 @@ static int hash_getvalue(lua_State *L, tn_map_t *m, const char *method,
                          double timeout) {
   tn_l_key_t k;
   tn_l_checkkey(L, 2, &k, method, 1);
-  tn_blob_t *b;
-  int rc = tn_map_get(m, k.data, k.len, &b, timeout);
-  if (rc == TN_OK) tn_l_pushblob(L, b, method);
-  return rc;
+  return tn_l_pushmapvalue(L, m, &k, timeout, method);
 }
 
 /* get(key) -> value, true (nil, true when absent: the get happened, and an

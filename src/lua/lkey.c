@@ -17,6 +17,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "codec.h"
 #include "ltunnel.h"
 
 void tn_l_intkey(tn_l_key_t *k, int64_t i) {
@@ -115,6 +116,72 @@ void tn_l_pushkey(lua_State *L, const void *data, size_t len) {
     return;
   }
   }
+}
+
+/* Values up to this size are copied out of the map (a C stack buffer). */
+#define READ_COPY_MAX 256
+
+/* Push the value a peek copied out (found, no reference taken): 1, or 0
+** with nothing pushed when it refers to an object this state holds no box
+** for (the caller then reads it again, taking a reference). */
+static int push_peeked(lua_State *L, const tn_peek_t *p, const char *method) {
+  const unsigned char *buf = p->buf;
+  if (p->nobjs > 0) /* a nested shared table, a Vector, ...: one object */
+    return tn_l_isobjectref(buf, p->size) &&
+           tn_l_pushcachedobject(L, p->objs[0]);
+  /* The copy is ours: nothing to drop if decoding raises. */
+  int n;
+  if (p->size > 0 && buf[0] == TN_CODEC_DATA_ONLY) /* as tn_l_decode */
+    n = tn_l_decode_bytes(L, buf + 1, p->size - 1, NULL, TN_DECODE_DATA,
+                          method);
+  else
+    n = tn_l_decode_bytes(L, buf, p->size, NULL, TN_DECODE_OWN, method);
+  if (n == 0) /* the first value only, nil if none (as tn_l_pushblob) */
+    lua_pushnil(L);
+  else if (n > 1)
+    lua_pop(L, n - 1);
+  return 1;
+}
+
+int tn_l_pushpeek(lua_State *L, tn_peek_t *p,
+                  int (*again)(tn_peek_t *p, void *arg), void *arg,
+                  const char *method) {
+  if (p->blob != NULL) {
+    tn_l_pushblob(L, p->blob, method);
+    return TN_OK;
+  }
+  if (!p->found) {
+    lua_pushnil(L);
+    return TN_OK;
+  }
+  if (push_peeked(L, p, method)) return TN_OK;
+  tn_peek_t q = {.take = 1};
+  int rc = again(&q, arg);
+  if (rc != TN_OK) return rc;
+  tn_l_pushblob(L, q.blob, method); /* NULL (gone meanwhile): nil */
+  return TN_OK;
+}
+
+typedef struct map_read {
+  tn_map_t *m;
+  const tn_l_key_t *k;
+  double timeout;
+} map_read_t;
+
+static int peek_map(tn_peek_t *p, void *arg) {
+  map_read_t *r = arg;
+  return tn_map_peek(r->m, r->k->data, r->k->len, p, r->timeout);
+}
+
+int tn_l_pushmapvalue(lua_State *L, tn_map_t *m, const tn_l_key_t *k,
+                      double timeout, const char *method) {
+  unsigned char buf[READ_COPY_MAX];
+  tn_object_t *objs[1];
+  tn_peek_t p = {buf, sizeof buf, objs, 1, 1, 0, 0, 0, NULL};
+  map_read_t r = {m, k, timeout};
+  int rc = peek_map(&p, &r);
+  if (rc != TN_OK) return rc;
+  return tn_l_pushpeek(L, &p, peek_map, &r, method);
 }
 
 /* A snapshot being turned into a Lua table; freed by tn_l_pushmap whether

@@ -31,8 +31,11 @@
 ** - pairs(t) and tunnel.snapshot(t) walk a snapshot, taken with the whole
 **   map stopped for a moment (an O(n) copy). LuaJIT and 5.1 honour no
 **   __pairs: use `pairs(tunnel.snapshot(t))` there.
-** - A value read (t[k], x.data) is decoded after its blob is taken; if the
-**   decoding itself raises (out of memory), that blob reference leaks.
+** - Reads (t[k], #t, x.data) take no lock and no reference: a small value
+**   is copied out of the map and decoded from the copy, a nested shared
+**   table is the box this state already has (tn_l_pushmapvalue), so
+**   threads that read one table at once write nothing they share. A
+**   value overwritten or deleted is released a little later (map.c).
 ** - Atomic's lock is not recursive: a write callback that calls read or
 **   write on the same Atomic deadlocks. A read inside a read is fine, unless
 **   a writer is queued meanwhile (writers are preferred, so the inner read
@@ -145,10 +148,8 @@ static int l_table_index(lua_State *L) {
     lua_pushnil(L);
     return 1;
   }
-  tn_blob_t *b;
-  int rc = tn_map_get(m, key.data, key.len, &b, TN_FOREVER);
+  int rc = tn_l_pushmapvalue(L, m, &key, TN_FOREVER, method);
   if (rc != TN_OK) return tn_l_coreerror(L, method, rc);
-  tn_l_pushblob(L, b, method);
   return 1;
 }
 
@@ -173,11 +174,10 @@ static int table_has(lua_State *L, tn_map_t *m, uint64_t i,
                      const char *method) {
   tn_l_key_t key;
   tn_l_intkey(&key, (int64_t)i);
-  tn_blob_t *b;
-  int rc = tn_map_get(m, key.data, key.len, &b, TN_FOREVER);
+  tn_peek_t p = {0}; /* no copy, no reference: only whether it is there */
+  int rc = tn_map_peek(m, key.data, key.len, &p, TN_FOREVER);
   if (rc != TN_OK) return tn_l_coreerror(L, method, rc);
-  tn_blob_release(b);
-  return b != NULL;
+  return p.found;
 }
 
 /*
@@ -267,14 +267,34 @@ static int l_atomic_new(lua_State *L) {
   return cell_new(L, TN_TYPE_ATOMIC, ATOMIC);
 }
 
+static int peek_cell(tn_peek_t *p, void *c) {
+  return tn_cell_peek(c, p, TN_FOREVER);
+}
+
 /* Push the cell's data. In process it is a shared table (or a scalar)
 ** that synchronizes itself; a cluster Atomic's data is a copy, fetched
-** from the server. */
+** from the server. Usually it is a shared table this state has a box for:
+** no reference taken, so threads reading x.data at once write nothing
+** they share. */
 static void push_data(lua_State *L, tn_cell_t *c, const char *method) {
-  tn_blob_t *b;
-  int rc = tn_cell_get(c, &b, TN_FOREVER);
+  unsigned char buf[64];
+  tn_object_t *objs[1];
+  tn_peek_t p = {buf, sizeof buf, objs, 1, 1, 0, 0, 0, NULL};
+  int rc = peek_cell(&p, c);
+  if (rc == TN_OK) rc = tn_l_pushpeek(L, &p, peek_cell, c, method);
   if (rc != TN_OK) tn_l_coreerror(L, method, rc);
-  tn_l_pushblob(L, b, method); /* the cell keeps its own reference */
+}
+
+/* Whether blob `a` holds what `b` holds: the same bytes, the same objects. */
+static int same_blob(const tn_blob_t *a, const tn_blob_t *b) {
+  if (a == NULL || b == NULL) return a == b;
+  size_t n = tn_blob_size(a), k = tn_blob_nrefs(a);
+  if (n != tn_blob_size(b) || k != tn_blob_nrefs(b) ||
+      memcmp(tn_blob_data(a), tn_blob_data(b), n) != 0)
+    return 0;
+  for (size_t i = 0; i < k; i++)
+    if (tn_blob_ref(a, i) != tn_blob_ref(b, i)) return 0;
+  return 1;
 }
 
 /* x.data -> the data; x.name -> the method (upvalue 2 is the methods
@@ -384,9 +404,16 @@ static int atomic_call(lua_State *L, const char *method, int write,
   lua_pushvalue(L, 2);
   int status = lua_pcall(L, 2, LUA_MULTRET, 0);
   if (status == 0 && write) {
-    /* Stored before the lock goes, so no other writer sees the old data. */
-    rc = tn_cell_set(c, ctx.out, TN_FOREVER);
-    if (rc != TN_OK) tn_blob_release(ctx.out);
+    /* Stored before the lock goes, so no other writer sees the old data.
+    ** In process the data is a shared table that changed in place: the
+    ** same reference as before, nothing to store (tn_cell_value is NULL
+    ** for a cluster Atomic, which always stores its copy). */
+    if (same_blob(ctx.out, tn_cell_value(c)) && ctx.out != NULL) {
+      tn_blob_release(ctx.out);
+    } else {
+      rc = tn_cell_set(c, ctx.out, TN_FOREVER);
+      if (rc != TN_OK) tn_blob_release(ctx.out);
+    }
   }
   if (write)
     tn_object_write_unlock(o);

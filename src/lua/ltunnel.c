@@ -288,6 +288,22 @@ void tn_l_pushobject(lua_State *L, tn_object_t *o) {
   lua_remove(L, -2); /* pop cache */
 }
 
+int tn_l_pushcachedobject(lua_State *L, const tn_object_t *o) {
+  /* A live box for this address holds a reference, so the object there
+  ** now is the one the box was made for: the address cannot be reused
+  ** while the box lives. */
+  lua_getfield(L, LUA_REGISTRYINDEX, BOXES_KEY);
+  lua_pushlightuserdata(L, (void *)o);
+  lua_rawget(L, -2);
+  tn_box_t *box = lua_touserdata(L, -1);
+  if (box != NULL && box->object == o) {
+    lua_remove(L, -2); /* pop cache */
+    return 1;
+  }
+  lua_pop(L, 2);
+  return 0;
+}
+
 void tn_l_pushnew(lua_State *L, tn_object_t *o) {
   tn_l_pushobject(L, o); /* the box takes its own reference */
   tn_object_release(o);

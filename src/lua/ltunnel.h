@@ -186,6 +186,30 @@ int tn_l_checkkey(lua_State *L, int idx, tn_l_key_t *k, const char *method,
 /* The key of an integer (what tn_l_checkkey gives for it). */
 void tn_l_intkey(tn_l_key_t *k, int64_t i);
 
+/*
+** Push the value under key `k` of `m` (nil when absent) and return TN_OK;
+** any other core code with nothing pushed. A small value is copied out of
+** the map and decoded from the copy, and a value that is one object this
+** state already has a box for is that box: no reference is taken, so
+** readers on several threads write nothing they share (tn_map_peek).
+*/
+int tn_l_pushmapvalue(lua_State *L, tn_map_t *m, const tn_l_key_t *k,
+                      double timeout, const char *method);
+
+/*
+** Push the value of a peek (tn_map_peek, tn_cell_peek with buf, objs and
+** take set): the reference it took, or the copy, or, for one object with
+** no box here, what again(q, arg) reads a second time with q->take set.
+** TN_OK, or again's failure with nothing pushed.
+*/
+int tn_l_pushpeek(lua_State *L, tn_peek_t *p,
+                  int (*again)(tn_peek_t *q, void *arg), void *arg,
+                  const char *method);
+
+/* Push the box this state has for `o` and return 1, or return 0 (no box
+** here). `o` is only compared, never used: it may be a dead address. */
+int tn_l_pushcachedobject(lua_State *L, const tn_object_t *o);
+
 /* Push the Lua value of an encoded key. */
 void tn_l_pushkey(lua_State *L, const void *data, size_t len);
 
