@@ -291,6 +291,63 @@ static double run_map(int threads, long n, const char **fail) {
   return end - clock.start;
 }
 
+/* Reads only: every thread reads the same 1,000 keys (as table.get.Nt in
+** Lua), copying each value out (tn_map_peek: no reference taken). */
+static void *map_read_loop(void *arg) {
+  mapper_t *a = arg;
+  bench_wait_go(a->clock);
+  long long sum = 0;
+  for (long i = 1; i <= a->n; i++) {
+    int64_t k = i % 1000, v = 0;
+    tn_peek_t p = {.buf = &v, .cap = sizeof v};
+    if (tn_map_peek(a->m, &k, sizeof k, &p, TN_FOREVER) != TN_OK ||
+        p.size != sizeof v) {
+      a->err = 1;
+      break;
+    }
+    sum += v;
+  }
+  a->sum = sum;
+  a->end = bench_now();
+  return NULL;
+}
+
+static double run_map_read(int threads, long n, const char **fail) {
+  tn_map_t *m;
+  if (tn_map_new(TN_TYPE_TABLE, &m) != TN_OK) {
+    *fail = "tn_map_new";
+    return 0;
+  }
+  for (int64_t k = 0; k < 1000; k++) {
+    tn_blob_t *b = tn_blob_new(&k, sizeof k, NULL, 0);
+    if (b == NULL || tn_map_set(m, &k, sizeof k, b, NULL, TN_FOREVER) != TN_OK) {
+      *fail = "set failed";
+      return 0;
+    }
+  }
+  bench_clock_t clock = {0};
+  mapper_t a[4];
+  pthread_t t[4];
+  long per = n / threads;
+  for (int i = 0; i < threads; i++) {
+    a[i] = (mapper_t){m, per, 0, 0, 0, 0, &clock};
+    pthread_create(&t[i], NULL, map_read_loop, &a[i]);
+  }
+  bench_release(&clock, threads);
+  double end = 0;
+  long long sum = 0, want = 0;
+  for (long i = 1; i <= per; i++) want += i % 1000;
+  for (int i = 0; i < threads; i++) {
+    pthread_join(t[i], NULL);
+    if (a[i].end > end) end = a[i].end;
+    if (a[i].err) *fail = "read failed";
+    sum += a[i].sum;
+  }
+  if (*fail == NULL && sum != threads * want) *fail = "wrong sum";
+  tn_object_release(TN_OBJECT(m));
+  return end - clock.start;
+}
+
 /* ---- the callback lock (behind tunnel.Atomic's read/write) ---------------- */
 
 typedef struct locker {
@@ -751,6 +808,9 @@ static double c_counter(const bcase_t *c, long n, const char **fail) {
 static double c_map(const bcase_t *c, long n, const char **fail) {
   return run_map(c->threads, n, fail);
 }
+static double c_map_read(const bcase_t *c, long n, const char **fail) {
+  return run_map_read(c->threads, n, fail);
+}
 static double c_lock_write(const bcase_t *c, long n, const char **fail) {
   return run_lock(c->threads, 1, n, fail);
 }
@@ -801,6 +861,8 @@ static const bcase_t cases[] = {
     {"counter.2t", 20000000, 100000, c_counter, 0, 2},
     {"map.setget.1t", 2000000, 20000, c_map, 0, 1},
     {"map.setget.2t", 2000000, 20000, c_map, 0, 2},
+    {"map.get.1t", 5000000, 50000, c_map_read, 0, 1},
+    {"map.get.2t", 5000000, 50000, c_map_read, 0, 2},
     {"lock.write.1t", 5000000, 50000, c_lock_write, 0, 1},
     {"lock.read.1t", 5000000, 50000, c_lock_read, 0, 1},
     {"lock.write.2t", 2000000, 20000, c_lock_write, 0, 2},

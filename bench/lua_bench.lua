@@ -273,6 +273,166 @@ for _, threads in ipairs({1, 2}) do
   })
 end
 
+-- Reads only: each thread reads t[i % 1000 + 1] from one 1,000-entry table
+-- or Hash, the same keys in every thread (so 2t shows whether readers
+-- scale, the target of issue 17: >= 1.6x the 1t rate).
+local function get_job(read, per)
+  return function()
+    local clock = tunnel.clock
+    local t0 = clock()
+    local sum = 0
+    for i = 1, per do sum = sum + read(i % 1000 + 1) end
+    return t0, clock(), sum
+  end
+end
+
+local function read_want(per)
+  local want = 0
+  for i = 1, per do want = want + i % 1000 + 1 end
+  return want
+end
+
+for _, threads in ipairs({1, 2}) do
+  case(('hash.get.%dt'):format(threads), {
+    needs = {'Hash', 'Block'},
+    full = 1000000, quick = 10000,
+    setup = function() return {block = tunnel.Block(threads)} end,
+    run = function(s, n)
+      local h = tunnel.Hash()
+      for i = 1, 1000 do h:set(i, i) end
+      local per = floor(n / threads)
+      local secs, sum = run_block_job(s.block,
+        get_job(function(k) return (h:get(k)) end, per))
+      if not secs then return nil, sum end
+      local want = threads * read_want(per)
+      if sum ~= want then return secs, ('sum %s, expected %s'):format(sum, want) end
+      return secs, nil, threads * per
+    end,
+    teardown = function(s) s.block:terminate() end,
+  })
+end
+
+-- Shared tables (tunnel.Share(t).data): the hash workload with t[k] = v
+-- and t[k]; reads of one table from 1 and 2 threads; one hot key read by
+-- every thread; #t, pairs and a nested table. Items = accesses (setget:
+-- set+get pairs, pairs: elements visited).
+for _, threads in ipairs({1, 2}) do
+  case(('table.setget.%dt'):format(threads), {
+    needs = {'Share', 'Block'},
+    full = 1000000, quick = 10000,
+    setup = function() return {block = tunnel.Block(threads)} end,
+    run = function(s, n)
+      local t = tunnel.Share({}).data
+      local per = floor(n / threads)
+      local secs, sum = run_block_job(s.block, function()
+        local clock = tunnel.clock
+        local base = __threadid * 1000000
+        local t0 = clock()
+        local sum = 0
+        for i = 1, per do
+          local k = base + i % 1000
+          t[k] = i
+          sum = sum + t[k]
+        end
+        return t0, clock(), sum
+      end)
+      if not secs then return nil, sum end
+      local want = threads * per * (per + 1) / 2
+      if sum ~= want then return secs, ('sum %s, expected %s'):format(sum, want) end
+      return secs, nil, threads * per
+    end,
+    teardown = function(s) s.block:terminate() end,
+  })
+  case(('table.get.%dt'):format(threads), {
+    needs = {'Share', 'Block'},
+    full = 1000000, quick = 10000,
+    setup = function() return {block = tunnel.Block(threads)} end,
+    run = function(s, n)
+      local t = tunnel.Share({}).data
+      for i = 1, 1000 do t[i] = i end
+      local per = floor(n / threads)
+      local secs, sum = run_block_job(s.block,
+        get_job(function(k) return t[k] end, per))
+      if not secs then return nil, sum end
+      local want = threads * read_want(per)
+      if sum ~= want then return secs, ('sum %s, expected %s'):format(sum, want) end
+      return secs, nil, threads * per
+    end,
+    teardown = function(s) s.block:terminate() end,
+  })
+  case(('table.hotkey.%dt'):format(threads), {
+    needs = {'Share', 'Block'},
+    full = 1000000, quick = 10000,
+    setup = function() return {block = tunnel.Block(threads)} end,
+    run = function(s, n)
+      local t = tunnel.Share({x = 3}).data
+      local per = floor(n / threads)
+      local secs, sum = run_block_job(s.block, function()
+        local clock = tunnel.clock
+        local t0 = clock()
+        local sum = 0
+        for _ = 1, per do sum = sum + t.x end
+        return t0, clock(), sum
+      end)
+      if not secs then return nil, sum end
+      if sum ~= 3 * threads * per then return secs, 'sum ' .. sum end
+      return secs, nil, threads * per
+    end,
+    teardown = function(s) s.block:terminate() end,
+  })
+end
+
+case('table.len.1t', {
+  needs = {'Share'},
+  full = 1000000, quick = 10000,
+  run = function(_, n)
+    local t = tunnel.Share({}).data
+    for i = 1, 1000 do t[i] = i end
+    local clock = tunnel.clock
+    local sum = 0
+    local t0 = clock()
+    for _ = 1, n do sum = sum + #t end
+    local secs = clock() - t0
+    if sum ~= 1000 * n then return secs, 'sum ' .. sum end
+    return secs
+  end,
+})
+
+case('table.pairs.1t', {
+  needs = {'Share'},
+  full = 1000000, quick = 10000,
+  run = function(_, n)
+    local t = tunnel.Share({}).data
+    for i = 1, 1000 do t[i] = i end
+    local rounds = math.max(1, floor(n / 1000))
+    local clock = tunnel.clock
+    local sum = 0
+    local t0 = clock()
+    for _ = 1, rounds do
+      -- pairs(t) honours __pairs on 5.2+ only; snapshot is what it uses
+      for _, v in pairs(tunnel.snapshot(t)) do sum = sum + v end
+    end
+    local secs = clock() - t0
+    if sum ~= rounds * 500500 then return secs, 'sum ' .. sum end
+    return secs, nil, rounds * 1000
+  end,
+})
+
+case('table.nested.1t', {
+  needs = {'Share'},
+  full = 1000000, quick = 10000,
+  run = function(_, n)
+    local t = tunnel.Share({sub = {x = 2}}).data
+    local clock = tunnel.clock
+    local sum = 0
+    local t0 = clock()
+    for _ = 1, n do sum = sum + t.sub.x end
+    local secs = clock() - t0
+    if sum ~= 2 * n then return secs, 'sum ' .. sum end
+    return secs, nil, n
+  end,
+})
+
 case('atomic.write.1t', {
   needs = {'Atomic'},
   full = 300000, quick = 5000,

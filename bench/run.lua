@@ -293,6 +293,18 @@ local function baseline_of(name, lua)
     ['counter.2t'] = 'core.counter.2t',
     ['hash.setget.1t'] = 'core.map.setget.1t',
     ['hash.setget.2t'] = 'core.map.setget.2t',
+    ['hash.get.2t'] = 'hash.get.1t',
+    ['core.map.get.2t'] = 'core.map.get.1t',
+    -- shared tables against Hash in the same flavour; 2 readers against 1
+    ['table.setget.1t'] = 'hash.setget.1t',
+    ['table.setget.2t'] = 'hash.setget.2t',
+    ['table.get.1t'] = 'hash.get.1t',
+    ['table.get.2t'] = 'table.get.1t',
+    ['table.hotkey.1t'] = 'hash.get.1t',
+    ['table.hotkey.2t'] = 'table.hotkey.1t',
+    ['table.len.1t'] = 'hash.get.1t',
+    ['table.pairs.1t'] = 'hash.get.1t',
+    ['table.nested.1t'] = 'hash.get.1t',
     ['atomic.write.1t'] = 'core.lock.write.1t',
     ['atomic.read.1t'] = 'core.lock.read.1t',
     ['atomic.write.2t'] = 'core.lock.write.2t',
@@ -453,6 +465,16 @@ for _, l in ipairs(luas) do
   target('Codec round trip vs cjson encode+decode, ' .. l,
          {'codec.serializer@' .. l, 'codec.vector@' .. l}, ratio, '> 1x',
          function(v) return v > 1 end)
+end
+for _, l in ipairs(luas) do
+  target('Shared table set+get vs Hash set+get, 1 thread, ' .. l,
+         {'table.setget.1t@' .. l}, ratio, '>= 0.67x (within 1.5x)',
+         function(v) return v >= 1 / 1.5 end)
+  target('Shared table get vs Hash get, 1 thread, ' .. l,
+         {'table.get.1t@' .. l}, ratio, '>= 0.67x (within 1.5x)',
+         function(v) return v >= 1 / 1.5 end)
+  target('Shared table reads, 2 threads vs 1, ' .. l,
+         {'table.get.2t@' .. l}, ratio, '>= 1.6x', function(v) return v >= 1.6 end)
 end
 for _, l in ipairs(luas) do
   target('Block(1) create+run+terminate, ' .. l, {'block.cycle@' .. l},
