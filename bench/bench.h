@@ -4,13 +4,16 @@
 ** driver (bench/run.lua) reads.
 **
 ** Output, one line per measured repetition (tab-separated):
-**   result  <case>  <items>  <seconds>  ok|FAIL:<why>
-** A warm-up repetition runs first and is not reported.
+**   result  <case>  <items>  <seconds>  ok|FAIL:<why>  [cpu=<seconds>]
+** A warm-up repetition runs first and is not reported. cpu= is the CPU
+** time of the whole process (every thread, user + system: getrusage)
+** over the repetition.
 */
 #ifndef TN_BENCH_H
 #define TN_BENCH_H
 
 #include <sched.h>
+#include <sys/resource.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -47,6 +50,34 @@ static inline void bench_report(const char *name, long items, double seconds,
     printf("result\t%s\t%ld\t%.9f\tok\n", name, items, seconds);
   else
     printf("result\t%s\t%ld\t%.9f\tFAIL:%s\n", name, items, seconds, fail);
+  fflush(stdout);
+}
+
+/* CPU seconds the process used so far, every thread, user + system. */
+typedef double bench_cpu_t;
+
+static inline double bench_cpu_now(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+         (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
+}
+
+static inline bench_cpu_t bench_cpu_start(void) { return bench_cpu_now(); }
+static inline double bench_cpu_end(bench_cpu_t start) {
+  return bench_cpu_now() - start;
+}
+
+/* bench_report with the CPU time of the repetition. */
+static inline void bench_report_cpu(const char *name, long items,
+                                    double seconds, double cpu,
+                                    const char *fail) {
+  if (fail == NULL)
+    printf("result\t%s\t%ld\t%.9f\tok\tcpu=%.6f\n", name, items, seconds,
+           cpu);
+  else
+    printf("result\t%s\t%ld\t%.9f\tFAIL:%s\tcpu=%.6f\n", name, items,
+           seconds, fail, cpu);
   fflush(stdout);
 }
 

@@ -15,6 +15,7 @@
 #                 "name lua" matches one (e.g. BENCH_ONLY='^vector%.int,luajit')
 #   BENCH_JSON    where to write the records (default bench/results.json)
 #   BENCH_MD      also write the tables in Markdown to this file
+#   BENCH_LOAD    N busy loops beside the run (a loaded machine; default 0)
 #
 # The cluster cases (cluster.*) and their redis-benchmark baselines run when
 # TUNNEL_REDIS_URL is set, e.g. against a private server:
@@ -27,12 +28,13 @@
 BENCH_LUAS ?= lua5.4 luajit
 BENCH_JSON ?= bench/results.json
 BENCH_DRIVER ?= lua5.4
-BENCH_PROGS := $(B)/bench/core_bench $(B)/bench/naive_queue $(B)/bench/array_bench
+BENCH_PROGS := $(B)/bench/core_bench $(B)/bench/naive_queue \
+               $(B)/bench/spsc_ring $(B)/bench/array_bench
 
 .PHONY: bench bench-quick bench-build
 
 bench: bench-build
-	BENCH_QUICK=$(BENCH_QUICK) BENCH_REPEAT=$(BENCH_REPEAT) \
+	BENCH_QUICK=$(BENCH_QUICK) BENCH_REPEAT=$(BENCH_REPEAT) BENCH_LOAD=$(BENCH_LOAD) \
 	  $(BENCH_DRIVER) bench/run.lua --build $(B) --luas "$(BENCH_LUAS)" \
 	  --json $(BENCH_JSON) --only "$(BENCH_ONLY)" --markdown "$(BENCH_MD)"
 

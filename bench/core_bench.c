@@ -894,8 +894,9 @@ int main(int argc, char **argv) {
     int bad = fail != NULL;
     for (int r = 0, reps = bench_repeat(); r < reps; r++) {
       fail = NULL;
+      bench_cpu_t cpu = bench_cpu_start();
       double t = c->run(c, n, &fail);
-      bench_report(c->name, n, t, fail);
+      bench_report_cpu(c->name, n, t, bench_cpu_end(cpu), fail);
       bad |= fail != NULL;
     }
     return bad;

@@ -3,7 +3,8 @@
 --
 --   lua bench/lua_bench.lua list      the case names, one a line
 --   lua bench/lua_bench.lua <case>    a warm-up, then BENCH_REPEAT lines:
---     result <TAB> case <TAB> items <TAB> seconds <TAB> ok|FAIL:why [<TAB> k=v]
+--     result <TAB> case <TAB> items <TAB> seconds <TAB> ok|FAIL:why [<TAB> k=v]...
+--     (k=v: bytes= for the codec, cpu= the process's CPU seconds)
 --   or one line: skip <TAB> case <TAB> why
 --
 -- Runs on Lua 5.4 and LuaJIT. Every case checks what it computed (sums,
@@ -992,14 +993,18 @@ if not ok then
 end
 for r = 0, REPEAT do -- r = 0: a warm-up, not reported
   local m = r == 0 and math.max(1, floor(n / 10)) or n
+  -- os.clock: the CPU time of the process, every thread (clock(3)), over
+  -- the whole repetition (a Block's threads included)
+  local cpu0 = os.clock()
   local okr, secs, why, items, extra = pcall(c.run, state, m)
+  local cpu = os.clock() - cpu0
   if not okr then secs, why = 0, tostring(secs) end
   if secs == nil then secs = 0 end
   if why ~= nil then bad = true end
   if r > 0 or why ~= nil then
-    print(('result\t%s\t%d\t%.9f\t%s%s'):format(name, items or m, secs,
-      why and ('FAIL:' .. tostring(why):gsub('[\t\n]', ' ')) or 'ok',
-      extra and ('\t' .. extra) or ''))
+    print(('result\t%s\t%d\t%.9f\t%s%s\tcpu=%.6f'):format(name, items or m,
+      secs, why and ('FAIL:' .. tostring(why):gsub('[\t\n]', ' ')) or 'ok',
+      extra and ('\t' .. extra) or '', cpu))
     io.stdout:flush()
   end
   if why ~= nil then break end

@@ -182,9 +182,10 @@ int main(int argc, char **argv) {
     for (int r = -1, reps = bench_repeat(); r < reps; r++) {
       long m = r < 0 ? (n / 10 > 0 ? n / 10 : 1) : n; /* r = -1: warm-up */
       fail = NULL;
+      bench_cpu_t cpu = bench_cpu_start();
       double t = c->cap == 0 ? run_pingpong(m, &fail)
                              : run_handoff(c->cap, c->pairs, m, &fail);
-      if (r >= 0) bench_report(c->name, m, t, fail);
+      if (r >= 0) bench_report_cpu(c->name, m, t, bench_cpu_end(cpu), fail);
       bad |= fail != NULL;
     }
     return bad;

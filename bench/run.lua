@@ -5,15 +5,22 @@
 --                        [--markdown FILE]   (also the tables in Markdown,
 --                                             for docs/performance.md)
 --
--- Runs every case of DIR/bench/core_bench and DIR/bench/naive_queue (the C
--- baselines, flavour "c"), of bench/redis_bench.lua (redis-benchmark against
+-- Runs every case of DIR/bench/core_bench, DIR/bench/naive_queue and
+-- DIR/bench/spsc_ring (the C baselines, flavour "c"), of bench/redis_bench.lua (redis-benchmark against
 -- the server of TUNNEL_REDIS_URL, flavour "redis": the baselines of the
 -- cluster cases) and of bench/lua_bench.lua on each Lua flavour,
 -- one process per case and repetition (so a crash costs one case, not the
 -- run), in rounds (see below), then prints a table, the targets of issue 4
 -- with "meets"/"misses", and writes the JSON records. Environment: BENCH_REPEAT (repetitions, default 5;
 -- 3 with BENCH_QUICK), BENCH_QUICK=1 (few items: a smoke run), both passed
--- through to the cases.
+-- through to the cases; BENCH_LOAD=N runs N busy loops (sh) beside the
+-- whole run, to measure on a loaded machine.
+--
+-- Beside wall time every case reports the CPU time its process used
+-- (cpu=, every thread: getrusage in C, os.clock in Lua): the table shows
+-- CPU seconds per item and the cores kept busy (CPU / wall), and for every
+-- hand-off its distance to the limit (the lock-free ring of spsc_ring.c
+-- on the same topology and capacity: how many times its time per item).
 --
 -- A case never fails on a time. The exit status is 1 when a case computed
 -- a wrong result, raised an error, crashed or hung; skipped cases (a class
@@ -43,6 +50,7 @@ end
 local QUICK = (os.getenv('BENCH_QUICK') or '') ~= '' and
               os.getenv('BENCH_QUICK') ~= '0'
 local REPEAT = tonumber(os.getenv('BENCH_REPEAT') or '') or (QUICK and 3 or 5)
+local LOAD = math.floor(tonumber(os.getenv('BENCH_LOAD') or '') or 0)
 local CASE_TIMEOUT = QUICK and 60 or 300
 
 local function sh_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
@@ -72,6 +80,7 @@ local function add_c(prog, prefix)
 end
 add_c('core_bench', 'core.')
 add_c('naive_queue', 'naive.')
+add_c('spsc_ring', 'ring.') -- the limit: a lock-free single-producer ring
 add_c('array_bench', 'core.') -- tunnel.Array's kernels and their C baselines
 
 local lua_names = {}
@@ -164,8 +173,8 @@ for _, r in ipairs(runs) do
     wanted = wanted or (r.name .. ' ' .. r.lua):find(pat) ~= nil
   end
   if wanted then
-    local rec = {name = r.name, lua = r.lua, times = {}, status = 'ok',
-                 cmd = r.cmd}
+    local rec = {name = r.name, lua = r.lua, times = {}, cpus = {},
+                 status = 'ok', cmd = r.cmd}
     selected[#selected + 1] = rec
     records[#records + 1] = rec
     by_key[rec.name .. '@' .. rec.lua] = rec
@@ -187,8 +196,11 @@ local function run_once(rec)
         rec.status = 'FAIL'
         rec.note = f[5]:gsub('^FAIL:', '')
       end
-      local bytes = f[6] and f[6]:match('^bytes=(%d+)')
-      if bytes then rec.bytes = tonumber(bytes) end
+      for i = 6, #f do
+        local k, v = f[i]:match('^(%a+)=([%d.e+-]+)$')
+        if k == 'bytes' then rec.bytes = tonumber(v)
+        elseif k == 'cpu' then rec.cpus[#rec.cpus + 1] = tonumber(v) end
+      end
     elseif f[1] == 'skip' then
       rec.status = 'skip'
       rec.note = f[3]
@@ -205,6 +217,15 @@ local function run_once(rec)
   end
 end
 
+-- BENCH_LOAD=N: N busy loops beside the whole run (a machine whose cores
+-- are all busy), stopped at the end by their process ids.
+local loaders = {}
+for _ = 1, LOAD do
+  local p = io.popen("sh -c 'while :; do :; done' >/dev/null 2>&1 & echo $!")
+  loaders[#loaders + 1] = tonumber(p:read('l'))
+  p:close()
+end
+
 for round = 1, REPEAT do
   io.stderr:write(('round %d/%d '):format(round, REPEAT))
   for _, rec in ipairs(selected) do
@@ -217,6 +238,7 @@ for round = 1, REPEAT do
   end
   io.stderr:write('\n')
 end
+for _, pid in ipairs(loaders) do os.execute('kill ' .. pid) end
 
 for _, rec in ipairs(selected) do
   if rec.status == 'FAIL' then
@@ -227,6 +249,7 @@ for _, rec in ipairs(selected) do
   if #rec.times > 0 then
     local t = rec.times
     rec.seconds = median(t)
+    if #rec.cpus > 0 then rec.cpu = median(rec.cpus) end
     rec.min, rec.max = math.min(table.unpack(t)), math.max(table.unpack(t))
     rec.items_per_s = rec.seconds > 0 and rec.items / rec.seconds or nil
     if rec.bytes and rec.items_per_s then
@@ -350,6 +373,32 @@ for _, rec in ipairs(records) do
   end
 end
 
+-- The limit of a hand-off: the lock-free ring (spsc_ring.c) of the same
+-- topology and capacity, in this run. limit_x = this case's time per item
+-- over the ring's (how far from the limit: 1x would be the ring itself).
+local function limit_of(name)
+  if name:match('^ring%.') then return nil end
+  if name:match('pingpong$') then return 'ring.pingpong' end
+  local topo, hint = name:match('%.(%dp%dc)%.(%w+)$')
+  if topo and (name:match('^vector%.') or name:match('^core%.deque%.') or
+               name:match('^naive%.')) then
+    return 'ring.' .. topo .. '.' .. hint
+  end
+end
+
+for _, rec in ipairs(records) do
+  local l = limit_of(rec.name)
+  local base = l and by_key[l .. '@c']
+  if base and base.items_per_s and rec.items_per_s then
+    rec.limit = l
+    rec.limit_x = base.items_per_s / rec.items_per_s
+  end
+  if rec.cpu and rec.items and rec.items > 0 then
+    rec.cpu_per_item = rec.cpu / rec.items
+    rec.cores = rec.seconds > 0 and rec.cpu / rec.seconds or nil
+  end
+end
+
 -- ---- the table ----------------------------------------------------------------------
 
 local function si(x, unit)
@@ -366,6 +415,18 @@ local function per_item(rec)
   if s >= 1e-3 then return ('%.2f ms'):format(s * 1e3) end
   if s >= 1e-6 then return ('%.1f us'):format(s * 1e6) end
   return ('%.0f ns'):format(s * 1e9)
+end
+
+local function cpu_item(rec)
+  local s = rec.cpu_per_item
+  if not s then return '-' end
+  if s >= 1e-3 then return ('%.2f ms'):format(s * 1e3) end
+  if s >= 1e-6 then return ('%.1f us'):format(s * 1e6) end
+  return ('%.0f ns'):format(s * 1e9)
+end
+
+local function limit_col(rec)
+  return rec.limit_x and ('%.1fx'):format(rec.limit_x) or ''
 end
 
 local function spread(rec)
@@ -389,15 +450,19 @@ print(('tunnel benchmarks  %s  %s, %s cores  git %s  repeat %d%s'):format(
   QUICK and '  QUICK (smoke run: few items, figures are not meaningful)' or ''))
 print(('load average before the run %.2f, after %.2f'):format(load_start or -1,
   load_end or -1))
-if load_start and load_start > 0.7 then
+if LOAD > 0 then
+  print(('BENCH_LOAD=%d: %d busy loops ran beside every case'):format(LOAD,
+    LOAD))
+elseif load_start and load_start > 0.7 then
   print('warning: other processes were using the CPUs when the run started;')
   print('  threaded figures (small size hints, ping-pong, 2P/2C) suffer most')
 end
 print()
-local fmt = '%-27s %-6s %8s %9s %11s %9s %10s  %-29s %7s  %s'
+local fmt = '%-27s %-6s %8s %9s %11s %9s %9s %5s %10s  %-29s %7s %7s  %s'
 print(fmt:format('case', 'lua', 'items', 'median s', 'items/s', 'per item',
-                 'spread', 'baseline', 'ratio', 'note'))
-print(('-'):rep(133))
+                 'cpu/item', 'cores', 'spread', 'baseline', 'ratio', 'limit',
+                 'note'))
+print(('-'):rep(155))
 local last_lua
 for _, rec in ipairs(records) do
   if last_lua and rec.lua ~= last_lua then print() end
@@ -407,8 +472,10 @@ for _, rec in ipairs(records) do
   if rec.status ~= 'ok' then note = rec.status .. ': ' .. note end
   print(fmt:format(rec.name, rec.lua, rec.items or '-',
     rec.seconds and ('%.4f'):format(rec.seconds) or '-',
-    si(rec.items_per_s, '/s'), per_item(rec), spread(rec),
-    rec.baseline or '', rec.ratio and ('%.2fx'):format(rec.ratio) or '', note))
+    si(rec.items_per_s, '/s'), per_item(rec), cpu_item(rec),
+    rec.cores and ('%.2f'):format(rec.cores) or '-', spread(rec),
+    rec.baseline or '', rec.ratio and ('%.2fx'):format(rec.ratio) or '',
+    limit_col(rec), note))
 end
 
 -- ---- the targets of issue 4 ---------------------------------------------------------
@@ -465,6 +532,13 @@ for _, l in ipairs(luas) do
   target('Codec round trip vs cjson encode+decode, ' .. l,
          {'codec.serializer@' .. l, 'codec.vector@' .. l}, ratio, '> 1x',
          function(v) return v > 1 end)
+end
+if LOAD > 0 then
+  for _, l in ipairs(luas) do
+    target(('Vector 1P/1C size hint 4 vs naive queue, %d busy loops, %s')
+           :format(LOAD, l), {'vector.int.1p1c.hint4@' .. l}, ratio,
+           '>= 1x', function(v) return v >= 1 end)
+  end
 end
 for _, l in ipairs(luas) do
   target('Shared table set+get vs Hash set+get, 1 thread, ' .. l,
@@ -567,7 +641,9 @@ local function json(v, indent)
 end
 
 local ORDER = {name = 1, lua = 2, status = 3, items = 4, seconds = 5,
-               items_per_s = 6, spread = 7, baseline = 8, ratio = 9}
+               items_per_s = 6, spread = 7, baseline = 8, ratio = 9,
+               cpu_seconds = 10, cpu_per_item = 11, cores = 12, limit = 13,
+               limit_x = 14}
 local out_cases = {}
 for _, rec in ipairs(records) do
   out_cases[#out_cases + 1] = {
@@ -579,12 +655,14 @@ for _, rec in ipairs(records) do
     times = #rec.times > 0 and rec.times or nil,
     baseline = rec.baseline, ratio = rec.ratio, note = rec.note,
     bytes = rec.bytes, mb_per_s = rec.mb_per_s,
+    cpu_seconds = rec.cpu, cpu_per_item = rec.cpu_per_item,
+    cores = rec.cores, limit = rec.limit, limit_x = rec.limit_x,
   }
 end
 local doc = {
   __order = {generated = 1, machine = 2, git = 3, quick = 4, ['repeat'] = 5,
              load_before = 6, load_after = 7, cases = 8, targets = 9},
-  load_before = load_start, load_after = load_end,
+  load_before = load_start, load_after = load_end, busy_loops = LOAD,
   generated = os.date('!%Y-%m-%dT%H:%M:%SZ'), machine = uname() .. ', ' ..
     nproc() .. ' cores', git = git_rev(), quick = QUICK, ['repeat'] = REPEAT,
   cases = out_cases, targets = targets,
@@ -598,18 +676,19 @@ if md_path then
   m:write(('Run of %s on %s, %s cores, git %s, %d repetitions%s; load average %.2f before, %.2f after.\n\n'):format(
     os.date('%Y-%m-%d'), uname(), nproc(), git_rev(), REPEAT,
     QUICK and ' (QUICK)' or '', load_start or -1, load_end or -1))
-  m:write('| case | lua | items | median s | items/s | per item | spread | baseline | ratio | note |\n')
-  m:write('|---|---|--:|--:|--:|--:|--:|---|--:|---|\n')
+  m:write('| case | lua | items | median s | items/s | per item | CPU/item | cores | spread | baseline | ratio | limit | note |\n')
+  m:write('|---|---|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|---|\n')
   for _, rec in ipairs(records) do
     local note = rec.note or ''
     if rec.mb_per_s then note = ('%.1f MB/s (%d B) '):format(rec.mb_per_s, rec.bytes) .. note end
     if rec.status ~= 'ok' then note = rec.status .. ': ' .. note end
-    m:write(('| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n'):format(
+    m:write(('| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n'):format(
       rec.name, rec.lua, rec.items or '-',
       rec.seconds and ('%.4f'):format(rec.seconds) or '-',
-      si(rec.items_per_s, '/s'), per_item(rec), spread(rec),
+      si(rec.items_per_s, '/s'), per_item(rec), cpu_item(rec),
+      rec.cores and ('%.2f'):format(rec.cores) or '-', spread(rec),
       rec.baseline or '', rec.ratio and ('%.2fx'):format(rec.ratio) or '',
-      note:gsub('|', '/')))
+      limit_col(rec), (note:gsub('|', '/'))))
   end
   m:write('\n| target | measured | want | result |\n|---|---|---|---|\n')
   for _, t in ipairs(targets) do
