@@ -74,7 +74,9 @@ typedef struct cell_reader {
 static void *cell_read_loop(void *p) {
   cell_reader_t *r = p;
   long last = 0;
-  while (!atomic_load(r->stop)) {
+  /* At least one read, however late the thread starts (a loaded machine
+  ** may run the whole writer first). */
+  do {
     long v = -1;
     if (r->peek) {
       tn_object_t *objs[1];
@@ -95,7 +97,7 @@ static void *cell_read_loop(void *p) {
     if (v < last || v > CELL_SETS) r->bad++;
     if (v > last) last = v;
     r->reads++;
-  }
+  } while (!atomic_load(r->stop));
   return NULL;
 }
 
