@@ -36,6 +36,10 @@ local STRINGS = {}
 for i = 1, 64 do
   STRINGS[i] = ('item-%02d'):format(i) .. ('x'):rep(i % 16)
 end
+-- 64 strings of 20 bytes (kind str20), and kind fresh20: a new 20-byte
+-- string made by the producer for every item (its string.format counts).
+local STRINGS20 = {}
+for i = 1, 64 do STRINGS20[i] = ('%020d'):format(i * 7919) end
 
 -- The job every thread of a hand-off block runs: threads 1..pairs push
 -- `per` items each, threads pairs+1..2*pairs pop `per` each and sum them
@@ -50,8 +54,11 @@ local function handoff_job(q, per, pairs, kind, strings)
       local first = (id - 1) * per + 1
       if kind == 'int' then
         for i = first, first + per - 1 do q:pushBack(i) end
-      elseif kind == 'str' then
+      elseif kind == 'str' or kind == 'str20' then
         for i = first, first + per - 1 do q:pushBack(strings[i % 64 + 1]) end
+      elseif kind == 'fresh20' then
+        local format = string.format
+        for i = first, first + per - 1 do q:pushBack(format('%020d', i)) end
       else
         local t = {id = 0, name = 'item', weight = 1.5, ok = true}
         for i = first, first + per - 1 do
@@ -62,7 +69,7 @@ local function handoff_job(q, per, pairs, kind, strings)
     else
       if kind == 'int' then
         for _ = 1, per do sum = sum + q:popFront() end
-      elseif kind == 'str' then
+      elseif kind ~= 'table' then
         for _ = 1, per do sum = sum + #q:popFront() end
       else
         for _ = 1, per do sum = sum + q:popFront().id end
@@ -126,6 +133,30 @@ for _, kind in ipairs({'int', 'str', 'table'}) do
       })
     end
   end
+end
+
+-- 20-byte strings against integers (issue 17: within 1.5x a hand-off):
+-- 64 distinct strings, and a fresh one per item (what a program that makes
+-- its strings pays: its string.format, and a new string in the consumer).
+for _, kind in ipairs({'str20', 'fresh20'}) do
+  case(('vector.%s.1p1c.unbounded'):format(kind), {
+    needs = {'Vector', 'Block'},
+    full = 1000000, quick = 10000,
+    setup = function()
+      return {block = tunnel.Block(2), q = tunnel.Vector()}
+    end,
+    run = function(s, n)
+      local secs, sum = run_block_job(s.block,
+        handoff_job(s.q, n, 1, kind, STRINGS20))
+      if not secs then return nil, sum end
+      if sum ~= 20 * n then
+        return secs, ('sum %s, expected %s'):format(sum, 20 * n)
+      end
+      if s.q:size() ~= 0 then return secs, 'vector not empty' end
+      return secs
+    end,
+    teardown = function(s) s.block:terminate() end,
+  })
 end
 
 -- One thread pushes and pops at once: the binding's and the codec's cost

@@ -266,6 +266,9 @@ local function baseline_of(name, lua)
   if name:match('^vector%.%a+%.pushpop%.1t$') then
     return 'core.deque.pushpop.1t', 'c'
   end
+  if name:match('^vector%.%a+20%.1p1c%.unbounded$') then -- strings vs ints
+    return 'vector.int.1p1c.unbounded', lua
+  end
   local topo, hint = name:match('^vector%.%a+%.(%w+)%.(%w+)$')
   if topo then
     if hint == 'hint4' then return 'naive.' .. topo .. '.hint4', 'c' end
@@ -539,6 +542,11 @@ if LOAD > 0 then
            :format(LOAD, l), {'vector.int.1p1c.hint4@' .. l}, ratio,
            '>= 1x', function(v) return v >= 1 end)
   end
+end
+for _, l in ipairs(luas) do
+  target('Vector 1P/1C 20-byte strings vs integers, ' .. l,
+         {'vector.str20.1p1c.unbounded@' .. l}, ratio,
+         '>= 0.67x (within 1.5x)', function(v) return v >= 1 / 1.5 end)
 end
 for _, l in ipairs(luas) do
   target('Shared table set+get vs Hash set+get, 1 thread, ' .. l,
