@@ -556,6 +556,8 @@ static l_block_t *check_block(lua_State *L, const char *method) {
   return NULL;
 }
 
+static void push_block_mt(lua_State *L);
+
 static int l_block_new(lua_State *L) {
   const char *method = "tunnel.Block";
   /* Block() and Block(nil, init) are one thread, as in the original. */
@@ -608,7 +610,7 @@ static int l_block_new(lua_State *L) {
   b->size = (int)size;
   b->keep = keep;
 
-  lua_pushvalue(L, lua_upvalueindex(1));
+  push_block_mt(L);
   lua_setmetatable(L, -2); /* from here on __gc cleans up */
 
   block_setup_t *s = calloc(1, sizeof *s);
@@ -1170,7 +1172,12 @@ static void set_block_closures(lua_State *L, const luaL_Reg *l, int mt,
   }
 }
 
-void tn_l_open_block(lua_State *L) {
+/* Built on a state's first Block, not when the module loads: every block
+** thread loads the module, and most never make a block of their own. */
+static void push_block_mt(lua_State *L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, BLOCK_MT);
+  if (!lua_isnil(L, -1)) return;
+  lua_pop(L, 1);
   luaL_newmetatable(L, BLOCK_MT);
   int mt = lua_gettop(L);
   lua_newtable(L);
@@ -1180,9 +1187,10 @@ void tn_l_open_block(lua_State *L) {
   set_block_closures(L, block_meta, mt, methods);
   lua_pushliteral(L, "locked");
   lua_setfield(L, -2, "__metatable");
-  lua_pop(L, 1);
-  lua_pushvalue(L, mt);
-  lua_pushcclosure(L, l_block_new, 1);
-  lua_setfield(L, mt - 1, "Block");
-  lua_pop(L, 2);
+  lua_pop(L, 2); /* the metatable copy, the methods */
+}
+
+void tn_l_open_block(lua_State *L) {
+  lua_pushcfunction(L, l_block_new);
+  lua_setfield(L, -2, "Block");
 }

@@ -79,6 +79,8 @@ static int push_new(lua_State *L, tn_object_t *o) {
 /* tunnel.Cluster(url [, {prefix = 'tunnel:', timeout = seconds,
 ** trusted = true, secret = s}]); secret: TUNNEL_SECRET by default, signs
 ** the jobs of cluster:Block (lcblock.c) */
+static void push_cluster_mt(lua_State *L);
+
 static int l_cluster_new(lua_State *L) {
   if (lua_type(L, 1) != LUA_TSTRING)
     return tn_l_error(L, CLUSTER, "url must be a string (got %s)",
@@ -142,7 +144,7 @@ static int l_cluster_new(lua_State *L) {
   box->cluster = c;
   box->secret_len = secret != NULL ? secret_len : 0;
   if (secret != NULL) memcpy(box->secret, secret, secret_len);
-  luaL_getmetatable(L, CLUSTER);
+  push_cluster_mt(L);
   lua_setmetatable(L, -2);
   return 1;
 }
@@ -332,7 +334,9 @@ static const luaL_Reg cluster_methods[] = {
     {"exists", l_cluster_exists},
     {"delete", l_cluster_delete},   {NULL, NULL}};
 
-void tn_l_open_cluster(lua_State *L) {
+/* Built with a state's first Cluster: every block thread loads the
+** module, few of them connect. */
+static void push_cluster_mt(lua_State *L) {
   if (luaL_newmetatable(L, CLUSTER)) {
     lua_newtable(L);
     tn_setfuncs(L, cluster_methods);
@@ -343,7 +347,9 @@ void tn_l_open_cluster(lua_State *L) {
     lua_pushliteral(L, "locked");
     lua_setfield(L, -2, "__metatable");
   }
-  lua_pop(L, 1);
+}
+
+void tn_l_open_cluster(lua_State *L) {
   lua_pushcfunction(L, l_cluster_new);
   lua_setfield(L, -2, "Cluster");
 }

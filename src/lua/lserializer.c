@@ -442,14 +442,9 @@ static int l_serializer_tostring(lua_State *L) {
   return 1;
 }
 
-static int l_serializer_new(lua_State *L) {
-  tn_newuserdata(L, 1);
-  luaL_getmetatable(L, CLASS);
-  lua_setmetatable(L, -2);
-  return 1;
-}
-
-void tn_l_open_serializer(lua_State *L) {
+/* The metatables and the KEPT table, made with a state's first
+** Serializer (every block thread loads the module; few serialize). */
+static void serializer_init(lua_State *L) {
   static const luaL_Reg methods[] = {{"save", l_serializer_save},
                                      {"load", l_serializer_load},
                                      {"retain", l_serializer_retain},
@@ -479,6 +474,21 @@ void tn_l_open_serializer(lua_State *L) {
   lua_pushliteral(L, "locked");
   lua_setfield(L, -2, "__metatable");
   lua_pop(L, 1);
+}
+
+static int l_serializer_new(lua_State *L) {
+  tn_newuserdata(L, 1);
+  lua_getfield(L, LUA_REGISTRYINDEX, CLASS);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    serializer_init(L);
+    lua_getfield(L, LUA_REGISTRYINDEX, CLASS);
+  }
+  lua_setmetatable(L, -2);
+  return 1;
+}
+
+void tn_l_open_serializer(lua_State *L) {
   lua_pushcfunction(L, l_serializer_new);
   lua_setfield(L, -2, "Serializer");
 }
