@@ -684,7 +684,8 @@ if md_path then
   m:write(('Run of %s on %s, %s cores, git %s, %d repetitions%s; load average %.2f before, %.2f after.\n\n'):format(
     os.date('%Y-%m-%d'), uname(), nproc(), git_rev(), REPEAT,
     QUICK and ' (QUICK)' or '', load_start or -1, load_end or -1))
-  m:write('| case | lua | items | median s | items/s | per item | CPU/item | cores | spread | baseline | ratio | limit | note |\n')
+  m:write('| case | lua | items | median s | items/s | per item | CPU/item | cores | spread | baseline'
+    .. ' | ratio | limit | note |\n')
   m:write('|---|---|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|---|\n')
   for _, rec in ipairs(records) do
     local note = rec.note or ''
