@@ -147,12 +147,6 @@ $(B)/libtunnel.a: $(CORE_OBJ) $(REDIS_OBJ)
 	@mkdir -p $(@D)
 	rm -f $@ && ar rcs $@ $^
 
-$(B)/$(LUA)/obj/%.o: src/lua/%.c $(wildcard src/lua/*.h) include/tunnel.h \
-                     $(FLAGS_STAMP)
-	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_ALL) $(LUA_CFLAGS) -c $< -o $@
-
-# The module takes the core in whole; the host interpreter provides Lua.
 # libtunnel.so exports the functions include/tunnel.h declares, no other:
 # the version script lists them (comments stripped by the preprocessor).
 $(B)/libtunnel.map: include/tunnel.h
@@ -168,6 +162,12 @@ $(SHLIB): $(CORE_OBJ) $(REDIS_OBJ) $(B)/libtunnel.map
 	ln -sf $(@F) $(B)/$(SONAME)
 	ln -sf $(SONAME) $(B)/libtunnel.so
 
+$(B)/$(LUA)/obj/%.o: src/lua/%.c $(wildcard src/lua/*.h) include/tunnel.h \
+                     $(FLAGS_STAMP)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) $(LUA_CFLAGS) -c $< -o $@
+
+# The module takes the core in whole; the host interpreter provides Lua.
 # It exports luaopen_* only (src/lua/exports.map; the fuzzer's build, more).
 MODULE_MAP ?= src/lua/exports.map
 $(MODULE): $(LUA_OBJ) $(CORE_OBJ) $(REDIS_OBJ) $(MODULE_MAP)

@@ -586,7 +586,6 @@ for _, l in ipairs(luas) do
   target('Hogwild example, 2 threads vs 1, ' .. l, {'array.hogwild.2t@' .. l},
          ratio, '>= 1.6x', function(v) return v >= 1.6 end)
 end
-
 -- issue 13: distributed blocks
 for _, l in ipairs(luas) do
   target('cluster:Block(1) round trip of an empty job, ' .. l,

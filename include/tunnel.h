@@ -455,68 +455,6 @@ int64_t tn_counter_add(tn_counter_t *c, int64_t delta);
 int64_t tn_counter_get(tn_counter_t *c);
 int64_t tn_counter_set(tn_counter_t *c, int64_t value);
 
-/* ---------------------------------------------------------------------- */
-/* Map: byte-string keys to blobs (behind tunnel.Hash and shared tables)  */
-/* ---------------------------------------------------------------------- */
-
-typedef struct tn_map tn_map_t;
-
-/* A new, empty map; `type` is TN_TYPE_HASH or TN_TYPE_TABLE (else
-** TN_EINVAL). */
-int tn_map_new(tn_type_t type, tn_map_t **out);
-
-/*
-** The value under the `len` bytes of `key`: `*out` receives a new
-** reference, or NULL when the key is absent (TN_OK either way). The
-** timeout only bounds the wait for the lock (TN_TRY: do not wait).
-*/
-int tn_map_get(tn_map_t *m, const void *key, size_t len, tn_blob_t **out,
-               double timeout);
-
-/*
-** Reading without writing anything shared (tn_map_peek, tn_cell_peek), so
-** that readers on several cores scale: a reference count or a lock is a
-** cache line they would pass back and forth. A value that fits (its bytes
-** in `cap`, its references in `ocap`) is copied: its bytes into `buf`, the
-** addresses of the objects it refers to into `objs`, and no reference is
-** taken. Those addresses are NOT references: the objects may be gone by
-** the time the call returns; compare them with objects the caller holds,
-** never use them otherwise. A value that does not fit gives a new
-** reference in `blob` if `take` is set (else only its size).
-*/
-typedef struct tn_peek {
-  void *buf;          /* in: room for a small value's bytes */
-  size_t cap;         /* in */
-  tn_object_t **objs; /* in: room for its objects' addresses */
-  size_t ocap;        /* in */
-  int take;           /* in: a reference to a value that does not fit */
-  int found;          /* out: 0 for an absent key (or a nil cell) */
-  size_t size;        /* out: the value's size in bytes */
-  size_t nobjs;       /* out: addresses written to objs */
-  tn_blob_t *blob;    /* out: the reference taken, else NULL */
-} tn_peek_t;
-
-/* The value under `key`, as tn_map_get, into `*p` (see tn_peek_t). */
-int tn_map_peek(tn_map_t *m, const void *key, size_t len, tn_peek_t *p,
-                double timeout);
-
-/*
-** Store `b` under `key` (owned by the map on TN_OK); a NULL `b` deletes the
-** key. `*old` (if not NULL) receives the previous value (NULL if absent),
-** else it is released.
-*/
-int tn_map_set(tn_map_t *m, const void *key, size_t len, tn_blob_t *b,
-               tn_blob_t **old, double timeout);
-
-/* The number of keys, read without a lock (never waits). */
-size_t tn_map_size(tn_map_t *m);
-
-typedef struct tn_map_entry {
-  void *key; /* malloc'd copy */
-  size_t len;
-  tn_blob_t *value; /* a new reference */
-} tn_map_entry_t;
-
 /*
 ** Wait until the counter reaches `target`: the direction is fixed by the
 ** value at the call (below the target: until value >= target; above it:
@@ -598,6 +536,68 @@ int tn_semaphore_release(tn_semaphore_t *s, int64_t n);
 ** TN_OK or a remote failure. */
 int tn_semaphore_available(tn_semaphore_t *s, int64_t *available,
                            int64_t *permits);
+
+/* ---------------------------------------------------------------------- */
+/* Map: byte-string keys to blobs (behind tunnel.Hash and shared tables)  */
+/* ---------------------------------------------------------------------- */
+
+typedef struct tn_map tn_map_t;
+
+/* A new, empty map; `type` is TN_TYPE_HASH or TN_TYPE_TABLE (else
+** TN_EINVAL). */
+int tn_map_new(tn_type_t type, tn_map_t **out);
+
+/*
+** The value under the `len` bytes of `key`: `*out` receives a new
+** reference, or NULL when the key is absent (TN_OK either way). The
+** timeout only bounds the wait for the lock (TN_TRY: do not wait).
+*/
+int tn_map_get(tn_map_t *m, const void *key, size_t len, tn_blob_t **out,
+               double timeout);
+
+/*
+** Reading without writing anything shared (tn_map_peek, tn_cell_peek), so
+** that readers on several cores scale: a reference count or a lock is a
+** cache line they would pass back and forth. A value that fits (its bytes
+** in `cap`, its references in `ocap`) is copied: its bytes into `buf`, the
+** addresses of the objects it refers to into `objs`, and no reference is
+** taken. Those addresses are NOT references: the objects may be gone by
+** the time the call returns; compare them with objects the caller holds,
+** never use them otherwise. A value that does not fit gives a new
+** reference in `blob` if `take` is set (else only its size).
+*/
+typedef struct tn_peek {
+  void *buf;          /* in: room for a small value's bytes */
+  size_t cap;         /* in */
+  tn_object_t **objs; /* in: room for its objects' addresses */
+  size_t ocap;        /* in */
+  int take;           /* in: a reference to a value that does not fit */
+  int found;          /* out: 0 for an absent key (or a nil cell) */
+  size_t size;        /* out: the value's size in bytes */
+  size_t nobjs;       /* out: addresses written to objs */
+  tn_blob_t *blob;    /* out: the reference taken, else NULL */
+} tn_peek_t;
+
+/* The value under `key`, as tn_map_get, into `*p` (see tn_peek_t). */
+int tn_map_peek(tn_map_t *m, const void *key, size_t len, tn_peek_t *p,
+                double timeout);
+
+/*
+** Store `b` under `key` (owned by the map on TN_OK); a NULL `b` deletes the
+** key. `*old` (if not NULL) receives the previous value (NULL if absent),
+** else it is released.
+*/
+int tn_map_set(tn_map_t *m, const void *key, size_t len, tn_blob_t *b,
+               tn_blob_t **old, double timeout);
+
+/* The number of keys, read without a lock (never waits). */
+size_t tn_map_size(tn_map_t *m);
+
+typedef struct tn_map_entry {
+  void *key; /* malloc'd copy */
+  size_t len;
+  tn_blob_t *value; /* a new reference */
+} tn_map_entry_t;
 
 /* A consistent snapshot of every entry, in no particular order; free it
 ** with tn_map_entries_free. */

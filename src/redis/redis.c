@@ -878,8 +878,8 @@ static bool valid_type(tn_type_t type) {
   return type == TN_TYPE_ARRAY ||
          type == TN_TYPE_DEQUE || type == TN_TYPE_HASH ||
          type == TN_TYPE_COUNTER || type == TN_TYPE_ATOMIC ||
-         type == TN_TYPE_PRINTER || type == TN_TYPE_BARRIER ||
-         type == TN_TYPE_SEMAPHORE || type == TN_TYPE_PQUEUE;
+         type == TN_TYPE_PRINTER || type == TN_TYPE_PQUEUE ||
+         type == TN_TYPE_BARRIER || type == TN_TYPE_SEMAPHORE;
 }
 
 int rd_object_get(tn_cluster_t *c, tn_type_t type, const char *name,
