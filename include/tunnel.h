@@ -1097,6 +1097,11 @@ int tn_cblock_cancel(tn_cblock_t *b, unsigned long run, int *reached);
 ** give its slots back (queued jobs still run: wait first). */
 int tn_cblock_terminate(tn_cblock_t *b);
 
+/* Whether anyone can run the block's jobs: `*served` is set when a worker
+** holds one of its slots or a live worker is registered on the cluster
+** (one that takes slots as they queue). TN_OK or a remote failure. */
+int tn_cblock_served(tn_cblock_t *b, int *served);
+
 /* Free the handle (nothing changes on the server). NULL is ignored. */
 void tn_cblock_free(tn_cblock_t *b);
 

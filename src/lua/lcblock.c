@@ -44,6 +44,7 @@
 #define UNREAD_MAX 100
 #define CLOSE_TICK 0.25
 #define CLOSE_GRACE 2.0
+#define CLOSE_CHECK 1.0
 
 typedef struct l_cblock {
   tn_cblock_t *h; /* NULL once collected */
@@ -643,17 +644,30 @@ static int l_cblock_cancel(lua_State *L) {
 /*
 ** The close (__gc): this client's jobs finish, then the block is
 ** terminated. After a Ctrl-C (now or before) it cancels them instead and
-** gives them CLOSE_GRACE to end. A failure to reach the server is written
-** to stderr (a collection cannot raise).
+** gives them CLOSE_GRACE to end; so it does when nobody can run them: no
+** live worker on the cluster and none holding a slot of the block, at two
+** checks CLOSE_CHECK apart (a collection, often at exit, must not wait for
+** a worker that may never come; a lost worker's jobs end by themselves,
+** reported by the waits once its lease runs out). A failure to reach the
+** server is written to stderr (a collection cannot raise).
 */
 static void cblock_close(l_cblock_t *b) {
-  int rc = TN_OK;
+  int rc = TN_OK, unserved = 0, served;
   if (b->last > 0) {
-    while (!tn_l_interrupted()) {
+    double check = tn_clock() + CLOSE_CHECK;
+    while (!tn_l_interrupted() && unserved < 2) {
       rc = tn_cblock_wait(b->h, b->last, CLOSE_TICK);
       if (rc != TN_ETIMEDOUT) break;
+      if (tn_clock() < check) continue;
+      check = tn_clock() + CLOSE_CHECK;
+      if (tn_cblock_served(b->h, &served) == TN_OK)
+        unserved = served ? 0 : unserved + 1;
     }
-    if (tn_l_interrupted() || rc == TN_EINTR || rc == TN_ECANCELED) {
+    if (unserved == 2)
+      fprintf(stderr, "tunnel.Block: cluster block '%s' at its close: no "
+              "worker serves it: its queued jobs are cancelled\n", b->name);
+    if (tn_l_interrupted() || unserved == 2 || rc == TN_EINTR ||
+        rc == TN_ECANCELED) {
       int reached;
       tn_cblock_cancel(b->h, 0, &reached);
       double end = tn_clock() + CLOSE_GRACE;

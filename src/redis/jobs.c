@@ -1976,3 +1976,19 @@ int tn_jobs_status(tn_cluster_t *c, tn_jobs_status_t **out) {
   *out = s;
   return TN_OK;
 }
+
+int tn_cblock_served(tn_cblock_t *b, int *served) {
+  tn_jobs_status_t *s;
+  int rc = tn_jobs_status(b->c, &s);
+  if (rc != TN_OK) return rc;
+  int any = 0;
+  for (size_t i = 0; i < s->nworkers && !any; i++) any = s->workers[i].alive;
+  for (size_t i = 0; i < s->nblocks && !any; i++) {
+    if (strcmp(s->blocks[i].name, b->name) != 0) continue;
+    for (int j = 0; j < s->blocks[i].size && !any; j++)
+      any = s->blocks[i].owner[j] != NULL;
+  }
+  tn_jobs_status_free(s);
+  *served = any;
+  return TN_OK;
+}
