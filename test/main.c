@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "test.h"
 
@@ -53,6 +54,28 @@ void test_skip(const char *fmt, ...) {
   if (skip_reason[0] == '\0') snprintf(skip_reason, sizeof skip_reason, "skipped");
   pthread_mutex_unlock(&skip_lock);
   va_end(ap);
+}
+
+tn_cluster_t *test_cluster(const char *prefix) {
+  const char *url = getenv("TUNNEL_REDIS_URL");
+  if (url == NULL || url[0] == '\0') {
+    test_skip("TUNNEL_REDIS_URL is not set (scripts/with-redis.sh)");
+    return NULL;
+  }
+  tn_cluster_t *c;
+  if (tn_cluster_open(url, prefix, 5, &c) != TN_OK) {
+    test_fail(__FILE__, __LINE__, "tn_cluster_open: %s", tn_last_error());
+    return NULL;
+  }
+  return c;
+}
+
+const char *test_fresh(const char *what) {
+  static _Thread_local char buf[128];
+  static atomic_int n;
+  snprintf(buf, sizeof buf, "%s-%d-%d", what, (int)getpid(),
+           atomic_fetch_add(&n, 1) + 1);
+  return buf;
 }
 
 void *test_hold_mutex(void *holder) {

@@ -35,6 +35,13 @@ void test_fail(const char *file, int line, const char *fmt, ...)
 void test_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Seconds on the monotonic clock, for timing checks. */
 double test_now(void);
+/* The test server's cluster (TUNNEL_REDIS_URL; keys under `prefix`), or
+** NULL with the test marked skipped (no URL: scripts/with-redis.sh sets
+** it) or failed (no connection). */
+tn_cluster_t *test_cluster(const char *prefix);
+/* A name no other test of any run uses: "what-pid-n" (in a buffer of the
+** calling thread's, until its next call). */
+const char *test_fresh(const char *what);
 
 #define TEST(id, name)                                                      \
   static void id(void);                                                     \

@@ -507,35 +507,12 @@ TEST(array_out_of_memory, "an array or view that cannot be allocated leaves "
 
 /* ---- cluster arrays (need TUNNEL_REDIS_URL: scripts/with-redis.sh) ---- */
 
-static tn_cluster_t *cluster(void) {
-  const char *url = getenv("TUNNEL_REDIS_URL");
-  if (url == NULL || url[0] == '\0') {
-    test_skip("TUNNEL_REDIS_URL is not set (scripts/with-redis.sh)");
-    return NULL;
-  }
-  tn_cluster_t *c;
-  int rc = tn_cluster_open(url, "tunnel-ctest:", 5, &c);
-  if (rc != TN_OK) {
-    test_fail(__FILE__, __LINE__, "tn_cluster_open: %s", tn_last_error());
-    return NULL;
-  }
-  return c;
-}
-
-static const char *fresh(const char *what) {
-  static _Thread_local char buf[128];
-  static int n;
-  snprintf(buf, sizeof buf, "%s-%d-%d", what, (int)getpid(),
-           __atomic_add_fetch(&n, 1, __ATOMIC_RELAXED));
-  return buf;
-}
-
 TEST(array_cluster_shape, "a cluster array is created with its shape, "
                           "attached by name, and refuses another shape") {
-  tn_cluster_t *c = cluster();
+  tn_cluster_t *c = test_cluster("tunnel-ctest:");
   if (c == NULL) return;
   char name[128];
-  snprintf(name, sizeof name, "%s", fresh("shape"));
+  snprintf(name, sizeof name, "%s", test_fresh("shape"));
   tn_array_t *a, *b = NULL;
   CHECK_RC(tn_cluster_array(c, name, (tn_dtype_t)0, 0, &b), TN_EINVAL);
   CHECK(strstr(tn_last_error(), "no such Array") != NULL);
@@ -556,7 +533,7 @@ TEST(array_cluster_shape, "a cluster array is created with its shape, "
   tn_object_release(TN_OBJECT(b));
   /* Zero elements, and the in-place kernels refuse a cluster array. */
   tn_array_t *e;
-  CHECK_RC(tn_cluster_array(c, fresh("empty"), TN_DOUBLE, 0, &e), TN_OK);
+  CHECK_RC(tn_cluster_array(c, test_fresh("empty"), TN_DOUBLE, 0, &e), TN_OK);
   tn_array_t *copy;
   CHECK_RC(tn_array_fetch(e, &copy, NULL), TN_OK);
   CHECK_RC(tn_array_shape(copy, &t, &n), TN_OK);
@@ -572,10 +549,10 @@ TEST(array_cluster_shape, "a cluster array is created with its shape, "
 
 TEST(array_cluster_elements, "cluster elements: get, set, ranges, atomic "
                              "add, and a version that moves with writes") {
-  tn_cluster_t *c = cluster();
+  tn_cluster_t *c = test_cluster("tunnel-ctest:");
   if (c == NULL) return;
   tn_array_t *a;
-  CHECK_RC(tn_cluster_array(c, fresh("elems"), TN_INT8, 3, &a), TN_OK);
+  CHECK_RC(tn_cluster_array(c, test_fresh("elems"), TN_INT8, 3, &a), TN_OK);
   uint64_t v0 = 99, v1 = 0;
   CHECK_RC(tn_array_version(a, &v0), TN_OK);
   CHECK_INT(v0, 0);
@@ -594,7 +571,7 @@ TEST(array_cluster_elements, "cluster elements: get, set, ranges, atomic "
   tn_object_release(TN_OBJECT(a));
 
   tn_array_t *d;
-  CHECK_RC(tn_cluster_array(c, fresh("elemd"), TN_DOUBLE, 2, &d), TN_OK);
+  CHECK_RC(tn_cluster_array(c, test_fresh("elemd"), TN_DOUBLE, 2, &d), TN_OK);
   CHECK_RC(tn_array_set(d, 0, (tn_elem_t){.f = 0.1}), TN_OK);
   CHECK_RC(tn_array_get(d, 0, &old), TN_OK);
   CHECK(old.f == 0.1); /* the bytes travel: exact */
@@ -607,10 +584,10 @@ TEST(array_cluster_elements, "cluster elements: get, set, ranges, atomic "
 TEST(array_cluster_store_fetch_add,
      "store, fetch and add move whole arrays; copy and add from a cluster "
      "array fetch it") {
-  tn_cluster_t *c = cluster();
+  tn_cluster_t *c = test_cluster("tunnel-ctest:");
   if (c == NULL) return;
   tn_array_t *r, *l, *f;
-  CHECK_RC(tn_cluster_array(c, fresh("whole"), TN_FLOAT, 2500, &r), TN_OK);
+  CHECK_RC(tn_cluster_array(c, test_fresh("whole"), TN_FLOAT, 2500, &r), TN_OK);
   CHECK_RC(tn_array_new(TN_FLOAT, 2500, &l), TN_OK);
   for (size_t i = 0; i < 2500; i++)
     tn_array_set(l, i, (tn_elem_t){.f = (double)i});
@@ -667,10 +644,10 @@ static void *cluster_add_many(void *p) {
 
 TEST(array_cluster_concurrent_adds,
      "adds from 4 threads on their own connections all count") {
-  tn_cluster_t *c = cluster();
+  tn_cluster_t *c = test_cluster("tunnel-ctest:");
   if (c == NULL) return;
   char name[128];
-  snprintf(name, sizeof name, "%s", fresh("adds"));
+  snprintf(name, sizeof name, "%s", test_fresh("adds"));
   tn_array_t *a;
   CHECK_RC(tn_cluster_array(c, name, TN_INT32, 1000, &a), TN_OK);
   pthread_t th[CLUSTER_ADDERS];
@@ -710,10 +687,10 @@ static void raw(const char *fmt, const char *key, const char *arg) {
 
 TEST(array_cluster_corrupt, "stored state tunnel did not write is an "
                             "error that changes nothing") {
-  tn_cluster_t *c = cluster();
+  tn_cluster_t *c = test_cluster("tunnel-ctest:");
   if (c == NULL || getenv("TUNNEL_REDIS_PORT") == NULL) return;
   char name[128], key[200], meta[220];
-  snprintf(name, sizeof name, "%s", fresh("corrupt"));
+  snprintf(name, sizeof name, "%s", test_fresh("corrupt"));
   snprintf(key, sizeof key, "tunnel-ctest:%s", name);
   snprintf(meta, sizeof meta, "%s:meta", key);
   tn_array_t *a, *l;

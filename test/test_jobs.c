@@ -16,27 +16,6 @@
 #include "test.h"
 #include "../src/redis/jobs.h"
 
-static tn_cluster_t *cluster(void) {
-  const char *url = getenv("TUNNEL_REDIS_URL");
-  if (url == NULL || url[0] == '\0') {
-    test_skip("TUNNEL_REDIS_URL is not set (scripts/with-redis.sh)");
-    return NULL;
-  }
-  tn_cluster_t *c;
-  if (tn_cluster_open(url, "tunnel-ctest-jobs:", 5, &c) != TN_OK) {
-    test_fail(__FILE__, __LINE__, "tn_cluster_open: %s", tn_last_error());
-    return NULL;
-  }
-  return c;
-}
-
-static const char *fresh(const char *what) {
-  static char buf[128];
-  static int n;
-  snprintf(buf, sizeof buf, "%s-%d-%d", what, (int)getpid(), ++n);
-  return buf;
-}
-
 /* A raw command on the test server (for faults); the integer reply. */
 static long long raw(const char *fmt, const char *a, const char *b) {
   const char *url = getenv("TUNNEL_REDIS_URL");
@@ -101,9 +80,9 @@ static void finish(tn_wslot_t *s, tn_wjob_t *job, const char *value) {
 
 TEST(jobs_roundtrip, "a run gives every slot its job in order, and every job "
                      "one status with its value") {
-  tn_cluster_t *c = cluster();
+  tn_cluster_t *c = test_cluster("tunnel-ctest-jobs:");
   if (c == NULL) return;
-  const char *name = fresh("rt");
+  const char *name = test_fresh("rt");
   tn_cblock_t *b = block(c, name, 2, "test 1", NULL, 0);
   tn_worker_t *w = worker(c, "test 1", name, NULL);
   unsigned long id1, id2;
@@ -155,9 +134,9 @@ TEST(jobs_roundtrip, "a run gives every slot its job in order, and every job "
 
 TEST(jobs_fence, "a worker whose lease was taken over cannot store its "
                  "result: the job's one status is 'worker lost'") {
-  tn_cluster_t *c = cluster();
+  tn_cluster_t *c = test_cluster("tunnel-ctest-jobs:");
   if (c == NULL) return;
-  const char *name = fresh("fence");
+  const char *name = test_fresh("fence");
   tn_cblock_t *b = block(c, name, 1, "test 1", NULL, 0);
   tn_worker_t *w1 = worker(c, "test 1", name, NULL);
   tn_worker_t *w2 = worker(c, "test 1", name, NULL);
@@ -200,9 +179,9 @@ TEST(jobs_fence, "a worker whose lease was taken over cannot store its "
 
 TEST(jobs_reaped_by_waiter, "a client waiting reports the job of a worker "
                             "whose lease ran out, with no other worker") {
-  tn_cluster_t *c = cluster();
+  tn_cluster_t *c = test_cluster("tunnel-ctest-jobs:");
   if (c == NULL) return;
-  const char *name = fresh("reap");
+  const char *name = test_fresh("reap");
   tn_cblock_t *b = block(c, name, 1, "test 1", NULL, 1);
   tn_worker_t *w = worker(c, "test 1", name, NULL);
   unsigned long id;
@@ -232,9 +211,9 @@ TEST(jobs_reaped_by_waiter, "a client waiting reports the job of a worker "
 
 TEST(jobs_replay, "a run id pushed again into a slot's queue is not run "
                   "twice") {
-  tn_cluster_t *c = cluster();
+  tn_cluster_t *c = test_cluster("tunnel-ctest-jobs:");
   if (c == NULL) return;
-  const char *name = fresh("replay");
+  const char *name = test_fresh("replay");
   tn_cblock_t *b = block(c, name, 1, "test 1", NULL, 0);
   tn_worker_t *w = worker(c, "test 1", name, NULL);
   unsigned long id;
@@ -256,9 +235,9 @@ TEST(jobs_replay, "a run id pushed again into a slot's queue is not run "
 
 TEST(jobs_cancel, "cancel drops a queued job with the status 'cancelled' "
                   "and asks the thread running a job to stop") {
-  tn_cluster_t *c = cluster();
+  tn_cluster_t *c = test_cluster("tunnel-ctest-jobs:");
   if (c == NULL) return;
-  const char *name = fresh("cancel");
+  const char *name = test_fresh("cancel");
   tn_cblock_t *b = block(c, name, 1, "test 1", NULL, 0);
   tn_worker_t *w = worker(c, "test 1", name, NULL);
   unsigned long id1, id2;
@@ -304,7 +283,7 @@ TEST(jobs_cancel, "cancel drops a queued job with the status 'cancelled' "
 
 TEST(jobs_refused, "a worker refuses a job of another runtime or secret with "
                    "a status that says why, and gives the slot back") {
-  tn_cluster_t *c = cluster();
+  tn_cluster_t *c = test_cluster("tunnel-ctest-jobs:");
   if (c == NULL) return;
   static const struct {
     const char *client, *worker;      /* secrets */
@@ -322,7 +301,7 @@ TEST(jobs_refused, "a worker refuses a job of another runtime or secret with "
   tn_worker_t *w[N];
   unsigned long id[N];
   for (size_t k = 0; k < N; k++) { /* all at once: they wait together */
-    const char *name = fresh("refuse");
+    const char *name = test_fresh("refuse");
     b[k] = block(c, name, 1, "test 1", cases[k].client, 0);
     w[k] = worker(c, cases[k].runtime, name, cases[k].worker);
     run(b[k], "job", &id[k]);
@@ -349,10 +328,10 @@ TEST(jobs_refused, "a worker refuses a job of another runtime or secret with "
 
 TEST(jobs_signed_results, "a signed block's results verify, and one whose "
                           "bytes were changed on the server is refused") {
-  tn_cluster_t *c = cluster();
+  tn_cluster_t *c = test_cluster("tunnel-ctest-jobs:");
   if (c == NULL) return;
   const char *secret = "the fleet's secret, sixteen+";
-  const char *name = fresh("signed");
+  const char *name = test_fresh("signed");
   tn_cblock_t *b = block(c, name, 1, "test 1", secret, 0);
   tn_worker_t *w = worker(c, "test 1", name, secret);
   unsigned long id;
@@ -393,9 +372,9 @@ TEST(jobs_signed_results, "a signed block's results verify, and one whose "
 }
 
 TEST(jobs_expire, "a run's results expire ttl after its last status") {
-  tn_cluster_t *c = cluster();
+  tn_cluster_t *c = test_cluster("tunnel-ctest-jobs:");
   if (c == NULL) return;
-  const char *name = fresh("ttl");
+  const char *name = test_fresh("ttl");
   tn_cblock_options_t o = {"test 1", NULL, 0, 1, 0, NULL, 0};
   tn_cblock_t *b;
   CHECK_RC(tn_cblock_open(c, name, 1, &o, &b), TN_OK);
@@ -424,9 +403,9 @@ TEST(jobs_expire, "a run's results expire ttl after its last status") {
 
 TEST(jobs_status, "tn_jobs_status lists the workers, the blocks with their "
                   "queued jobs, and what each slot runs") {
-  tn_cluster_t *c = cluster();
+  tn_cluster_t *c = test_cluster("tunnel-ctest-jobs:");
   if (c == NULL) return;
-  const char *name = fresh("status");
+  const char *name = test_fresh("status");
   tn_cblock_t *b = block(c, name, 2, "test 1", NULL, 0);
   tn_worker_t *w = worker(c, "test 1", name, NULL);
   unsigned long id;
@@ -492,9 +471,9 @@ TEST(jobs_mac, "signatures frame their pieces and domains: no two messages "
 TEST(jobs_release_gives_back, "a slot given back after its finish took the "
                               "next job puts that job back: it runs once, "
                               "on the next holder, not 'lost'") {
-  tn_cluster_t *c = cluster();
+  tn_cluster_t *c = test_cluster("tunnel-ctest-jobs:");
   if (c == NULL) return;
-  const char *name = fresh("giveback");
+  const char *name = test_fresh("giveback");
   tn_cblock_t *b = block(c, name, 1, "test 1", NULL, 0);
   tn_worker_t *w1 = worker(c, "test 1", name, NULL);
   tn_worker_t *w2 = worker(c, "test 1", name, NULL);
@@ -526,9 +505,9 @@ TEST(jobs_release_gives_back, "a slot given back after its finish took the "
 TEST(jobs_refused_waits, "a job a live capable worker could run waits for "
                          "it: another runtime's worker refuses it only once "
                          "no such worker is registered") {
-  tn_cluster_t *c = cluster();
+  tn_cluster_t *c = test_cluster("tunnel-ctest-jobs:");
   if (c == NULL) return;
-  const char *name = fresh("waits");
+  const char *name = test_fresh("waits");
   tn_cblock_t *b = block(c, name, 2, "test 1", NULL, 0);
   tn_worker_t *able = worker(c, "test 1", name, NULL);
   tn_worker_t *other = worker(c, "test 2", name, NULL);

@@ -15,29 +15,6 @@
 
 #include "test.h"
 
-static tn_cluster_t *cluster(void) {
-  const char *url = getenv("TUNNEL_REDIS_URL");
-  if (url == NULL || url[0] == '\0') {
-    test_skip("TUNNEL_REDIS_URL is not set (scripts/with-redis.sh)");
-    return NULL;
-  }
-  tn_cluster_t *c;
-  int rc = tn_cluster_open(url, "tunnel-ctest:", 5, &c);
-  if (rc != TN_OK) {
-    test_fail(__FILE__, __LINE__, "tn_cluster_open: %s", tn_last_error());
-    return NULL;
-  }
-  return c;
-}
-
-static const char *fresh(const char *what) {
-  static _Thread_local char buf[128];
-  static int n;
-  snprintf(buf, sizeof buf, "%s-%d-%d", what, (int)getpid(),
-           __atomic_add_fetch(&n, 1, __ATOMIC_RELAXED));
-  return buf;
-}
-
 TEST(redis_url_errors, "a malformed URL or a refused connection is a clear "
                        "error naming the server") {
   tn_cluster_t *c;
@@ -49,10 +26,10 @@ TEST(redis_url_errors, "a malformed URL or a refused connection is a clear "
 
 TEST(redis_deque_fifo, "a cluster deque is a FIFO queue, a stack and an "
                        "array") {
-  tn_cluster_t *c = cluster();
+  tn_cluster_t *c = test_cluster("tunnel-ctest:");
   if (c == NULL) return;
   tn_deque_t *d;
-  CHECK_RC(tn_cluster_deque(c, fresh("fifo"), TN_UNBOUNDED, &d), TN_OK);
+  CHECK_RC(tn_cluster_deque(c, test_fresh("fifo"), TN_UNBOUNDED, &d), TN_OK);
   CHECK(tn_object_is_remote(TN_OBJECT(d)));
   CHECK_INT(tn_object_type(TN_OBJECT(d)), TN_TYPE_DEQUE);
   for (long i = 1; i <= 5; i++)
@@ -90,10 +67,10 @@ TEST(redis_deque_fifo, "a cluster deque is a FIFO queue, a stack and an "
 
 TEST(redis_deque_wait, "a pop waits for a push from another thread, a "
                        "timed pop times out, close wakes it") {
-  tn_cluster_t *c = cluster();
+  tn_cluster_t *c = test_cluster("tunnel-ctest:");
   if (c == NULL) return;
   tn_deque_t *d;
-  CHECK_RC(tn_cluster_deque(c, fresh("wait"), TN_UNBOUNDED, &d), TN_OK);
+  CHECK_RC(tn_cluster_deque(c, test_fresh("wait"), TN_UNBOUNDED, &d), TN_OK);
   tn_blob_t *b;
   double t0 = test_now();
   CHECK_RC(tn_deque_pop_front(d, &b, 0.2), TN_ETIMEDOUT);
@@ -127,10 +104,10 @@ static void *consumer(void *arg) {
 
 TEST(redis_deque_bounded, "pushes respect the size hint and wait for "
                           "room; every item arrives once") {
-  tn_cluster_t *c = cluster();
+  tn_cluster_t *c = test_cluster("tunnel-ctest:");
   if (c == NULL) return;
   tn_deque_t *d;
-  CHECK_RC(tn_cluster_deque(c, fresh("bounded"), 2, &d), TN_OK);
+  CHECK_RC(tn_cluster_deque(c, test_fresh("bounded"), 2, &d), TN_OK);
   CHECK_INT(tn_deque_size_hint(d), 2);
   CHECK_RC(tn_deque_push_back(d, blob_long(0), 0), TN_OK);
   CHECK_RC(tn_deque_push_back(d, blob_long(0), 0), TN_OK);
@@ -155,10 +132,10 @@ TEST(redis_deque_bounded, "pushes respect the size hint and wait for "
 
 TEST(redis_map_counter, "a cluster map and counter keep values on the "
                         "server") {
-  tn_cluster_t *c = cluster();
+  tn_cluster_t *c = test_cluster("tunnel-ctest:");
   if (c == NULL) return;
   tn_map_t *m;
-  CHECK_RC(tn_cluster_map(c, fresh("map"), &m), TN_OK);
+  CHECK_RC(tn_cluster_map(c, test_fresh("map"), &m), TN_OK);
   tn_blob_t *b, *old;
   CHECK_RC(tn_map_set(m, "k\0x", 3, blob_long(7), &old, 0), TN_OK);
   CHECK(old == NULL);
@@ -174,7 +151,7 @@ TEST(redis_map_counter, "a cluster map and counter keep values on the "
 
   tn_counter_t *k;
   int64_t init = 40;
-  const char *name = fresh("counter");
+  const char *name = test_fresh("counter");
   CHECK_RC(tn_cluster_counter(c, name, &init, &k), TN_OK);
   CHECK_INT(tn_counter_add(k, 2), 42);
   tn_counter_t *k2;
@@ -190,12 +167,12 @@ TEST(redis_map_counter, "a cluster map and counter keep values on the "
 
 TEST(redis_values_refs, "values refer to cluster objects by descriptor; an "
                         "in-process object is refused") {
-  tn_cluster_t *c = cluster();
+  tn_cluster_t *c = test_cluster("tunnel-ctest:");
   if (c == NULL) return;
   tn_deque_t *d;
   tn_counter_t *k;
-  CHECK_RC(tn_cluster_deque(c, fresh("refs"), TN_UNBOUNDED, &d), TN_OK);
-  CHECK_RC(tn_cluster_counter(c, fresh("refk"), NULL, &k), TN_OK);
+  CHECK_RC(tn_cluster_deque(c, test_fresh("refs"), TN_UNBOUNDED, &d), TN_OK);
+  CHECK_RC(tn_cluster_counter(c, test_fresh("refk"), NULL, &k), TN_OK);
   tn_object_t *ref = TN_OBJECT(k);
   tn_blob_t *b = tn_blob_new("x", 1, &ref, 1);
   CHECK_RC(tn_deque_push_back(d, b, 0), TN_OK);
@@ -238,11 +215,11 @@ static void *incrementer(void *arg) {
 
 TEST(redis_cell_lock, "the write lock of a cluster cell loses no update "
                       "between threads") {
-  tn_cluster_t *c = cluster();
+  tn_cluster_t *c = test_cluster("tunnel-ctest:");
   if (c == NULL) return;
   tn_blob_t *zero = blob_long(0);
   tn_cell_t *cell;
-  CHECK_RC(tn_cluster_cell(c, fresh("cell"), zero, &cell), TN_OK);
+  CHECK_RC(tn_cluster_cell(c, test_fresh("cell"), zero, &cell), TN_OK);
   tn_blob_release(zero);
   locker_t l = {cell, 50};
   pthread_t t[3] = {test_spawn(incrementer, &l), test_spawn(incrementer, &l),
@@ -283,12 +260,12 @@ static void raw_do(redisContext *r, const char *fmt, const char *a,
 
 TEST(redis_corrupt_meta, "a script that finds a corrupt K:meta or a foreign "
                          "item changes nothing (issue 11, 4)") {
-  tn_cluster_t *c = cluster();
+  tn_cluster_t *c = test_cluster("tunnel-ctest:");
   if (c == NULL) return;
   redisContext *r = raw();
   if (r == NULL) return;
   char name[128], key[256];
-  snprintf(name, sizeof name, "%s", fresh("corrupt"));
+  snprintf(name, sizeof name, "%s", test_fresh("corrupt"));
   snprintf(key, sizeof key, "tunnel-ctest:%s:meta", name);
   tn_deque_t *d;
   CHECK_RC(tn_cluster_deque(c, name, 10, &d), TN_OK);
@@ -319,12 +296,12 @@ TEST(redis_corrupt_meta, "a script that finds a corrupt K:meta or a foreign "
 TEST(redis_url_credentials, "the cluster's URL holds no credentials, they "
                             "are percent-decoded, and the timeout is finite "
                             "by default (issue 11, 9 and 12)") {
-  tn_cluster_t *c = cluster();
+  tn_cluster_t *c = test_cluster("tunnel-ctest:");
   if (c == NULL) return;
   redisContext *r = raw();
   if (r == NULL) return;
   char user[128];
-  snprintf(user, sizeof user, "%s", fresh("user"));
+  snprintf(user, sizeof user, "%s", test_fresh("user"));
   raw_do(r, "ACL SETUSER %s on >p@ss:w%s ~* &* +@all%s", user, "", "");
   const char *url = getenv("TUNNEL_REDIS_URL"); /* redis://host:port/db */
   char secret[512];
@@ -501,13 +478,13 @@ static int delete(tn_cluster_t *c, const char *name) {
 
 TEST(redis_delete_every_class, "delete removes every key of an object of "
                                "any class and says whether it existed") {
-  tn_cluster_t *c = cluster();
+  tn_cluster_t *c = test_cluster("tunnel-ctest:");
   if (c == NULL) return;
   redisContext *r = raw();
   if (r == NULL) return;
   char name[5][128];
   for (int i = 0; i < 5; i++) snprintf(name[i], sizeof name[i], "%s",
-                                       fresh("del"));
+                                       test_fresh("del"));
   /* A bounded deque with items, closed: list, meta and both tokens. */
   tn_deque_t *d;
   CHECK_RC(tn_cluster_deque(c, name[0], 2, &d), TN_OK);
@@ -567,7 +544,7 @@ TEST(redis_delete_every_class, "delete removes every key of an object of "
   /* An object that never held anything does not exist. */
   tn_deque_t *empty;
   char never[128];
-  snprintf(never, sizeof never, "%s", fresh("never"));
+  snprintf(never, sizeof never, "%s", test_fresh("never"));
   CHECK_RC(tn_cluster_deque(c, never, TN_UNBOUNDED, &empty), TN_OK);
   CHECK_INT(exists(c, never), 0);
   CHECK_INT(delete(c, never), 0);
@@ -586,10 +563,10 @@ TEST(redis_delete_every_class, "delete removes every key of an object of "
 
 TEST(redis_delete_fences_lock, "a delete ends a write lock held on the "
                                "object: the holder's fenced store fails") {
-  tn_cluster_t *c = cluster();
+  tn_cluster_t *c = test_cluster("tunnel-ctest:");
   if (c == NULL) return;
   char name[128];
-  snprintf(name, sizeof name, "%s", fresh("dellock"));
+  snprintf(name, sizeof name, "%s", test_fresh("dellock"));
   tn_cell_t *cell;
   CHECK_RC(tn_cluster_cell(c, name, NULL, &cell), TN_OK);
   CHECK_RC(tn_object_write_lock(TN_OBJECT(cell), 5), TN_OK);
@@ -608,12 +585,12 @@ TEST(redis_delete_fences_lock, "a delete ends a write lock held on the "
 
 TEST(redis_acl_user, "redis://user:password@ logs in as an ACL user; a "
                      "wrong password is a clear error without it") {
-  tn_cluster_t *c = cluster();
+  tn_cluster_t *c = test_cluster("tunnel-ctest:");
   if (c == NULL) return;
   redisContext *r = raw();
   if (r == NULL) return;
   char user[128];
-  snprintf(user, sizeof user, "%s", fresh("tunneluser"));
+  snprintf(user, sizeof user, "%s", test_fresh("tunneluser"));
   raw_do(r, "ACL SETUSER %s on >pw%s ~* &* +@all%s", user, "", "");
   const char *url = getenv("TUNNEL_REDIS_URL") + strlen("redis://");
   char good[512], wrong[512];
@@ -623,7 +600,7 @@ TEST(redis_acl_user, "redis://user:password@ logs in as an ACL user; a "
   CHECK_RC(tn_cluster_open(good, "tunnel-ctest:", 5, &s), TN_OK);
   tn_counter_t *k;
   char name[128];
-  snprintf(name, sizeof name, "%s", fresh("acl"));
+  snprintf(name, sizeof name, "%s", test_fresh("acl"));
   CHECK_RC(tn_cluster_counter(s, name, &(int64_t){7}, &k), TN_OK);
   CHECK_INT(tn_counter_get(k), 7);
   /* Logged in as that user: ACL WHOAMI through the cluster's connection
@@ -646,7 +623,7 @@ TEST(redis_acl_user, "redis://user:password@ logs in as an ACL user; a "
 
 TEST(redis_unix_socket, "unix:///path?db=N reaches the same server and "
                         "database as redis://host:port/N") {
-  tn_cluster_t *c = cluster();
+  tn_cluster_t *c = test_cluster("tunnel-ctest:");
   if (c == NULL) return;
   const char *sock = getenv("TUNNEL_REDIS_SOCKET");
   if (sock == NULL || sock[0] == '\0') {
@@ -664,7 +641,7 @@ TEST(redis_unix_socket, "unix:///path?db=N reaches the same server and "
   if (u == NULL || t == NULL) return;
   CHECK(strcmp(tn_cluster_url(u), uurl) == 0);
   char name[128];
-  snprintf(name, sizeof name, "%s", fresh("unix"));
+  snprintf(name, sizeof name, "%s", test_fresh("unix"));
   tn_counter_t *ku, *kt;
   CHECK_RC(tn_cluster_counter(u, name, &(int64_t){10}, &ku), TN_OK);
   CHECK_RC(tn_cluster_counter(t, name, NULL, &kt), TN_OK);
@@ -674,7 +651,7 @@ TEST(redis_unix_socket, "unix:///path?db=N reaches the same server and "
   /* A value names its objects by the URL without credentials: a deque
   ** reached over the socket refers to a counter over the socket. */
   tn_deque_t *d;
-  CHECK_RC(tn_cluster_deque(u, fresh("unixq"), TN_UNBOUNDED, &d), TN_OK);
+  CHECK_RC(tn_cluster_deque(u, test_fresh("unixq"), TN_UNBOUNDED, &d), TN_OK);
   tn_object_t *ref = TN_OBJECT(ku);
   tn_blob_t *b = tn_blob_new("x", 1, &ref, 1);
   CHECK_RC(tn_deque_push_back(d, b, 0), TN_OK);
@@ -738,14 +715,14 @@ static void await_registered(redisContext *r, const char *key, long n) {
 TEST(redis_delete_wakes_waiters, "a delete wakes the waiters of a barrier "
                                  "(broken), a semaphore (an error) and a "
                                  "counter (it waits on the fresh one)") {
-  tn_cluster_t *c = cluster();
+  tn_cluster_t *c = test_cluster("tunnel-ctest:");
   if (c == NULL) return;
   redisContext *r = raw();
   if (r == NULL) return;
   char bname[128], sname[128], kname[128], key[300];
-  snprintf(bname, sizeof bname, "%s", fresh("delwait-b"));
-  snprintf(sname, sizeof sname, "%s", fresh("delwait-s"));
-  snprintf(kname, sizeof kname, "%s", fresh("delwait-k"));
+  snprintf(bname, sizeof bname, "%s", test_fresh("delwait-b"));
+  snprintf(sname, sizeof sname, "%s", test_fresh("delwait-s"));
+  snprintf(kname, sizeof kname, "%s", test_fresh("delwait-k"));
   waiter_t w = {0};
   CHECK_RC(tn_cluster_barrier(c, bname, 2, &w.barrier), TN_OK);
   CHECK_RC(tn_cluster_semaphore(c, sname, 1, &w.semaphore), TN_OK);

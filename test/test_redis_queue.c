@@ -15,29 +15,6 @@
 
 #include "test.h"
 
-static tn_cluster_t *cluster(void) {
-  const char *url = getenv("TUNNEL_REDIS_URL");
-  if (url == NULL || url[0] == '\0') {
-    printf("# skip: TUNNEL_REDIS_URL is not set (scripts/with-redis.sh)\n");
-    return NULL;
-  }
-  tn_cluster_t *c;
-  int rc = tn_cluster_open(url, "tunnel-ctest:", 5, &c);
-  if (rc != TN_OK) {
-    test_fail(__FILE__, __LINE__, "tn_cluster_open: %s", tn_last_error());
-    return NULL;
-  }
-  return c;
-}
-
-static const char *fresh(const char *what) {
-  static _Thread_local char buf[128];
-  static int n;
-  snprintf(buf, sizeof buf, "%s-%d-%d", what, (int)getpid(),
-           __atomic_add_fetch(&n, 1, __ATOMIC_RELAXED));
-  return buf;
-}
-
 /* Scripts the server has run so far (EVALSHA and EVAL calls). */
 static long scripts_run(void) {
   const char *url = getenv("TUNNEL_REDIS_URL");
@@ -62,7 +39,7 @@ static long scripts_run(void) {
 
 static tn_deque_t *vec(tn_cluster_t *c, size_t hint) {
   tn_deque_t *d = NULL;
-  CHECK_RC(tn_cluster_deque(c, fresh("qvec"), hint, &d), TN_OK);
+  CHECK_RC(tn_cluster_deque(c, test_fresh("qvec"), hint, &d), TN_OK);
   return d;
 }
 
@@ -79,10 +56,10 @@ static long pop_long(tn_deque_t *d) {
 
 TEST(redis_pqueue_order, "a cluster priority queue pops the lowest priority "
                          "first, FIFO among equals, unpop ahead of them") {
-  tn_cluster_t *c = cluster();
+  tn_cluster_t *c = test_cluster("tunnel-ctest:");
   if (c == NULL) return;
   tn_pqueue_t *q;
-  CHECK_RC(tn_cluster_pqueue(c, fresh("pq"), 3, &q), TN_OK);
+  CHECK_RC(tn_cluster_pqueue(c, test_fresh("pq"), 3, &q), TN_OK);
   CHECK(tn_object_is_remote(TN_OBJECT(q)));
   CHECK_INT(tn_object_type(TN_OBJECT(q)), TN_TYPE_PQUEUE);
   CHECK_INT(tn_pqueue_size_hint(q), 3);
@@ -164,10 +141,10 @@ static void *rpq_consume(void *p) {
 
 TEST(redis_pqueue_threads, "2 producers and 2 consumers of a bounded cluster "
                            "priority queue: every item popped once") {
-  tn_cluster_t *c = cluster();
+  tn_cluster_t *c = test_cluster("tunnel-ctest:");
   if (c == NULL) return;
   tn_pqueue_t *q;
-  CHECK_RC(tn_cluster_pqueue(c, fresh("pqt"), 8, &q), TN_OK);
+  CHECK_RC(tn_cluster_pqueue(c, test_fresh("pqt"), 8, &q), TN_OK);
   atomic_uchar *seen = calloc(2 * RPQ_ITEMS, 1);
   rpq_worker_t w[4];
   pthread_t t[4];
@@ -203,7 +180,7 @@ static void batch_free(tn_blob_t **b, size_t n) {
 
 TEST(redis_batch_basics, "cluster push_many and pop_many: in order, all or "
                          "nothing, larger than the hint into an empty one") {
-  tn_cluster_t *c = cluster();
+  tn_cluster_t *c = test_cluster("tunnel-ctest:");
   if (c == NULL) return;
   tn_deque_t *d = vec(c, 4);
   tn_blob_t **b = batch(0, 3);
@@ -277,7 +254,7 @@ static void *push_main(void *p) {
 TEST(redis_batch_wait, "a waiting cluster batch sleeps while there is room "
                        "for one value but not for it (no polling), lets a "
                        "new single push in, and gets in when it fits") {
-  tn_cluster_t *c = cluster();
+  tn_cluster_t *c = test_cluster("tunnel-ctest:");
   if (c == NULL) return;
   tn_deque_t *d = vec(c, 3);
   tn_blob_t **b = batch(0, 3);
@@ -332,7 +309,7 @@ static void *select_main(void *p) {
 
 TEST(redis_select, "select over cluster vectors: the first with a value, "
                    "in turn, woken by a push to any, closed ones skipped") {
-  tn_cluster_t *c = cluster();
+  tn_cluster_t *c = test_cluster("tunnel-ctest:");
   if (c == NULL) return;
   tn_deque_t *ds[3] = {vec(c, TN_UNBOUNDED), vec(c, 2), vec(c, TN_UNBOUNDED)};
   size_t i = 9;
@@ -378,7 +355,7 @@ TEST(redis_select, "select over cluster vectors: the first with a value, "
 
 TEST(redis_select_mixed, "select refuses in-process and cluster vectors "
                          "together, and vectors of two clusters") {
-  tn_cluster_t *c = cluster();
+  tn_cluster_t *c = test_cluster("tunnel-ctest:");
   if (c == NULL) return;
   tn_cluster_t *other;
   CHECK_RC(tn_cluster_open(getenv("TUNNEL_REDIS_URL"), "tunnel-ctest-other:",
@@ -395,7 +372,7 @@ TEST(redis_select_mixed, "select refuses in-process and cluster vectors "
   ds[0] = local;
   CHECK_RC(tn_deque_select(ds, 2, &i, &b, 0), TN_EINVAL);
   tn_deque_t *far;
-  CHECK_RC(tn_cluster_deque(other, fresh("far"), TN_UNBOUNDED, &far), TN_OK);
+  CHECK_RC(tn_cluster_deque(other, test_fresh("far"), TN_UNBOUNDED, &far), TN_OK);
   ds[0] = far;
   CHECK_RC(tn_deque_select(ds, 2, &i, &b, 0), TN_EINVAL);
   CHECK(strstr(tn_last_error(), "one cluster") != NULL);
