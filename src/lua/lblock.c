@@ -901,36 +901,6 @@ static int l_results_index(lua_State *L) {
   return 1;
 }
 
-/* __len of a pending run's tables: the block's size (5.2+ only: 5.1 and
-** LuaJIT ignore __len on tables). */
-static int l_results_len(lua_State *L) {
-  lua_rawgeti(L, lua_upvalueindex(1), RUN_SIZE);
-  return 1;
-}
-
-/* The iterator of __ipairs/__pairs below: (t, i) -> i + 1, t[i + 1] up to
-** the block's size (upvalue 1: the record), nils included. */
-static int l_results_next(lua_State *L) {
-  lua_Integer i = lua_tointeger(L, 2) + 1;
-  lua_rawgeti(L, lua_upvalueindex(1), RUN_SIZE);
-  if (i > lua_tointeger(L, -1)) return 0;
-  lua_pushinteger(L, i);
-  lua_pushinteger(L, i);
-  lua_gettable(L, 1); /* through __index: a slot done since */
-  return 2;
-}
-
-/* __ipairs and __pairs of a pending run's tables: every slot, a pending one
-** as nil, as the original's Vectors iterated (where Lua honours them: 5.2+
-** for __pairs, tunnel.compat for both). */
-static int l_results_pairs(lua_State *L) {
-  lua_pushvalue(L, lua_upvalueindex(1));
-  lua_pushcclosure(L, l_results_next, 1);
-  lua_pushvalue(L, 1);
-  lua_pushinteger(L, 0);
-  return 3;
-}
-
 /* Push result, status of run `id` (nil, nil if unknown; nil, nil and a
 ** message if the ring has dropped it), with every slot that is done
 ** filled in. */
@@ -960,25 +930,7 @@ static int push_result(lua_State *L, l_block_t *b, lua_Integer id,
   int fresh = lua_isnil(L, -1);
   lua_pop(L, 1);
   if (fresh) { /* the first read of this run: make its tables */
-    lua_createtable(L, 0, 4); /* their metatable */
-    lua_pushvalue(L, rec);
-    lua_pushcclosure(L, l_results_index, 1);
-    lua_setfield(L, -2, "__index");
-    lua_pushvalue(L, rec);
-    lua_pushcclosure(L, l_results_len, 1);
-    lua_setfield(L, -2, "__len");
-    lua_pushvalue(L, rec);
-    lua_pushcclosure(L, l_results_pairs, 1);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, -3, "__ipairs");
-    lua_setfield(L, -2, "__pairs");
-    for (int field = RUN_RTAB; field <= RUN_STAB; field++) {
-      lua_createtable(L, size, 0);
-      lua_pushvalue(L, -2);
-      lua_setmetatable(L, -2);
-      lua_rawseti(L, rec, field);
-    }
-    lua_pop(L, 1);
+    tn_l_run_tables(L, rec, size, RUN_RTAB, l_results_index);
     lua_pushinteger(L, 0);
     lua_rawseti(L, rec, RUN_FILLED);
   }

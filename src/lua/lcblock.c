@@ -204,29 +204,6 @@ static int l_results_index(lua_State *L) {
   return 1;
 }
 
-static int l_results_len(lua_State *L) {
-  lua_rawgeti(L, lua_upvalueindex(1), RUN_SIZE);
-  return 1;
-}
-
-static int l_results_next(lua_State *L) {
-  lua_Integer i = lua_tointeger(L, 2) + 1;
-  lua_rawgeti(L, lua_upvalueindex(1), RUN_SIZE);
-  if (i > lua_tointeger(L, -1)) return 0;
-  lua_pushinteger(L, i);
-  lua_pushinteger(L, i);
-  lua_gettable(L, 1);
-  return 2;
-}
-
-static int l_results_pairs(lua_State *L) {
-  lua_pushvalue(L, lua_upvalueindex(1));
-  lua_pushcclosure(L, l_results_next, 1);
-  lua_pushvalue(L, 1);
-  lua_pushinteger(L, 0);
-  return 3;
-}
-
 /* Push the record of run `id`, or nil. */
 static void push_record(lua_State *L, l_cblock_t *b, lua_Integer id) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, b->runs_ref);
@@ -256,25 +233,7 @@ static int push_result(lua_State *L, l_cblock_t *b, lua_Integer id,
   int fresh = lua_isnil(L, -1);
   lua_pop(L, 1);
   if (fresh) { /* the first read of this run: make its tables */
-    lua_createtable(L, 0, 4);
-    lua_pushvalue(L, rec);
-    lua_pushcclosure(L, l_results_index, 1);
-    lua_setfield(L, -2, "__index");
-    lua_pushvalue(L, rec);
-    lua_pushcclosure(L, l_results_len, 1);
-    lua_setfield(L, -2, "__len");
-    lua_pushvalue(L, rec);
-    lua_pushcclosure(L, l_results_pairs, 1);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, -3, "__ipairs");
-    lua_setfield(L, -2, "__pairs");
-    for (int field = RUN_RTAB; field <= RUN_STAB; field++) {
-      lua_createtable(L, b->size, 0);
-      lua_pushvalue(L, -2);
-      lua_setmetatable(L, -2);
-      lua_rawseti(L, rec, field);
-    }
-    lua_pop(L, 1);
+    tn_l_run_tables(L, rec, b->size, RUN_RTAB, l_results_index);
     lua_pushinteger(L, 0);
     lua_rawseti(L, rec, RUN_FILLED);
   }

@@ -110,6 +110,17 @@ int tn_l_trydecode(lua_State *L, tn_blob_t *b, const char *method);
 */
 int tn_l_takeblob(lua_State *L, tn_blob_t *b, const char *method);
 
+/*
+** Make a Block run's result and status tables (lruns.c) and store them in
+** the run's record (at stack index `rec`) at `rtab` and `rtab + 1`: plain
+** tables for `size` slots with a metatable, while some slot is pending,
+** whose __index is `index` closed over the record (it fills a slot done
+** since, then returns it raw), and whose __len, __pairs and __ipairs go
+** over slots 1..size.
+*/
+void tn_l_run_tables(lua_State *L, int rec, int size, int rtab,
+                     lua_CFunction index);
+
 /* Push `count` nils (a nil status) and return `count`. */
 int tn_l_pushnils(lua_State *L, int count);
 
