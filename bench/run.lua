@@ -579,6 +579,9 @@ if has('lua5.4') then
          ratio, '>= 0.33x (within 3x)', within(3))
 end
 if has('luajit') then
+  -- LuaJIT's fast path (src/lua/larray.c): a[i] compiled through the FFI
+  target('Array a[i] = a[i] + 1 vs a plain table, luajit', {'array.rw@luajit'},
+         ratio, '>= 0.33x (within 3x)', within(3))
   target('Array FFI pointer vs a plain FFI array, luajit',
          {'array.ffi.pointer@luajit'}, ratio, '>= 0.5x (within 2x)', within(2))
 end

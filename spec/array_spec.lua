@@ -459,6 +459,201 @@ describe('tunnel.Array (in process)', function()
   end)
 end)
 
+-- a[i] and a[i] = x in loops hot enough for LuaJIT to compile them: there
+-- they go through the FFI (src/lua/larray.c, "LuaJIT's fast path"), on the
+-- other Luas through the C metamethods; the behaviour is the same.
+describe('tunnel.Array element access in hot loops', function()
+  local HOT = 1000 -- well past LuaJIT's hotloop (56) and hotexit (10)
+  local FAST = jit ~= nil and jit.status() and (pcall(require, 'ffi'))
+
+  -- A value of integer type t for i: cycles through the whole range,
+  -- both ends included.
+  local function cycle(t, i)
+    local r = RANGE[t]
+    if i % 3 == 0 then return r[1] end
+    if i % 3 == 1 then return r[2] end
+    local span = math.min(r[2] - r[1], 2 ^ 31)
+    return r[1] + (i * 7919) % span
+  end
+
+  it('uses Lua functions through the FFI on LuaJIT with its JIT on, else the C ones', function()
+    local mt = debug.getmetatable(tunnel.Array(1))
+    local what = FAST and 'Lua' or 'C'
+    assert.are.equal(what, debug.getinfo(mt.__index, 'S').what)
+    assert.are.equal(what, debug.getinfo(mt.__newindex, 'S').what)
+  end)
+
+  it('reads and writes every type as get and set do', function()
+    for _, t in ipairs(TYPES) do
+      local a, b = tunnel.Array(HOT, t), tunnel.Array(HOT, t)
+      for i = 1, HOT do
+        local x = FLOAT[t] and (i - HOT / 2) * 0.1 or cycle(t, i)
+        a[i] = x
+        b:set(i, x)
+      end
+      for i = 1, HOT do
+        local got = a[i]
+        if got ~= b:get(i) then
+          error(('%s %d: a[i] %s, get %s'):format(t, i, got, b:get(i)))
+        end
+        local want = FLOAT[t] and (i - HOT / 2) * 0.1 or cycle(t, i)
+        if t == 'float' then
+          assert(math.abs(got - want) <= math.abs(want) * 1e-7, t)
+        elseif got ~= want then
+          error(('%s %d: %s, not %s'):format(t, i, got, want))
+        end
+      end
+      assert.are.equal(a:bytes(), b:bytes(), t)
+    end
+    -- float elements: single precision, rounded as C rounds
+    local f = tunnel.Array(HOT, 'float')
+    for i = 1, HOT do f[i] = 0.1 end
+    local one = tunnel.Array({0.1}, 'float')
+    for i = 1, HOT do assert(f[i] == one:get(1) and f[i] ~= 0.1) end
+    -- uint64 from 2^63 up (the C path writes those) reads back exactly
+    local u = tunnel.Array(HOT, 'uint64')
+    for i = 1, HOT do u[i] = 2 ^ 63 + (i % 2) * 2048 end
+    for i = 1, HOT do assert(u[i] == 2 ^ 63 + (i % 2) * 2048, i) end
+    -- an integral float index is an index
+    local d = tunnel.Array(HOT)
+    for i = 1, HOT do d[i + 0.0] = i end
+    for i = 1, HOT do assert(d[i * 1.0] == i) end
+  end)
+
+  it('raises for a bad value in the middle of a loop, writing nothing for it (no wrapping)', function()
+    for _, t in ipairs(TYPES) do
+      local bads = {'1', true}
+      if not FLOAT[t] then
+        bads = {'1', 0.5, 0 / 0, math.huge, -math.huge, 2 ^ 64}
+        if BITS[t] then -- where the FFI's conversion would wrap
+          bads[#bads + 1] = RANGE[t][2] + 1
+          bads[#bads + 1] = RANGE[t][1] - 1
+        end
+      end
+      for _, bad in ipairs(bads) do
+        local a = tunnel.Array(HOT, t)
+        local at = HOT - 100
+        local ok, err = pcall(function()
+          for i = 1, HOT do
+            local x = i % 100
+            if i == at then x = bad end
+            a[i] = x
+          end
+        end)
+        local what = t .. ' ' .. tostring(bad)
+        assert.is_false(ok, what)
+        assert.matches('^tunnel%.Array: value', err, 1, false, what)
+        assert.are.equal((at - 1) % 100, a[at - 1], what)
+        assert.are.equal(0, a[at], what) -- nothing written
+        assert.are.equal(0, a[at + 1], what)
+      end
+    end
+  end)
+
+  it('raises for an index out of range at the end of a loop, of an array and of a view', function()
+    for _, t in ipairs({'double', 'int32', 'uint8'}) do
+      local base = tunnel.Array(3 * HOT, t)
+      for _, a in ipairs({tunnel.Array(HOT, t), base:view(HOT + 1, HOT)}) do
+        local ok, err = pcall(function()
+          for i = 1, HOT + 1 do a[i] = i % 100 end
+        end)
+        assert.is_false(ok)
+        assert.matches('^tunnel%.Array: index ' .. (HOT + 1) .. ' out of range %(1%.%.' .. HOT .. '%)', err)
+        local sum = 0
+        ok, err = pcall(function()
+          for i = 1, HOT + 1 do sum = sum + a[i] end
+        end)
+        assert.is_false(ok)
+        assert.matches('^tunnel%.Array: index ' .. (HOT + 1) .. ' out of range', err)
+        assert.are.equal(a:sum(), sum)
+        ok, err = pcall(function()
+          for i = HOT, 0, -1 do a[i] = 1 end
+        end)
+        assert.is_false(ok)
+        assert.matches('^tunnel%.Array: index 0 out of range', err)
+      end
+      -- the view wrote its part of the base only
+      assert.are.equal(0, base[HOT])
+      assert.are.equal(1, base[HOT + 1])
+      assert.are.equal(0, base[2 * HOT + 1])
+    end
+  end)
+
+  it('reads what atomicAdd wrapped', function()
+    local cases = {int8 = {127, 1, -128}, uint8 = {0, -1, 255},
+                   int16 = {-32768, -1, 32767}, uint32 = {4294967295, 1, 0},
+                   uint64 = {0, -1, 2 ^ 64}}
+    for t, c in pairs(cases) do
+      local a = tunnel.Array(HOT, t)
+      for i = 1, HOT do
+        a[i] = c[1]
+        a:atomicAdd(i, c[2])
+      end
+      for i = 1, HOT do
+        if a[i] ~= c[3] then error(('%s %d: %s'):format(t, i, a[i])) end
+      end
+    end
+  end)
+
+  it('views share the memory and keep it after the base is collected', function()
+    local a = tunnel.Array(3 * HOT, 'int16')
+    local v = a:view(HOT + 1, HOT)
+    for i = 1, HOT do v[i] = i end
+    for i = 1, HOT do assert(a[HOT + i] == i) end
+    a = nil -- luacheck: ignore 311 (drops it)
+    collectgarbage()
+    collectgarbage()
+    local sum = 0
+    for i = 1, HOT do sum = sum + v[i] end
+    assert.are.equal(HOT * (HOT + 1) / 2, sum)
+  end)
+
+  it('is shared by reference: threads write through a[i], the main thread reads it', function()
+    local n = 4 * HOT
+    local a = tunnel.Array(n, 'int32')
+    local b = tunnel.Block(4)
+    b:add(a)
+    b:run(function(arr)
+      local q = #arr / 4
+      for i = (__threadid - 1) * q + 1, __threadid * q do arr[i] = i * __threadid end
+      return debug.getinfo(debug.getmetatable(arr).__index, 'S').what
+    end)
+    local result, status = b:synchronize()
+    b:terminate()
+    for k = 1, 4 do
+      assert.is_true(status[k], tostring(result[k][1]))
+      assert.are.equal(FAST and 'Lua' or 'C', result[k][1])
+    end
+    for i = 1, n do
+      if a[i] ~= i * math.ceil(i / HOT) then error(i .. ': ' .. a[i]) end
+    end
+  end)
+
+  it('gives a resurrected box that was finalized an error, not its old memory', function()
+    local got
+    local function probe(f) -- finalized after the array, made later
+      if newproxy then
+        local p = newproxy(true)
+        getmetatable(p).__gc = f
+        return p
+      end
+      return setmetatable({}, {__gc = f})
+    end
+    local function garbage() -- both unreachable once it returns
+      local a
+      local _ = probe(function() got = {pcall(function() return a[1] end)} end)
+      a = tunnel.Array(4)
+      for _ = 1, HOT do a[1] = a[1] + 1 end
+    end
+    garbage()
+    collectgarbage()
+    collectgarbage()
+    assert.is_table(got)
+    assert.is_false(got[1])
+    assert.matches('^tunnel%.Array: object has been collected', got[2])
+  end)
+end)
+
 local C = BACKENDS[2]
 
 -- Run a Lua program in another process with the module of this build.

@@ -5,8 +5,9 @@
 ** An Array is a box like every shared object: it crosses threads, Vectors,
 ** Hashes, Share/Atomic and Block arguments by reference (the codec knows
 ** nothing special about it). a[i] and a[i] = x go through __index and
-** __newindex with bounds and type checks; the kernels are single C calls
-** over the whole array or a view.
+** __newindex with bounds and type checks (on LuaJIT through Lua functions
+** over the FFI, which the JIT compiles: "LuaJIT's fast path" below); the
+** kernels are single C calls over the whole array or a view.
 **
 ** tunnel.Array is a callable table (tunnel.Array(n), tunnel.Array.frombytes),
 ** entered in package.loaded as 'tunnel.array' so that the codec sends it by
@@ -33,6 +34,7 @@
 **   the debug library could give them another userdata).
 */
 #include <math.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "ltunnel.h"
@@ -834,6 +836,159 @@ int tn_l_cluster_array(lua_State *L, tn_cluster_t *c, const char *name,
   return 1;
 }
 
+/* ---- LuaJIT's fast path -------------------------------------------------- */
+
+/*
+** On LuaJIT the C metamethods cost ~100 ns an a[i] = a[i] + 1 (a C call
+** the JIT does not compile) where a plain table costs ~1 ns. So there,
+** with the FFI and the JIT on, __index and __newindex are these Lua
+** functions: for an in-process array, an integer index in range and (for
+** an integer type) a value the type holds, they read or write through a
+** typed FFI pointer, which the JIT compiles to a few guarded loads and a
+** move; everything else (methods, errors, cluster arrays, uint64 values
+** of 2^63 or more) goes to the C functions, so behaviour and messages are
+** the same. The pointer, n and type are taken once per box from the
+** core struct (array.h; the offsets are passed in and checked) into a
+** weak-keyed cache, which the box's __gc clears: the box holds the
+** object, so the pointer is valid while the entry is; a view's object
+** holds its base's buffer. The same arithmetic as the C path: floats
+** stored with C's conversion, int64 read as the nearest double.
+*/
+static const char fast_src[] =
+    "-- LuaJIT's fast path of a[i] and a[i] = x (larray.c runs this once\n"
+    "-- per state, when the class is built). Returns __index, __newindex\n"
+    "-- and the cache, or nothing where the FFI or the JIT is absent.\n"
+    "local cindex, cnewindex, methods, names, off_backend, off_type, off_n,\n"
+    "      off_data, type_size = ...\n"
+    "local ok, ffi = pcall(require, 'ffi')\n"
+    "if not ok or type(jit) ~= 'table' or not jit.status() or\n"
+    "   type_size ~= 4 then\n"
+    "  return\n"
+    "end\n"
+    "local cast, tonumber, type, rawget = ffi.cast, tonumber, type, rawget\n"
+    "local fields, at = {}, 0\n"
+    "local function field(decl, offset, size)\n"
+    "  if offset > at then\n"
+    "    fields[#fields + 1] = ('char _%d[%d];'):format(at, offset - at)\n"
+    "  end\n"
+    "  fields[#fields + 1] = decl\n"
+    "  at = offset + size\n"
+    "end\n"
+    "local psize = ffi.sizeof('void *')\n"
+    "field('const void *backend;', off_backend, psize)\n"
+    "field('int32_t type;', off_type, 4)\n"
+    "field('size_t n;', off_n, ffi.sizeof('size_t'))\n"
+    "field('unsigned char *data;', off_data, psize)\n"
+    "local array_t = ffi.typeof('struct { ' .. table.concat(fields, ' ') ..\n"
+    "                          ' }')\n"
+    "if ffi.offsetof(array_t, 'backend') ~= off_backend or\n"
+    "   ffi.offsetof(array_t, 'type') ~= off_type or\n"
+    "   ffi.offsetof(array_t, 'n') ~= off_n or\n"
+    "   ffi.offsetof(array_t, 'data') ~= off_data then\n"
+    "  return\n"
+    "end\n"
+    "local box_t = ffi.typeof('struct { $ *object; } *', array_t)\n"
+    "-- Per element type: the C type, and for an integer type the range\n"
+    "-- written here (the rest goes to the C function, which raises or,\n"
+    "-- for a uint64 of 2^63 or more, writes it).\n"
+    "local kinds = {\n"
+    "  double = {'double'}, float = {'float'},\n"
+    "  int8 = {'int8_t', -128, 128}, int16 = {'int16_t', -32768, 32768},\n"
+    "  int32 = {'int32_t', -2147483648, 2147483648},\n"
+    "  int64 = {'int64_t', -2^63, 2^63, true},\n"
+    "  uint8 = {'uint8_t', 0, 256}, uint16 = {'uint16_t', 0, 65536},\n"
+    "  uint32 = {'uint32_t', 0, 4294967296},\n"
+    "  uint64 = {'uint64_t', 0, 2^63, true},\n"
+    "}\n"
+    "local types = {}\n"
+    "for code, name in pairs(names) do\n"
+    "  local k = kinds[name]\n"
+    "  types[code] = {ptr = ffi.typeof(k[1] .. ' *'), lo = k[2], lim = k[3],\n"
+    "                 wide = k[4] or false}\n"
+    "end\n"
+    "-- box -> {p = typed pointer, n = size, ...}, or false: not in\n"
+    "-- process (a cluster Array, a collected box). The entry goes with the\n"
+    "-- box: __gc removes it (a box resurrected after its __gc must not keep\n"
+    "-- the pointer).\n"
+    "local cache = setmetatable({}, {__mode = 'k'})\n"
+    "local function entry(self)\n"
+    "  local o = cast(box_t, self).object\n"
+    "  local e = false\n"
+    "  if o ~= nil and o.backend == nil and types[o.type] then\n"
+    "    local t = types[o.type]\n"
+    "    e = {p = cast(t.ptr, o.data), n = tonumber(o.n), lo = t.lo or false,\n"
+    "         lim = t.lim or false, wide = t.wide}\n"
+    "  end\n"
+    "  cache[self] = e\n"
+    "  return e\n"
+    "end\n"
+    "local function index(self, k)\n"
+    "  if type(k) ~= 'number' then return rawget(methods, k) end\n"
+    "  local e = cache[self]\n"
+    "  if e == nil then e = entry(self) end\n"
+    "  if e and k >= 1 and k <= e.n and k % 1 == 0 then\n"
+    "    if e.wide then return tonumber(e.p[k - 1]) end\n"
+    "    return e.p[k - 1]\n"
+    "  end\n"
+    "  return cindex(self, k)\n"
+    "end\n"
+    "local function newindex(self, k, v)\n"
+    "  local e = cache[self]\n"
+    "  if e == nil then e = entry(self) end\n"
+    "  if e and type(k) == 'number' and type(v) == 'number' and k >= 1 and\n"
+    "     k <= e.n and k % 1 == 0 and\n"
+    "     (not e.lo or (v >= e.lo and v < e.lim and v % 1 == 0)) then\n"
+    "    e.p[k - 1] = v\n"
+    "    return\n"
+    "  end\n"
+    "  return cnewindex(self, k, v)\n"
+    "end\n"
+    "return index, newindex, cache\n";
+
+/* __init (tn_l_class_t): install the fast path where it applies. */
+static int l_array_init(lua_State *L) {
+  if (!tn_is_luajit()) return 0;
+  if (luaL_loadbuffer(L, fast_src, sizeof fast_src - 1, "=tunnel.Array") != 0)
+    return 0; /* cannot happen but for no memory: the C path stays */
+  lua_getfield(L, lua_upvalueindex(1), "__index");
+  lua_getfield(L, lua_upvalueindex(1), "__newindex");
+  lua_pushvalue(L, lua_upvalueindex(2));
+  lua_createtable(L, 0, 10); /* type codes -> names */
+  for (int t = TN_DOUBLE; t <= TN_UINT64; t++) {
+    lua_pushstring(L, tn_dtype_name((tn_dtype_t)t));
+    lua_rawseti(L, -2, t);
+  }
+  lua_pushinteger(L, (lua_Integer)offsetof(tn_object_t, backend));
+  lua_pushinteger(L, (lua_Integer)offsetof(struct tn_array, type));
+  lua_pushinteger(L, (lua_Integer)offsetof(struct tn_array, n));
+  lua_pushinteger(L, (lua_Integer)offsetof(struct tn_array, data));
+  lua_pushinteger(L, (lua_Integer)sizeof(tn_dtype_t));
+  if (lua_pcall(L, 9, 3, 0) != 0 || !lua_isfunction(L, -3)) return 0;
+  lua_setfield(L, LUA_REGISTRYINDEX, "tunnel.Array.fast"); /* the cache */
+  lua_setfield(L, lua_upvalueindex(1), "__newindex");
+  lua_setfield(L, lua_upvalueindex(1), "__index");
+  return 0;
+}
+
+/* __gc: the fast path's cache entry, then the box's reference. */
+static int l_array_gc(lua_State *L) {
+  tn_box_t *box = lua_touserdata(L, 1);
+  if (tn_is_luajit()) {
+    lua_getfield(L, LUA_REGISTRYINDEX, "tunnel.Array.fast");
+    if (lua_istable(L, -1)) {
+      lua_pushvalue(L, 1);
+      lua_pushnil(L);
+      lua_rawset(L, -3);
+    }
+    lua_pop(L, 1);
+  }
+  if (box != NULL && box->object != NULL) {
+    tn_object_release(box->object);
+    box->object = NULL;
+  }
+  return 0;
+}
+
 /* ---- the class ----------------------------------------------------------- */
 
 static const luaL_Reg array_methods[] = {
@@ -868,6 +1023,8 @@ static const luaL_Reg array_meta[] = {{"__index", l_array_index},
                                       {"__newindex", l_array_newindex},
                                       {"__len", l_array_len},
                                       {"__tostring", l_array_tostring},
+                                      {"__gc", l_array_gc},
+                                      {"__init", l_array_init},
                                       {NULL, NULL}};
 
 static const tn_l_class_t array_class = {TN_TYPE_ARRAY, ARRAY, array_methods,

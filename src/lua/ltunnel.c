@@ -397,6 +397,15 @@ static void build_class(lua_State *L, const tn_l_class_t *c) {
   lua_pushliteral(L, "locked");
   lua_setfield(L, mt, "__metatable"); /* getmetatable cannot tamper */
   lua_pop(L, 1); /* pop the metatable copy */
+  /* A class's own last step (see tn_l_class_t), run once and removed. */
+  lua_getfield(L, mt, "__init");
+  if (lua_isfunction(L, -1)) {
+    lua_pushnil(L);
+    lua_setfield(L, mt, "__init");
+    lua_call(L, 0, 0);
+  } else {
+    lua_pop(L, 1);
+  }
   lua_getfield(L, LUA_REGISTRYINDEX, TYPES_KEY);
   lua_pushvalue(L, mt);
   lua_rawseti(L, -2, (int)type);

@@ -27,7 +27,10 @@ typedef struct tn_box {
 ** tn_l_checkobject compares with), 2 the methods table (for a custom
 ** __index). __index is the methods table unless `meta` has its own. __gc,
 ** __eq and a __tostring ("tunnel.Vector: 0x...") are added where `meta` has
-** none. The metatable's __name is `name`.
+** none. The metatable's __name is `name`. A `meta` entry "__init" is not a
+** metamethod: it is called once the metatable is built (its upvalues give
+** it the metatable and the methods table), then removed; the Array's
+** installs LuaJIT's fast path there (src/lua/larray.c).
 */
 typedef struct tn_l_class {
   tn_type_t type;
