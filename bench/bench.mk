@@ -16,6 +16,9 @@
 #   BENCH_JSON    where to write the records (default bench/results.json)
 #   BENCH_MD      also write the tables in Markdown to this file
 #   BENCH_LOAD    N busy loops beside the run (a loaded machine; default 0)
+#   BENCH_WAS     an earlier checkout built with the same B: the cases of
+#                 BENCH_WAS_ONLY (default the 1P/1C integer hand-off) run
+#                 from it too, in the same rounds, as "<lua>-was" (run.lua)
 #
 # The cluster cases (cluster.*) and their redis-benchmark baselines run when
 # TUNNEL_REDIS_URL is set, e.g. against a private server:

@@ -722,6 +722,73 @@ for _, half in ipairs({'push', 'pop'}) do
   })
 end
 
+-- The same in batches of 64 (pushMany, popMany: one round trip, one
+-- script, per batch), 10x the items. Baselines: the single pushes and
+-- pops above, and redis-benchmark's LPUSH with 16 requests in flight.
+for _, half in ipairs({'push', 'pop'}) do
+  case(('cluster.batch64.%s.1t'):format(half), {
+    needs = {'Cluster', 'Vector'}, redis = true,
+    full = CLUSTER_N * 10, quick = CLUSTER_QUICK * 10,
+    setup = cluster_setup(nil),
+    run = function(s, n)
+      local q = s.cluster:Vector(fresh(s, 'vector'))
+      local clock = tunnel.clock
+      if q:size() ~= 0 then return nil, 'fresh vector not empty' end
+      n = n - n % 64
+      local batches = {}
+      for b = 1, n / 64 do
+        local t = {}
+        for j = 1, 64 do t[j] = (b - 1) * 64 + j end
+        batches[b] = t
+      end
+      local t0 = clock()
+      for b = 1, #batches do q:pushMany(batches[b]) end
+      local t1 = clock()
+      if q:size() ~= n then return t1 - t0, 'size ' .. q:size(), n end
+      local sum, got = 0, 0
+      local t2 = clock()
+      while got < n do
+        local t = q:popMany(64)
+        for j = 1, t.n do sum = sum + t[j] end
+        got = got + t.n
+      end
+      local t3 = clock()
+      local secs = half == 'push' and t1 - t0 or t3 - t2
+      local want = n * (n + 1) / 2
+      if sum ~= want then return secs, ('sum %s, expected %s'):format(sum, want), n end
+      if q:size() ~= 0 then return secs, 'vector not empty', n end
+      return secs, nil, n
+    end,
+    teardown = cluster_teardown,
+  })
+end
+
+-- A cluster Atomic's read and write callbacks, one connection: the lock
+-- (which fetches the data), the callback, the set (write), the unlock.
+for _, op in ipairs({'read', 'write'}) do
+  case(('cluster.atomic.%s.1t'):format(op), {
+    needs = {'Cluster', 'Atomic'}, redis = true,
+    full = CLUSTER_N / 2, quick = CLUSTER_QUICK,
+    setup = cluster_setup(nil),
+    run = function(s, n)
+      local a = s.cluster:Atomic(fresh(s, 'atomic'), {n = 0})
+      local clock = tunnel.clock
+      local sum = 0
+      local t0 = clock()
+      if op == 'read' then
+        for _ = 1, n do sum = sum + a:read(function(d) return d.n + 1 end) end
+      else
+        for _ = 1, n do a:write(function(d) d.n = d.n + 1 end) end
+        sum = a:read(function(d) return d.n end)
+      end
+      local secs = clock() - t0
+      if sum ~= n then return secs, ('sum %s, expected %s'):format(sum, n) end
+      return secs
+    end,
+    teardown = cluster_teardown,
+  })
+end
+
 -- 2 producer and 2 consumer threads (a Block of 4), each with its own
 -- connection, through one cluster Vector; items = items moved (each one
 -- push and one pop).

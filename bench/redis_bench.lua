@@ -19,6 +19,10 @@
 -- timed), so it pops real items like the built-in test does after LPUSH.
 -- N: 20,000 requests (BENCH_QUICK: 500), as the cluster cases. The EVAL
 -- case (`EVAL "return 1" 0`) is the unit of distributed blocks' scripts.
+-- `redis-benchmark lpush c1 P16`: one client, 16 requests in flight
+-- (-P 16), one 3-byte item each, 200,000 requests (BENCH_QUICK: 8,000):
+-- the baseline of the cluster Vector's batches (issue 17: pushMany of 64
+-- >= 0.8x of it).
 
 local QUICK = (os.getenv('BENCH_QUICK') or '') ~= '' and
               os.getenv('BENCH_QUICK') ~= '0'
@@ -31,13 +35,19 @@ for _, c in ipairs({1, 4}) do
     order[#order + 1] = ('redis-benchmark %s c%d'):format(cmd, c)
   end
 end
+order[#order + 1] = 'redis-benchmark lpush c1 P16'
 
 local name = arg[1]
 if name == nil or name == 'list' then
   for _, n in ipairs(order) do print(n) end
   return
 end
-local cmd, clients = name:match('^redis%-benchmark (%a+) c(%d+)$')
+local cmd, clients, pipe = name:match('^redis%-benchmark (%a+) c(%d+) P(%d+)$')
+if cmd == nil then
+  cmd, clients = name:match('^redis%-benchmark (%a+) c(%d+)$')
+end
+pipe = tonumber(pipe) or 1
+if pipe > 1 then N = QUICK and 8000 or 200000 end
 if cmd == nil then
   io.stderr:write('redis_bench: no case ' .. name .. '\n')
   os.exit(2)
@@ -132,7 +142,7 @@ for _ = 1, REPEAT do
     end
   elseif cmd == 'lpush' then
     cli('DEL', key)
-    rps, why = bench(N, tonumber(clients), 1, 'LPUSH', key, 'xxx')
+    rps, why = bench(N, tonumber(clients), pipe, 'LPUSH', key, 'xxx')
     if rps then
       local len = tonumber((cli('LLEN', key)))
       if len ~= N then why = ('list has %s items, expected %d'):format(len, N) end

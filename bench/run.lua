@@ -22,6 +22,13 @@
 -- hand-off its distance to the limit (the lock-free ring of spsc_ring.c
 -- on the same topology and capacity: how many times its time per item).
 --
+-- BENCH_WAS=TREE (a checkout of an earlier commit, built with the same
+-- --build directory name, e.g. `git worktree add /tmp/was ade3277` and
+-- `make -C /tmp/was B=build-bench bench-build`): the cases matching
+-- BENCH_WAS_ONLY (Lua patterns, default the 1P/1C integer hand-off) also
+-- run from that tree, flavour "<lua>-was", in the same rounds: the "was"
+-- of issue 17's target ">= 1.5x today's rate", measured side by side.
+--
 -- A case never fails on a time. The exit status is 1 when a case computed
 -- a wrong result, raised an error, crashed or hung; skipped cases (a class
 -- not built yet, no TUNNEL_REDIS_URL for the cluster cases) do not count.
@@ -104,6 +111,29 @@ for _, lua in ipairs(luas) do
   for _, name in ipairs(lua_names) do
     runs[#runs + 1] = {name = name, lua = lua,
                        cmd = env .. lua .. ' bench/lua_bench.lua ' .. name}
+  end
+end
+
+-- The earlier tree of BENCH_WAS: its own lua_bench.lua and module.
+local WAS = os.getenv('BENCH_WAS') or ''
+if WAS ~= '' then
+  local was_only = os.getenv('BENCH_WAS_ONLY') or ''
+  if was_only == '' then was_only = '^vector%.int%.1p1c%.unbounded$' end
+  for _, lua in ipairs(luas) do
+    local env = ('env LUA_PATH=%s LUA_CPATH=%s '):format(
+      sh_quote('lua/?.lua;lua/?/init.lua;;'),
+      sh_quote(build .. '/' .. lua .. '/?.so;;'))
+    for _, name in ipairs(lua_names) do
+      local wanted = false
+      for pat in was_only:gmatch('[^,]+') do
+        wanted = wanted or name:find(pat) ~= nil
+      end
+      if wanted then
+        runs[#runs + 1] = {name = name, lua = lua .. '-was',
+                           cmd = 'sh -c ' .. sh_quote('cd ' .. sh_quote(WAS) ..
+                             ' && exec ' .. env .. lua .. ' bench/lua_bench.lua ' .. name)}
+      end
+    end
   end
 end
 
@@ -312,6 +342,9 @@ local function baseline_of(name, lua)
     ['cluster.pqueue.pushpop.1t'] = 'cluster.vector.pushpop.1t',
     ['cluster.select2.pushpop.1t'] = 'cluster.vector.pushpop.1t',
     ['cluster.batch64.pushpop.1t'] = 'cluster.vector.pushpop.1t',
+    -- issue 17: batches of 64 on Redis against single pushes and pops
+    ['cluster.batch64.push.1t'] = 'cluster.vector.push.1t',
+    ['cluster.batch64.pop.1t'] = 'cluster.vector.pop.1t',
     ['vector.pingpong'] = 'core.pingpong',
     ['core.pingpong'] = 'naive.pingpong',
     ['core.barrier.2t'] = 'core.pthread_barrier.2t',
@@ -382,6 +415,10 @@ end
 local function limit_of(name)
   if name:match('^ring%.') then return nil end
   if name:match('pingpong$') then return 'ring.pingpong' end
+  -- batches of 64 through an unbounded vector, 1P/1C (issue 17)
+  if name == 'batch64.int.1p1c' or name == 'core.batch64.1p1c' then
+    return 'ring.1p1c.unbounded'
+  end
   local topo, hint = name:match('%.(%dp%dc)%.(%w+)$')
   if topo and (name:match('^vector%.') or name:match('^core%.deque%.') or
                name:match('^naive%.')) then
@@ -566,8 +603,50 @@ for _, l in ipairs(luas) do
     end, '< 200 us median', function(v) return v < 200 end)
 end
 
--- issue 14: tunnel.Array
+-- issue 17: batches, ping-pong, the hand-off against its start
 local function within(x) return function(v) return v >= 1 / x end end
+for _, l in ipairs(luas) do
+  target('Vector batches of 64, 1P/1C, vs the lock-free ring per item, ' .. l,
+         {'batch64.int.1p1c@' .. l}, function(rec)
+           return rec.limit_x, rec.limit_x and ('%.1fx %s'):format(rec.limit_x,
+             rec.limit)
+         end, '<= 3x', function(v) return v <= 3 end)
+end
+target('Vector batches of 64, 1P/1C, core C API, vs the lock-free ring',
+       {'core.batch64.1p1c@c'}, function(rec)
+         return rec.limit_x, rec.limit_x and ('%.1fx %s'):format(rec.limit_x,
+           rec.limit)
+       end, '<= 3x (the floor)', function(v) return v <= 3 end)
+for _, l in ipairs(luas) do
+  target('Cluster pushMany of 64 vs single pushes, ' .. l,
+         {'cluster.batch64.push.1t@' .. l}, ratio, '>= 5x',
+         function(v) return v >= 5 end)
+  target('Cluster popMany of 64 vs single pops, ' .. l,
+         {'cluster.batch64.pop.1t@' .. l}, ratio, '>= 5x',
+         function(v) return v >= 5 end)
+  target('Cluster pushMany of 64 vs redis-benchmark -P 16 LPUSH, ' .. l,
+         {'cluster.batch64.push.1t@' .. l}, function(rec)
+           local base = by_key['redis-benchmark lpush c1 P16@redis']
+           if not (base and base.items_per_s and rec.items_per_s) then return nil end
+           local r = rec.items_per_s / base.items_per_s
+           return r, ('%.2fx redis-benchmark lpush c1 P16'):format(r)
+         end, '>= 0.8x', function(v) return v >= 0.8 end)
+end
+for _, l in ipairs(luas) do
+  target('Ping-pong round trip from Lua vs the core C API, ' .. l,
+         {'vector.pingpong@' .. l}, ratio, '>= 0.33x (within 3x)', within(3))
+end
+for _, l in ipairs(luas) do
+  target('Vector 1P/1C integers vs the BENCH_WAS tree, ' .. l,
+         {'vector.int.1p1c.unbounded@' .. l}, function(rec)
+           local base = by_key['vector.int.1p1c.unbounded@' .. l .. '-was']
+           if not (base and base.items_per_s and rec.items_per_s) then return nil end
+           local r = rec.items_per_s / base.items_per_s
+           return r, ('%.2fx vector.int.1p1c.unbounded@%s-was'):format(r, l)
+         end, '>= 1.5x', function(v) return v >= 1.5 end)
+end
+
+-- issue 14: tunnel.Array
 target('Array copy of 10^7 doubles vs memcpy', {'core.array.copy@c'}, ratio,
        '>= 0.67x (within 1.5x)', within(1.5))
 target('Array add (axpy) of 10^7 doubles vs a plain C loop', {'core.array.add@c'},
