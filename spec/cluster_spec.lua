@@ -92,6 +92,63 @@ describe_cluster('tunnel.Cluster', function()
     assert.is_truthy(err:match('AUTH'), err)
   end)
 
+  -- The commands clients sent while `f` ran, as redis-cli MONITOR shows
+  -- them (a command a script ran is tagged "[0 lua]" and is left out):
+  -- the round trips.
+  local function round_trips(f)
+    local log = os.tmpname()
+    local port = C.url:match(':(%d+)/')
+    os.execute(('(timeout 3 redis-cli -p %s monitor > %s 2>&1 &)'):format(port, log))
+    tunnel.sleep(0.5) -- MONITOR is on before f's first command
+    f()
+    tunnel.sleep(2.7) -- and off when the timeout has ended it
+    local h = assert(io.open(log))
+    local out = h:read('*a')
+    h:close()
+    os.remove(log)
+    local cmds = {}
+    for line in out:gmatch('[^\n]+') do
+      if not line:find('%[%d+ lua%]') then
+        local cmd = line:match('^%d+%.%d+ %[[^%]]*%] "(%w+)"')
+        if cmd then cmds[#cmds + 1] = cmd:upper() end
+      end
+    end
+    return cmds
+  end
+
+  it('fetches an Atomic\'s data with its lock: a read is 2 round trips, a write 3 (issue 17)', function()
+    local aname = C.fresh('atomic-rt')
+    local a = C.cluster:Atomic(aname, {n = 1})
+    a:read(function() end) -- the scripts loaded, the connection made
+    a:write(function(d) d.n = d.n + 0 end)
+    local cmds = round_trips(function()
+      assert.are.equal(1, a:read(function(d) return d.n end))
+    end)
+    assert.are.same({'EVALSHA', 'EVALSHA'}, cmds) -- lock (with the data), unlock
+    cmds = round_trips(function()
+      a:write(function(d) d.n = d.n + 1 end)
+    end)
+    assert.are.same({'EVALSHA', 'EVALSHA', 'EVALSHA'}, cmds) -- lock, set, unlock
+    assert.are.equal(2, a:read(function(d) return d.n end))
+    -- Another process's write between two reads is seen by the second
+    -- (the data is fetched afresh with every lock).
+    local p = spawn(([[
+      local tunnel = require('tunnel')
+      local c = tunnel.Cluster(%q, {prefix = 'tunnel-spec:'})
+      c:Atomic(%q):write(function(d) d.n = d.n * 10 end)
+    ]]):format(url, aname))
+    p:read('*a')
+    p:close()
+    assert.are.equal(20, a:read(function(d) return d.n end))
+    -- An Atomic that holds nil: the lock says so, no GET either.
+    local e = C.cluster:Atomic(C.fresh('atomic-rt-nil'))
+    e:read(function() end)
+    cmds = round_trips(function()
+      assert.are.equal('nil', e:read(function(d) return type(d) end))
+    end)
+    assert.are.same({'EVALSHA', 'EVALSHA'}, cmds)
+  end)
+
   it('several processes and threads share one Vector, Counter and Atomic: exactly once, no lost update', function()
     local vname, kname, aname = C.fresh('mp-v'), C.fresh('mp-k'), C.fresh('mp-a')
     local v = C.cluster:Vector(vname, 16)

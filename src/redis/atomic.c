@@ -63,16 +63,35 @@
 
 #define WAKE "if redis.call('LLEN', KEYS[4]) == 0 then redis.call('RPUSH', KEYS[4], '1') end\n"
 
-/* KEYS w r ww q; ARGV token lease -> 1 granted, 0 busy. */
+/*
+** A granted lock of an Atomic (a fifth key: its value) returns the value
+** too, so the callback's data costs no GET of its own (one round trip
+** less: Atomic:read is two, the lock and the unlock). GRANTED is the
+** reply: {1, 1, value} (a string), {1, 0} (no value: nil), or 1 (no
+** fifth key, or a key of another type: the GET after the lock reports
+** it). The value cannot change while the lock is held: tunnel stores it
+** only under the write lock (the fenced set below), and the caveat of a
+** lost lease (the top) is the same as for a GET.
+*/
+#define GRANTED                                                           \
+  "if KEYS[5] then\n"                                                     \
+  "  local tv = redis.call('TYPE', KEYS[5])['ok']\n"                      \
+  "  if tv == 'string' then return {1, 1, redis.call('GET', KEYS[5])} end\n" \
+  "  if tv == 'none' then return {1, 0} end\n"                            \
+  "end\n"                                                                 \
+  "return 1\n"
+
+/* KEYS w r ww q [value]; ARGV token lease -> granted (GRANTED), 0 busy. */
 static rd_script_t read_lock_script = {
     "lock.read",
     SANE
     "if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[3]) == 1 then return 0 end\n"
     "redis.call('ZADD', KEYS[2], now + lease, ARGV[1])\n"
     "redis.call('PEXPIRE', KEYS[2], 2 * lease)\n"
-    WAKE "return 1\n",
+    WAKE GRANTED,
     "", 0};
 
+/* KEYS w r ww q [value]; ARGV token lease -> granted (GRANTED), 0 busy. */
 static rd_script_t write_lock_script = {
     "lock.write",
     SANE
@@ -80,7 +99,7 @@ static rd_script_t write_lock_script = {
     "if redis.call('EXISTS', KEYS[1]) == 0 and redis.call('ZCARD', KEYS[2]) == 0 then\n"
     "  redis.call('SET', KEYS[1], ARGV[1], 'PX', lease)\n"
     "  if ww == ARGV[1] then redis.call('DEL', KEYS[3]) end\n"
-    "  return 1\n"
+    GRANTED
     "end\n"
     "if not ww or ww == ARGV[1] then redis.call('SET', KEYS[3], ARGV[1], 'PX', lease) end\n"
     "return 0\n",
@@ -144,6 +163,11 @@ typedef struct lease {
   bool write;
   bool lost; /* a renewal found it gone */
   char token[64];
+  /* An Atomic's value as the lock found it (GRANTED), for the first get
+  ** under the lock; under leases_mutex once the lease is listed. */
+  bool has_value;
+  char *value; /* NULL: nil */
+  size_t value_len;
   struct lease *next;
 } lease_t;
 
@@ -154,7 +178,7 @@ static atomic_ulong token_counter;
 
 typedef struct lkeys {
   char w[512], r[512], ww[512], q[512];
-  const char *keys[4];
+  const char *keys[5]; /* the fifth: an Atomic's value (lock scripts) */
 } lkeys_t;
 
 static void lkeys_init(lkeys_t *k, const rd_object_t *o) {
@@ -162,6 +186,7 @@ static void lkeys_init(lkeys_t *k, const rd_object_t *o) {
   k->keys[1] = rd_subkey(o, ":lock:r", k->r, sizeof k->r);
   k->keys[2] = rd_subkey(o, ":lock:ww", k->ww, sizeof k->ww);
   k->keys[3] = rd_subkey(o, ":lock:q", k->q, sizeof k->q);
+  k->keys[4] = o->key;
 }
 
 /* Renew every lease of the process every RD_RENEW_MS. Copies what it
@@ -269,13 +294,33 @@ static int lock(tn_object_t *o, double timeout, bool write) {
                     : timeout < 1e9 ? tn_clock() + timeout
                                     : INFINITY;
   rd_script_t *s = write ? &write_lock_script : &read_lock_script;
+  /* An Atomic's lock fetches its value with it (GRANTED). */
+  int nkeys = tn_object_type(o) == TN_TYPE_ATOMIC ? 5 : 4;
   int rc;
   for (;;) {
     redisReply *r;
-    rc = rd_eval(ro->cluster, s, deadline, &r, 4, k.keys, 2, args, NULL);
+    rc = rd_eval(ro->cluster, s, deadline, &r, nkeys, k.keys, 2, args, NULL);
     if (rc == TN_ETIMEDOUT && timeout < 0) rc = TN_EAGAIN;
     if (rc != TN_OK) break;
     long long got = r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements >= 2 &&
+        r->element[0]->type == REDIS_REPLY_INTEGER &&
+        r->element[0]->integer == 1 &&
+        r->element[1]->type == REDIS_REPLY_INTEGER) {
+      got = 1;
+      if (r->element[1]->integer == 0) {
+        l->has_value = true; /* nil */
+      } else if (r->elements == 3 &&
+                 r->element[2]->type == REDIS_REPLY_STRING) {
+        /* Short of memory the get after the lock does a GET instead. */
+        size_t len = r->element[2]->len;
+        if ((l->value = malloc(len > 0 ? len : 1)) != NULL) {
+          memcpy(l->value, r->element[2]->str, len);
+          l->value_len = len;
+          l->has_value = true;
+        }
+      }
+    }
     freeReplyObject(r);
     if (got == 1) break;
     if (got != 0) {
@@ -301,6 +346,7 @@ static int lock(tn_object_t *o, double timeout, bool write) {
     break;
   }
   if (rc != TN_OK) {
+    free(l->value);
     free(l);
     return rc;
   }
@@ -326,7 +372,30 @@ static void unlock(tn_object_t *o, bool write) {
               write ? &write_unlock_script : &read_unlock_script,
               RD_NO_EXPIRY, &r, 4, k.keys, 2, args, NULL) == TN_OK)
     freeReplyObject(r);
+  free(l->value);
   free(l);
+}
+
+/* The value this thread's lock on `o` fetched (GRANTED), taken: 1 and
+** *value (malloc'd, NULL for nil), or 0 when there is none (no lock of
+** this thread, a get took it already, a set came after it). */
+static int take_value(const tn_object_t *o, char **value, size_t *len) {
+  pthread_t self = pthread_self();
+  int got = 0;
+  pthread_mutex_lock(&leases_mutex);
+  for (lease_t *l = leases; l != NULL; l = l->next)
+    if (l->object == o && pthread_equal(l->owner, self)) {
+      if (l->has_value) {
+        got = 1;
+        *value = l->value;
+        *len = l->value_len;
+        l->value = NULL;
+        l->has_value = false;
+      }
+      break;
+    }
+  pthread_mutex_unlock(&leases_mutex);
+  return got;
 }
 
 int rd_read_lock(tn_object_t *o, double timeout) {
@@ -359,6 +428,21 @@ int rd_cell_create(rd_object_t *o, tn_blob_t *init) {
 int rd_cell_get(tn_cell_t *c, tn_blob_t **out, double timeout) {
   (void)timeout;
   rd_object_t *o = RD(c);
+  char *held;
+  size_t held_len;
+  if (take_value(TN_OBJECT(c), &held, &held_len)) {
+    /* The value the lock fetched: no GET (the first get under a lock). */
+    int rc = TN_OK;
+    if (held == NULL) {
+      *out = NULL;
+    } else {
+      char what[600];
+      snprintf(what, sizeof what, "GET %s", o->key);
+      rc = rd_value_decode(o->cluster, what, held, held_len, out);
+    }
+    free(held);
+    return rc;
+  }
   const char *argv[] = {"GET", o->key};
   redisReply *r;
   int rc = rd_command(o->cluster, 0, INFINITY, &r, 2, argv, NULL);
@@ -379,6 +463,10 @@ int rd_cell_get(tn_cell_t *c, tn_blob_t **out, double timeout) {
 int rd_cell_set(tn_cell_t *c, tn_blob_t *b, double timeout) {
   (void)timeout;
   rd_object_t *o = RD(c);
+  char *stale;
+  size_t stale_len;
+  if (take_value(TN_OBJECT(c), &stale, &stale_len)) /* a get reads the new */
+    free(stale);
   char *val;
   size_t len;
   int rc = rd_value_encode(b, &val, &len);
