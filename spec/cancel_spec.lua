@@ -6,6 +6,9 @@ local backends = dofile('spec/support/backends.lua')
 -- Bounds on how soon a cancel takes effect (liveness, not speed): wide,
 -- and wider under a sanitizer or valgrind.
 local SOON = dofile('spec/support/instrumented.lua') and 30 or 5
+-- A bound on the waits for a cancelled job, which only a broken cancel
+-- reaches (a failure, rather than a hang of the whole run).
+local HANG = 60
 
 -- Wait (in the main state) until pred() or `seconds` pass.
 local function eventually(pred, seconds)
@@ -30,7 +33,7 @@ describe('tunnel.Block:cancel', function()
     assert.are.equal(2, b:cancel(third))
     gate:pushBack('a')
     gate:pushBack('b')
-    local r, s = b:synchronize()
+    local r, s = b:synchronize(HANG)
     assert.are.same({false, false}, {s[1], s[2]})
     assert.are.equal('cancelled', r[1][1])
     local r2, s2 = b:getResult(second)
@@ -43,7 +46,7 @@ describe('tunnel.Block:cancel', function()
     assert.are.same({'a', 'b'}, got)
     -- The block runs again.
     b:run(function() return __threadid * 10 end)
-    local r3, s3 = b:synchronize()
+    local r3, s3 = b:synchronize(HANG)
     assert.are.same({true, true}, {s3[1], s3[2]})
     assert.are.same({10, 20}, {r3[1][1], r3[2][1]})
     b:terminate()
@@ -57,7 +60,7 @@ describe('tunnel.Block:cancel', function()
     assert.is_true(eventually(function() return started:get() == 1 end))
     local t0 = tunnel.clock()
     assert.are.equal(1, b:cancel())
-    local r, s = b:synchronize()
+    local r, s = b:synchronize(HANG)
     assert.is_true(tunnel.clock() - t0 < SOON)
     assert.is_false(s[1])
     assert.matches('tunnel.sleep: cancelled', r[1][1], 1, true)
@@ -84,7 +87,7 @@ describe('tunnel.Block:cancel', function()
     assert.is_true(eventually(function() return started:get() == 1 end))
     tunnel.sleep(0.05)
     assert.are.equal(1, outer:cancel())
-    local r, s = outer:synchronize()
+    local r, s = outer:synchronize(HANG)
     assert.is_true(s[1])
     assert.is_false(r[1][1])
     assert.matches('synchronize: cancelled', r[1][2], 1, true)
@@ -92,6 +95,13 @@ describe('tunnel.Block:cancel', function()
   end)
 
   it('stops running Lua code through a hook, where the flavour runs hooks', function()
+    if os.getenv('TSAN_OPTIONS') then
+      -- ThreadSanitizer runs a signal's handler when the thread next calls
+      -- into its runtime, which a loop in the uninstrumented liblua never
+      -- does: the SIGURG that sets the hook would wait for ever.
+      pending('under ThreadSanitizer signal handlers are deferred')
+      return
+    end
     local b = tunnel.Block(1)
     local started = tunnel.Counter(0)
     b:add(started)
@@ -105,7 +115,7 @@ describe('tunnel.Block:cancel', function()
     end)
     assert.is_true(eventually(function() return started:get() == 1 end))
     assert.are.equal(1, b:cancel())
-    local r, s = b:synchronize()
+    local r, s = b:synchronize(HANG)
     assert.is_false(s[1])
     assert.are.equal('cancelled', r[1][1])
     b:terminate()
@@ -136,13 +146,13 @@ describe('tunnel.Block:cancel', function()
     assert.is_false(note.ok)
     assert.matches('popFront: cancelled', note.err, 1, true)
     assert.is_true(note.after)
-    local r, s = b:synchronize()
+    local r, s = b:synchronize(HANG)
     assert.is_true(s[1])
     assert.is_false(r[1][1])
     assert.matches('popFront: cancelled', r[1][2], 1, true)
     -- The next job starts uncancelled.
     b:run(function() return tunnel.cancelled() end)
-    local r2 = b:synchronize()
+    local r2 = b:synchronize(HANG)
     assert.is_false(r2[1][1])
     assert.is_false(tunnel.cancelled()) -- the main state is never cancelled
     b:terminate()
@@ -171,7 +181,7 @@ describe('tunnel.Block:cancel', function()
       tunnel.sleep(0.1)
       local t0 = tunnel.clock()
       assert.are.equal(2, b:cancel(id))
-      local r, s = b:synchronize()
+      local r, s = b:synchronize(HANG)
       assert.is_true(tunnel.clock() - t0 < SOON)
       for i = 1, 2 do
         assert.is_false(s[i])

@@ -346,6 +346,12 @@ describe_workers('cluster:Block', function()
 
   if not jit then
     it('cancels a running job that calls no tunnel function (count hook)', function()
+      if os.getenv('TSAN_OPTIONS') then
+        -- as in cancel_spec: the worker's SIGURG handler would wait for a
+        -- call into ThreadSanitizer's runtime that the loop never makes
+        pending('under ThreadSanitizer signal handlers are deferred')
+        return
+      end
       f.start({threads = 1})
       local b = f.cluster:Block('spin', 1)
       local id = b:run(function() local n = 0 while true do n = n + 1 end end)
