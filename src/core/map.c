@@ -266,10 +266,15 @@ static int shard_grow(map_shard_t *s) {
     while (n != NULL) {
       map_node_t *next = atomic_load_explicit(&n->next, memory_order_relaxed);
       _Atomic(map_node_t *) *head = &t->b[n->hash & (nb - 1)];
+      /* Release stores (plain ones on x86): a reader still walking the
+      ** old chains may follow the new link before the sequence tells it
+      ** to start over, and must then see the node it reaches whole (its
+      ** key was written before it was first published; a relaxed link
+      ** would not carry that, a data race that ThreadSanitizer saw). */
       atomic_store_explicit(&n->next,
                             atomic_load_explicit(head, memory_order_relaxed),
-                            memory_order_relaxed);
-      atomic_store_explicit(head, n, memory_order_relaxed);
+                            memory_order_release);
+      atomic_store_explicit(head, n, memory_order_release);
       n = next;
     }
   }
