@@ -880,6 +880,15 @@ int tn_block_is_terminated(const tn_block_t *b);
 /* Terminate (if needed) and free. NULL is ignored. */
 void tn_block_free(tn_block_t *b);
 
+/*
+** Block threads are pooled: a thread done with its block (after its stop
+** hook) parks, and the next tn_block_new takes it rather than create a
+** thread; a few are kept (at least 4, or one per CPU), each for 2 s at
+** most, then it exits; process exit joins them; a forked child has none.
+** A parked thread starts its next block as a new one would (the block's
+** own cancel token, a new thread's signal mask, tn_last_error empty).
+*/
+
 /* ---------------------------------------------------------------------- */
 /* Cluster: the same structures on a Redis server (src/redis)             */
 /* ---------------------------------------------------------------------- */

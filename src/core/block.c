@@ -22,14 +22,32 @@
 ** A failed start is reported at once. tn_block_new returns TN_EINIT as
 ** soon as one start hook has failed, without waiting for the others (a
 ** hook may block forever, e.g. a Lua init popping an empty vector). The
-** threads that already reported are joined there (they stop at once); the
-** others are detached ("abandoned"): each, when its hook returns, runs
-** thread_stop if it succeeded and exits, and the last of them (or the
-** creator, whichever is later) frees the block. So the hooks' userdata must
+** threads that already reported are waited for there (they stop at once;
+** `ended`, below); the others are detached ("abandoned"): each, when its
+** hook returns, runs thread_stop if it succeeded and goes back to the
+** pool, and the last of them (or the creator, whichever is later) frees
+** the block. So the hooks' userdata must
 ** stay valid until each of the `size` threads' thread_start has returned
 ** nonzero or its thread_stop has run. (TN_ETHREAD, a thread that could not
 ** be created, still waits for every created thread's hook: then the caller
 ** could not tell how many hook calls are outstanding.)
+**
+** Threads are pooled. When a block's thread is done with it (its stop
+** hook returned, or its start failed), it parks in a process-wide pool
+** (a few idle threads at most) instead of exiting, and tn_block_new takes
+** a parked thread before it creates one; a thread parked for POOL_IDLE_S
+** seconds exits, so a program that stops making blocks ends up with none.
+** So tn_block_terminate no longer joins: it waits until every thread has
+** said that it ended (`ended`, after thread_stop), which is what the join
+** told it. A thread goes on the idle list before it says so, so a
+** tn_block_new right after a terminate finds it. A parked thread starts a
+** block as a new one would: the block's own fresh cancel token is entered,
+** its signal mask is set to what a thread created by that tn_block_new
+** would inherit, and the core's thread-locals (tn_last_error) are reset;
+** the binding resets its own in its hooks. Process exit joins the parked
+** threads (an atexit handler; the Lua module is pinned, never unloaded
+** under them: ltunnel.c); a forked child starts with an empty pool (pthread_atfork): the parent's
+** parked threads do not exist there.
 **
 ** Caveats: a job must not call tn_block_terminate, tn_block_free or
 ** tn_block_synchronize on its own block (it would wait for itself).
@@ -38,11 +56,19 @@
 #include <stdlib.h>
 
 #include "internal.h"
+#include "testing.h"
 
 /* Spins before sleeping (nanoseconds): a job or synchronize, about one
 ** wake-up; a start, the time to build a Lua state in a new thread. */
 #define BLOCK_SPIN_NS 20000L
 #define BLOCK_START_SPIN_NS 200000L
+/* The pool: idle threads kept (at least; or one per CPU), how long one
+** stays parked, and how long a thread that just parked spins for a next
+** block before it sleeps (a program that makes blocks in a loop; longer
+** spins lost on a loaded machine: see docs/performance.md). */
+#define POOL_MAX_MIN 4
+#define POOL_IDLE_S 2.0
+#define POOL_PARK_SPIN_NS BLOCK_SPIN_NS
 
 typedef struct block_run block_run_t;
 
@@ -65,7 +91,6 @@ struct block_run {
 typedef struct block_worker {
   tn_block_t *block;
   int index;             /* 1..size */
-  pthread_t thread;
   pthread_cond_t wake;   /* a job arrived, or terminate */
   block_job_t *head, *tail;
   unsigned long current; /* the id of the run of the job it runs, 0: none
@@ -80,7 +105,7 @@ typedef struct block_worker {
   bool reported;         /* its start hook returned (under the mutex) */
   bool detached;         /* the creator gave up before it reported, or
                             abandoned the block: it stops by itself and
-                            nobody joins it (under the mutex) */
+                            nobody waits for its end (under the mutex) */
   void *ctx;
 } block_worker_t;
 
@@ -92,6 +117,11 @@ struct tn_block {
   pthread_cond_t ready;   /* a thread reported its start */
   pthread_cond_t idle;    /* pending dropped to 0 */
   pthread_cond_t joined;  /* a terminate finished joining */
+  pthread_cond_t ended_cv; /* a thread ended (see `ended`) */
+  atomic_int ended;       /* threads done with the block: stop hook
+                             returned, or start failed (changed under the
+                             mutex, spun on without it); not the detached */
+  sigset_t sigmask;       /* what a new thread of this block inherited */
   atomic_int reported;    /* threads that ran their start hook (changed
                              under the mutex, spun on without it) */
   atomic_int start_failures; /* ... and how many of them failed */
@@ -100,7 +130,7 @@ struct tn_block {
   int sync_waiters;       /* threads asleep on `idle` */
   bool terminating;       /* no more runs; threads drain and stop */
   bool joining;           /* a terminate is joining the threads */
-  bool done;              /* the threads are joined */
+  bool done;              /* the threads have ended */
   bool abandoned;         /* creation failed: late starters exit alone */
   atomic_int refs;        /* the creator + abandoned threads (see top) */
   unsigned long runs;     /* runs queued so far (the last id) */
@@ -154,8 +184,20 @@ static void block_unref(tn_block_t *b) {
     block_destroy(b);
 }
 
-static void *worker_main(void *p) {
-  block_worker_t *w = p;
+static void pool_enlist(void);
+
+/* A thread that was not detached is done with the block: the last touch
+** of `b` (a terminate may free it as soon as the mutex is dropped). Mutex
+** held; released here. */
+static void worker_ended(tn_block_t *b) {
+  atomic_fetch_add_explicit(&b->ended, 1, memory_order_relaxed);
+  pthread_cond_broadcast(&b->ended_cv);
+  pthread_mutex_unlock(&b->mutex);
+}
+
+/* The life of thread w in its block, from the start hook to the stop
+** hook; returns when the thread no longer touches the block. */
+static void worker_run(block_worker_t *w) {
   tn_block_t *b = w->block;
   int rc = 0;
   void *ctx = NULL;
@@ -179,12 +221,13 @@ static void *worker_main(void *p) {
       b->hooks.thread_stop(b->userdata, w->index, ctx);
     tn_cancel_enter(NULL);
     block_unref(b);
-    return NULL;
+    return;
   }
   if (rc != 0) {
-    pthread_mutex_unlock(&b->mutex);
-    tn_cancel_enter(NULL);
-    return NULL;
+    tn_cancel_enter(NULL); /* the token goes with the block */
+    pool_enlist();
+    worker_ended(b);
+    return;
   }
   for (;;) {
     if (w->head == NULL && !b->terminating) {
@@ -227,13 +270,274 @@ static void *worker_main(void *p) {
         b->sync_waiters > 0)
       pthread_cond_broadcast(&b->idle);
   }
-  bool alone = w->detached; /* tn_block_abandon: nobody joins us */
+  bool alone = w->detached; /* tn_block_abandon: nobody waits for us */
   pthread_mutex_unlock(&b->mutex);
   if (b->hooks.thread_stop != NULL)
     b->hooks.thread_stop(b->userdata, w->index, ctx);
   tn_cancel_enter(NULL);
-  if (alone) block_unref(b);
+  if (alone) {
+    block_unref(b);
+    return;
+  }
+  /* Parked before the terminate hears of it: a tn_block_new right after
+  ** the terminate finds this thread. */
+  pool_enlist();
+  pthread_mutex_lock(&b->mutex);
+  worker_ended(b);
+}
+
+/* ---- the pool of parked threads ----------------------------------------- */
+
+/*
+** A pool thread ("carrier") runs one block's worker after the other. It
+** is idle while it is on pool.idle; tn_block_new takes it off the list and
+** hands it its next worker (`job`) under pool.mutex. A carrier that
+** leaves by itself (idle timeout, pool full, process exit begun) cannot
+** be joined by anyone waiting for it: it puts its id in pool.exited and
+** joins the one that was there, and a drain joins the last. So every
+** thread is joined, and at most one has exited unjoined.
+*/
+typedef struct carrier {
+  struct carrier *next;
+  pthread_t thread;         /* set by the thread itself */
+  pthread_cond_t wake;      /* a job or quit (pool.mutex) */
+  _Atomic(block_worker_t *) job; /* its next worker (set under pool.mutex) */
+  bool sleeping;            /* waiting on `wake` (pool.mutex) */
+  bool quit;                /* a drain took it: exit, the drain joins it */
+  bool enlisted;            /* it put itself on pool.idle (its own) */
+  bool leaving;             /* it put itself in pool.exited (its own) */
+  bool join_other;          /* ... and must join `other`, which was there */
+  pthread_t other;
+} carrier_t;
+
+static struct {
+  pthread_mutex_t mutex;
+  carrier_t *idle;    /* parked, most recent first */
+  int nidle;
+  bool shutdown;      /* the process exits: nobody parks any more */
+  bool have_exited;   /* `exited` is a thread to join */
+  pthread_t exited;
+  carrier_t *orphans; /* a forked child's copy of the parent's idle list */
+  int max;            /* idle threads kept (tests may change it) */
+} pool = {.mutex = PTHREAD_MUTEX_INITIALIZER, .max = -1};
+
+static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
+static _Thread_local carrier_t *self_carrier;
+
+static void pool_drain(bool final);
+static void pool_at_exit(void) { pool_drain(true); }
+
+/* fork: hold the pool's mutex across it, so the child's copy is whole. */
+static void pool_fork_prepare(void) { pthread_mutex_lock(&pool.mutex); }
+static void pool_fork_parent(void) { pthread_mutex_unlock(&pool.mutex); }
+static void pool_fork_child(void) {
+  /* The parked threads are not in the child. Their records stay
+  ** reachable as orphans, freed by the child's drain;
+  ** the thread to join does not exist either. */
+  carrier_t **tail = &pool.orphans;
+  while (*tail != NULL) tail = &(*tail)->next;
+  *tail = pool.idle;
+  pool.idle = NULL;
+  pool.nidle = 0;
+  pool.have_exited = false;
+  pthread_mutex_init(&pool.mutex, NULL); /* its owner is gone */
+}
+
+static void pool_init(void) {
+  long cpus = tn_cpu_count();
+  pthread_mutex_lock(&pool.mutex);
+  if (pool.max < 0) pool.max = cpus > POOL_MAX_MIN ? (int)cpus : POOL_MAX_MIN;
+  pthread_mutex_unlock(&pool.mutex);
+  pthread_atfork(pool_fork_prepare, pool_fork_parent, pool_fork_child);
+  /* Registered at the first block, so it runs before the exit handlers
+  ** registered earlier (a sanitizer's leak and thread-leak checks). */
+  atexit(pool_at_exit);
+}
+
+static bool job_assigned(void *p) {
+  carrier_t *c = p;
+  return atomic_load_explicit(&c->job, memory_order_relaxed) != NULL;
+}
+
+/* The carrier will exit: it takes the place of the thread to join (a
+** drain from now on joins it) and joins that one itself. pool.mutex
+** held. */
+static void leave_locked(carrier_t *c) {
+  c->leaving = true;
+  c->join_other = pool.have_exited;
+  c->other = pool.exited;
+  pool.exited = c->thread;
+  pool.have_exited = true;
+}
+
+/* Put the calling carrier on pool.idle, if there is room (`enlisted`),
+** else make it leave: either way before it says it ended, so that a
+** drain right after a terminate sees it. Lock order: a block's mutex
+** (may be held), then pool.mutex. */
+static void pool_enlist(void) {
+  carrier_t *c = self_carrier;
+  pthread_mutex_lock(&pool.mutex);
+  c->enlisted = !pool.shutdown && pool.nidle < pool.max;
+  if (c->enlisted) {
+    atomic_store_explicit(&c->job, NULL, memory_order_relaxed);
+    c->next = pool.idle;
+    pool.idle = c;
+    pool.nidle++;
+  } else {
+    leave_locked(c);
+  }
+  pthread_mutex_unlock(&pool.mutex);
+}
+
+/*
+** After a block: wait for the next worker (returned), or NULL when the
+** thread must exit (and, unless a drain took it, it has put itself in
+** pool.exited). The wait is bounded (POOL_IDLE_S) and ends at a drain's
+** quit; the job and quit are re-checked under pool.mutex after every
+** wake-up (spurious ones; and the signal may come before we sleep: it is
+** sent, under the mutex, only to a carrier marked sleeping).
+*/
+static block_worker_t *pool_park(carrier_t *c) {
+  if (!c->enlisted && !c->leaving) pool_enlist(); /* a detached worker */
+  if (c->leaving) goto leave;
+  tn_spin_until(job_assigned, c, POOL_PARK_SPIN_NS);
+  pthread_mutex_lock(&pool.mutex);
+  tn_deadline_t dl = tn_deadline_in(POOL_IDLE_S);
+  for (;;) {
+    block_worker_t *w = atomic_load_explicit(&c->job, memory_order_relaxed);
+    if (w != NULL) {
+      pthread_mutex_unlock(&pool.mutex);
+      return w;
+    }
+    if (c->quit) {
+      pthread_mutex_unlock(&pool.mutex);
+      return NULL; /* the drain joins us and frees c */
+    }
+    if (tn_deadline_passed(&dl)) break;
+    c->sleeping = true;
+    /* No cancel token here (the block's went with it): a plain wait,
+    ** bounded by the idle deadline. */
+    tn_cond_wait_until(&c->wake, &pool.mutex, &dl);
+    c->sleeping = false;
+  }
+  /* Timed out, still on the list: nobody took us (job and quit were seen
+  ** unset above, under this same hold of the mutex). */
+  for (carrier_t **p = &pool.idle; *p != NULL; p = &(*p)->next)
+    if (*p == c) {
+      *p = c->next;
+      pool.nidle--;
+      break;
+    }
+  leave_locked(c);
+  pthread_mutex_unlock(&pool.mutex);
+leave:
+  if (c->join_other) pthread_join(c->other, NULL); /* past its last lock */
+  pthread_cond_destroy(&c->wake);
+  tn_free(c);
   return NULL;
+}
+
+static void *carrier_main(void *p) {
+  carrier_t *c = p;
+  c->thread = pthread_self();
+  self_carrier = c;
+  block_worker_t *w = atomic_load_explicit(&c->job, memory_order_relaxed);
+  while (w != NULL) {
+    /* As a thread created by this block's tn_block_new would be. */
+    pthread_sigmask(SIG_SETMASK, &w->block->sigmask, NULL);
+    tn_error_reset();
+    c->enlisted = false;
+    c->leaving = false;
+    worker_run(w);
+    w = pool_park(c);
+  }
+  return NULL;
+}
+
+/* Run worker w on a parked thread, else on a new one. TN_OK, TN_ENOMEM,
+** TN_ETHREAD. */
+static int pool_start(block_worker_t *w) {
+  pthread_once(&pool_once, pool_init);
+  pthread_mutex_lock(&pool.mutex);
+  carrier_t *c = pool.idle; /* the latest: its stack is warm in cache */
+  if (c != NULL) {
+    pool.idle = c->next;
+    pool.nidle--;
+    atomic_store_explicit(&c->job, w, memory_order_relaxed);
+    if (c->sleeping) pthread_cond_signal(&c->wake);
+    pthread_mutex_unlock(&pool.mutex);
+    return TN_OK;
+  }
+  pthread_mutex_unlock(&pool.mutex);
+  c = tn_malloc(sizeof *c);
+  if (c == NULL) return TN_ENOMEM;
+  c->next = NULL;
+  tn_cond_init(&c->wake);
+  atomic_init(&c->job, w);
+  c->sleeping = false;
+  c->quit = false;
+  c->enlisted = false;
+  c->leaving = false;
+  c->join_other = false;
+  pthread_t t;
+  if (pthread_create(&t, NULL, carrier_main, c) != 0) {
+    pthread_cond_destroy(&c->wake);
+    tn_free(c);
+    return TN_ETHREAD;
+  }
+  return TN_OK;
+}
+
+/*
+** Join the parked threads (and the last one that exited). final: the
+** process exits, nobody parks from now on. Otherwise (tests) the pool
+** stays usable.
+*/
+static void pool_drain(bool final) {
+  pthread_mutex_lock(&pool.mutex);
+  if (final) pool.shutdown = true;
+  carrier_t *list = pool.idle, *orphans = pool.orphans;
+  pool.idle = pool.orphans = NULL;
+  pool.nidle = 0;
+  for (carrier_t *c = list; c != NULL; c = c->next) {
+    c->quit = true;
+    if (c->sleeping) pthread_cond_signal(&c->wake);
+  }
+  bool join = pool.have_exited;
+  pthread_t other = pool.exited;
+  pool.have_exited = false;
+  pthread_mutex_unlock(&pool.mutex);
+  while (list != NULL) {
+    carrier_t *c = list;
+    list = c->next; /* off the list: nobody writes it any more */
+    pthread_join(c->thread, NULL);
+    pthread_cond_destroy(&c->wake);
+    tn_free(c);
+  }
+  if (join) pthread_join(other, NULL);
+  while (orphans != NULL) { /* a forked child: their threads are not here */
+    carrier_t *c = orphans;
+    orphans = c->next;
+    tn_free(c);
+  }
+}
+
+void tn_block_pool_drain(void) { pool_drain(false); }
+
+int tn_block_pool_idle(void) {
+  pthread_mutex_lock(&pool.mutex);
+  int n = pool.nidle;
+  pthread_mutex_unlock(&pool.mutex);
+  return n;
+}
+
+int tn_block_pool_limit(int max) {
+  pthread_once(&pool_once, pool_init);
+  pthread_mutex_lock(&pool.mutex);
+  int old = pool.max;
+  if (max >= 0) pool.max = max;
+  pthread_mutex_unlock(&pool.mutex);
+  return old;
 }
 
 /* Tell every sleeping thread to look at its queue and the flags. Mutex held. */
@@ -252,6 +556,7 @@ static void block_destroy(tn_block_t *b) {
   pthread_cond_destroy(&b->ready);
   pthread_cond_destroy(&b->idle);
   pthread_cond_destroy(&b->joined);
+  pthread_cond_destroy(&b->ended_cv);
   pthread_mutex_destroy(&b->mutex);
   tn_free(b->workers);
   tn_free(b);
@@ -260,7 +565,7 @@ static void block_destroy(tn_block_t *b) {
 /*
 ** Start the threads and wait until each has run its start hook. On any
 ** failure the threads already started are told to stop (thread_stop runs
-** where the start succeeded), joined, and everything is freed.
+** where the start succeeded), waited for, and everything is freed.
 */
 int tn_block_new(int size, const tn_block_hooks_t *hooks, void *userdata,
                  tn_block_t **out) {
@@ -284,6 +589,8 @@ int tn_block_new(int size, const tn_block_hooks_t *hooks, void *userdata,
   tn_cond_init(&b->ready);
   tn_cond_init(&b->idle);
   tn_cond_init(&b->joined);
+  tn_cond_init(&b->ended_cv);
+  atomic_init(&b->ended, 0);
   atomic_init(&b->reported, 0);
   atomic_init(&b->start_failures, 0);
   atomic_init(&b->pending, 0);
@@ -316,9 +623,10 @@ int tn_block_new(int size, const tn_block_hooks_t *hooks, void *userdata,
     return TN_ENOMEM;
   }
 
-  /* The threads inherit a mask that blocks the signals meant for the
+  /* The threads get a mask that blocks the signals meant for the
   ** process (Ctrl-C and the like): the main thread gets them, where the
-  ** interpreter's handler and tn_cancel's poll expect them. */
+  ** interpreter's handler and tn_cancel's poll expect them. A new thread
+  ** inherits it; a parked one sets b->sigmask, the same (carrier_main). */
   sigset_t mask, old;
   sigemptyset(&mask);
   int process_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1,
@@ -327,13 +635,14 @@ int tn_block_new(int size, const tn_block_hooks_t *hooks, void *userdata,
        i++)
     sigaddset(&mask, process_signals[i]);
   pthread_sigmask(SIG_BLOCK, &mask, &old);
+  b->sigmask = old;
+  for (size_t i = 0; i < sizeof process_signals / sizeof *process_signals;
+       i++)
+    sigaddset(&b->sigmask, process_signals[i]);
   int created = 0, rc = TN_OK;
   for (; created < size; created++) {
-    if (pthread_create(&b->workers[created].thread, NULL, worker_main,
-                       &b->workers[created]) != 0) {
-      rc = TN_ETHREAD;
-      break;
-    }
+    rc = pool_start(&b->workers[created]);
+    if (rc != TN_OK) break;
   }
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   /* Spin only if the threads and this one have a CPU each: otherwise the
@@ -365,20 +674,24 @@ int tn_block_new(int size, const tn_block_hooks_t *hooks, void *userdata,
   if (rc != TN_OK) {
     b->terminating = true;
     b->abandoned = true;
+    int waited = 0; /* the threads that will say they ended */
     for (int i = 0; i < created; i++) {
-      if (b->workers[i].reported) continue;
-      b->workers[i].detached = true;
-      pthread_detach(b->workers[i].thread); /* it frees itself (refs) */
+      if (b->workers[i].reported) {
+        waited++;
+        continue;
+      }
+      b->workers[i].detached = true; /* it frees itself (refs) */
       atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);
     }
     wake_all(b);
+    /* As the join did: wait until the threads that reported are done
+    ** with the block (they stop at once: terminating, nothing queued).
+    ** Re-checked under the mutex after every wake-up. */
+    while (atomic_load_explicit(&b->ended, memory_order_relaxed) < waited)
+      pthread_cond_wait(&b->ended_cv, &b->mutex);
   }
   pthread_mutex_unlock(&b->mutex);
   if (rc != TN_OK) {
-    /* Not `reported`: a detached thread may set it meanwhile (and must
-    ** not be joined); `detached` was decided under the mutex above. */
-    for (int i = 0; i < created; i++)
-      if (!b->workers[i].detached) pthread_join(b->workers[i].thread, NULL);
     block_unref(b);
     return rc;
   }
@@ -470,9 +783,16 @@ int tn_block_synchronize(tn_block_t *b, double timeout) {
   return rc;
 }
 
+static bool all_ended(void *p) {
+  tn_block_t *b = p;
+  return atomic_load_explicit(&b->ended, memory_order_relaxed) >= b->size;
+}
+
 /*
-** Refuse new runs, let the threads drain their queues and stop, and join
-** them. A second caller (even a concurrent one) waits for the first.
+** Refuse new runs, let the threads drain their queues and stop, and wait
+** until each has run its stop hook and let go of the block (the threads
+** go back to the pool: no join, `ended` says what the join did). A second
+** caller (even a concurrent one) waits for the first.
 */
 void tn_block_terminate(tn_block_t *b) {
   pthread_mutex_lock(&b->mutex);
@@ -487,9 +807,18 @@ void tn_block_terminate(tn_block_t *b) {
   wake_all(b);
   pthread_mutex_unlock(&b->mutex);
 
-  for (int i = 0; i < b->size; i++) pthread_join(b->workers[i].thread, NULL);
-
+  /* A stop hook may take about a wake-up (a Lua state's close): spin
+  ** that long first, when the threads and this one have a CPU each. */
+  if (b->size < tn_cpu_count())
+    tn_spin_until(all_ended, b, BLOCK_SPIN_NS);
   pthread_mutex_lock(&b->mutex);
+  /* Not cancellable, as the join it replaces was not: it waits only for
+  ** the stop hooks, which do not wait for this thread, and for queued
+  ** jobs (the binding waits for those first, in a wait that is).
+  ** Re-checked under the mutex: threads end one by one, each
+  ** broadcasting. */
+  while (atomic_load_explicit(&b->ended, memory_order_relaxed) < b->size)
+    pthread_cond_wait(&b->ended_cv, &b->mutex);
   b->done = true;
   pthread_cond_broadcast(&b->joined);
   pthread_mutex_unlock(&b->mutex);
@@ -557,7 +886,6 @@ void tn_block_abandon(tn_block_t *b) {
   b->joining = true;
   for (int i = 0; i < b->size; i++) {
     b->workers[i].detached = true;
-    pthread_detach(b->workers[i].thread);
     atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);
   }
   wake_all(b);

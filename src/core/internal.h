@@ -28,6 +28,10 @@ void *tn_realloc(void *p, size_t size);
 void *tn_malloc_aligned(size_t align, size_t size);
 void tn_free(void *p);
 
+/* Forget this thread's tn_last_error and pending error (a pooled block
+** thread, between blocks: block.c). */
+void tn_error_reset(void);
+
 /* True when tn_fault_alloc says this allocation must fail (for allocators
 ** that do not go through tn_malloc, like the blob pool). */
 bool tn_fault_check(void);

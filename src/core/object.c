@@ -60,6 +60,12 @@ int tn_error_set(int err, const char *fmt, ...) {
 
 void tn_error_pend(int err) { pending_error = err; }
 
+/* A pooled block thread starts its next block as a new thread would. */
+void tn_error_reset(void) {
+  last_error[0] = '\0';
+  pending_error = TN_OK;
+}
+
 double tn_clock(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);

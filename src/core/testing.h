@@ -13,4 +13,13 @@
 */
 unsigned long tn_fault_alloc(unsigned long n, int sticky);
 
+/*
+** The pool of parked block threads (block.c): join every parked thread
+** now (the pool stays usable); how many are parked; set how many may park
+** (max >= 0; < 0 only reads), returning the previous bound.
+*/
+void tn_block_pool_drain(void);
+int tn_block_pool_idle(void);
+int tn_block_pool_limit(int max);
+
 #endif
