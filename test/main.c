@@ -2,6 +2,7 @@
 ** main.c - the C test runner: runs every registered test (or those whose
 ** name or id contains argv[1]) in a stable order (by file, then line).
 */
+#include <dirent.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -54,6 +55,16 @@ void test_skip(const char *fmt, ...) {
   if (skip_reason[0] == '\0') snprintf(skip_reason, sizeof skip_reason, "skipped");
   pthread_mutex_unlock(&skip_lock);
   va_end(ap);
+}
+
+int test_thread_count(void) {
+  DIR *dir = opendir("/proc/self/task");
+  if (dir == NULL) return -1;
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(dir)) != NULL) n += e->d_name[0] != '.';
+  closedir(dir);
+  return n;
 }
 
 tn_cluster_t *test_cluster(const char *prefix) {

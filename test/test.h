@@ -35,6 +35,8 @@ void test_fail(const char *file, int line, const char *fmt, ...)
 void test_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Seconds on the monotonic clock, for timing checks. */
 double test_now(void);
+/* Threads of this process, from /proc (-1 if unreadable). */
+int test_thread_count(void);
 /* The test server's cluster (TUNNEL_REDIS_URL; keys under `prefix`), or
 ** NULL with the test marked skipped (no URL: scripts/with-redis.sh sets
 ** it) or failed (no connection). */

@@ -4,7 +4,6 @@
 ** exits after its idle time, the bound holds, and a forked child has no
 ** parked threads and makes blocks.
 */
-#include <dirent.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -93,22 +92,11 @@ TEST(block_pool_reuse,
   free(second);
 }
 
-/* Threads of this process, from /proc (-1 if unreadable). */
-static int thread_count(void) {
-  DIR *dir = opendir("/proc/self/task");
-  if (dir == NULL) return -1;
-  int n = 0;
-  struct dirent *e;
-  while ((e = readdir(dir)) != NULL) n += e->d_name[0] != '.';
-  closedir(dir);
-  return n;
-}
-
 TEST(block_pool_bounded_and_idle_exit,
      "at most the pool's bound of threads park; parked threads exit after "
      "about 2 s idle, so the process is back to its own threads") {
   tn_block_pool_drain();
-  int before = thread_count();
+  int before = test_thread_count();
   int max = tn_block_pool_limit(-1);
   CHECK(max >= 4);
   tn_block_t *b;
@@ -116,17 +104,17 @@ TEST(block_pool_bounded_and_idle_exit,
   tn_block_free(b);
   CHECK_INT(tn_block_pool_idle(), max);
   /* The 3 that found the pool full exit (a moment after the terminate). */
-  for (int i = 0; i < 200 && thread_count() > before + max; i++)
+  for (int i = 0; i < 200 && test_thread_count() > before + max; i++)
     tn_sleep(0.005);
-  CHECK_INT(thread_count(), before + max);
+  CHECK_INT(test_thread_count(), before + max);
   double t0 = test_now();
   while (tn_block_pool_idle() > 0 && test_now() - t0 < 10) tn_sleep(0.05);
   CHECK_INT(tn_block_pool_idle(), 0);
   CHECK(test_now() - t0 > 1.0); /* not at once */
   /* The last one to exit is joined by the next exit or a drain. */
   tn_block_pool_drain();
-  for (int i = 0; i < 200 && thread_count() > before; i++) tn_sleep(0.005);
-  CHECK_INT(thread_count(), before);
+  for (int i = 0; i < 200 && test_thread_count() > before; i++) tn_sleep(0.005);
+  CHECK_INT(test_thread_count(), before);
 }
 
 TEST(block_pool_limit_zero,

@@ -23,7 +23,6 @@
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include <dirent.h>
 
 #include "internal.h"
 #include "test.h"
@@ -414,17 +413,6 @@ TEST(faults_small_walk,
 
 /* ---- block -------------------------------------------------------------- */
 
-/* Threads of this process, from /proc (-1 if unreadable). */
-static int thread_count(void) {
-  DIR *dir = opendir("/proc/self/task");
-  if (dir == NULL) return -1;
-  int n = 0;
-  struct dirent *e;
-  while ((e = readdir(dir)) != NULL) n += e->d_name[0] != '.';
-  closedir(dir);
-  return n;
-}
-
 static atomic_long job_runs, job_releases;
 
 /* A job that uses the deque its run holds a reference to. */
@@ -444,10 +432,10 @@ static void ref_job(void *ctx, int index, void *arg) {
 ** second for the count to come down to `want`.
 */
 static int thread_count_settled(int want) {
-  int n = thread_count();
+  int n = test_thread_count();
   for (int i = 0; i < 200 && n > want; i++) {
     usleep(5000);
-    n = thread_count();
+    n = test_thread_count();
   }
   return n;
 }
@@ -466,7 +454,7 @@ static int thread_count_drained(int want) {
 
 static void block_scenario(void) {
   tn_block_pool_drain();
-  int before = thread_count();
+  int before = test_thread_count();
   tn_deque_t *d = NULL;
   int rc = tn_deque_new(TN_UNBOUNDED, &d);
   if (rc != TN_OK) {
@@ -533,7 +521,7 @@ static size_t vm_size(void) {
 static int child_block(size_t room) {
   size_t now = vm_size();
   if (now == 0) return 3;
-  int before = thread_count();
+  int before = test_thread_count();
   struct rlimit rl = {now + room, now + room};
   if (setrlimit(RLIMIT_AS, &rl) != 0) return 3;
   tn_block_t *b = NULL;
