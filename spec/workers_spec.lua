@@ -417,7 +417,8 @@ describe_workers('cluster:Block', function()
 
   it('at its collection, cancels the queued jobs no worker can run, and says so', function()
     -- no worker on this prefix: the job would wait for ever; the block's
-    -- collection (here at exit) cancels it after two checks, a second apart
+    -- collection (here at exit) cancels it after five checks, a second
+    -- apart
     local lua = dofile('spec/support/lua.lua').command
     local script = os.tmpname()
     local h = assert(io.open(script, 'w'))

@@ -340,7 +340,7 @@ static void pool_fork_child(void) {
   pool.idle = NULL;
   pool.nidle = 0;
   pool.have_exited = false;
-  pthread_mutex_init(&pool.mutex, NULL); /* its owner is gone */
+  pthread_mutex_unlock(&pool.mutex); /* locked by the forking thread: us */
 }
 
 static void pool_init(void) {

@@ -45,6 +45,7 @@
 #define CLOSE_TICK 0.25
 #define CLOSE_GRACE 2.0
 #define CLOSE_CHECK 1.0
+#define CLOSE_UNSERVED 5
 
 typedef struct l_cblock {
   tn_cblock_t *h; /* NULL once collected */
@@ -600,21 +601,38 @@ static int l_cblock_cancel(lua_State *L) {
   return 1;
 }
 
+/* Cancel this client's kept runs (the last `keep`), not the other
+** clients' of the block: they may still wait for theirs. */
+static void cancel_own(lua_State *L, l_cblock_t *b) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, b->ring_ref);
+  lua_Integer first = b->nruns > b->keep ? b->nruns - b->keep + 1 : 1;
+  for (lua_Integer k = first; k <= b->nruns; k++) {
+    lua_rawgeti(L, -1, (int)((k - 1) % b->keep + 1));
+    lua_Integer id = lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    int reached;
+    if (id > 0) tn_cblock_cancel(b->h, (unsigned long)id, &reached);
+  }
+  lua_pop(L, 1);
+}
+
 /*
 ** The close (__gc): this client's jobs finish, then the block is
 ** terminated. After a Ctrl-C (now or before) it cancels them instead and
 ** gives them CLOSE_GRACE to end; so it does when nobody can run them: no
-** live worker on the cluster and none holding a slot of the block, at two
-** checks CLOSE_CHECK apart (a collection, often at exit, must not wait for
-** a worker that may never come; a lost worker's jobs end by themselves,
-** reported by the waits once its lease runs out). A failure to reach the
+** live worker on the cluster and none holding a slot of the block, at
+** CLOSE_UNSERVED checks in a row, CLOSE_CHECK apart (a collection, often
+** at exit, must not wait for a worker that may never come, yet a worker
+** restarting takes a few seconds; a lost worker's jobs end by themselves,
+** reported by the waits once its lease runs out). Only this client's runs
+** are cancelled. A failure to reach the
 ** server is written to stderr (a collection cannot raise).
 */
-static void cblock_close(l_cblock_t *b) {
+static void cblock_close(lua_State *L, l_cblock_t *b) {
   int rc = TN_OK, unserved = 0, served;
   if (b->last > 0) {
     double check = tn_clock() + CLOSE_CHECK;
-    while (!tn_l_interrupted() && unserved < 2) {
+    while (!tn_l_interrupted() && unserved < CLOSE_UNSERVED) {
       rc = tn_cblock_wait(b->h, b->last, CLOSE_TICK);
       if (rc != TN_ETIMEDOUT) break;
       if (tn_clock() < check) continue;
@@ -622,13 +640,12 @@ static void cblock_close(l_cblock_t *b) {
       if (tn_cblock_served(b->h, &served) == TN_OK)
         unserved = served ? 0 : unserved + 1;
     }
-    if (unserved == 2)
+    if (unserved == CLOSE_UNSERVED)
       fprintf(stderr, "tunnel.Block: cluster block '%s' at its close: no "
               "worker serves it: its queued jobs are cancelled\n", b->name);
-    if (tn_l_interrupted() || unserved == 2 || rc == TN_EINTR ||
-        rc == TN_ECANCELED) {
-      int reached;
-      tn_cblock_cancel(b->h, 0, &reached);
+    if (tn_l_interrupted() || unserved == CLOSE_UNSERVED ||
+        rc == TN_EINTR || rc == TN_ECANCELED) {
+      cancel_own(L, b);
       double end = tn_clock() + CLOSE_GRACE;
       do {
         rc = tn_cblock_wait(b->h, b->last, CLOSE_TICK);
@@ -645,7 +662,7 @@ static void cblock_close(l_cblock_t *b) {
 static int l_cblock_gc(lua_State *L) {
   l_cblock_t *b = lua_touserdata(L, 1);
   if (b->h != NULL) {
-    if (!b->terminated) cblock_close(b);
+    if (!b->terminated) cblock_close(L, b);
     report_unread(L, b);
     tn_cblock_free(b->h);
     b->h = NULL;
