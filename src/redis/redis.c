@@ -12,7 +12,8 @@
 **
 ** Caveats:
 ** - Clusters are interned and never freed (a process uses a handful); the
-**   connections to them are per thread and die with the thread.
+**   connections to them are per thread and die with the thread (a pooled
+**   block thread keeps its own while parked, up to 2 s: block.c).
 ** - URLs (redis://, unix://) are parsed by src/redis/url.c; no TLS.
 ** - Scripts are loaded with SCRIPT LOAD on first use and again after a
 **   NOSCRIPT reply (a restarted server).
