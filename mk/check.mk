@@ -82,12 +82,14 @@ san-spec: $(MODULE) $(SAN_LUA_DEP) $(TUNNEL_CMD) $(WORKER_CMD) lib
 	  $(LUA_ENV) TUNNEL_LUA=$(SAN_LUA) $(RUNENV) $(call BUSTED_RUN,$(SAN_LUA)) \
 	  $$f; done
 
-# Every example: C ones directly, Lua ones in the preloaded interpreter.
+# Every example: C ones directly, Lua ones in the preloaded interpreter
+# (TUNNEL_LUA: the one an example starts its own processes with).
 san-examples: $(MODULE) $(C_EXAMPLES) $(SAN_LUA_DEP)
 	@set -e; for e in $(C_EXAMPLES); do echo "== $$e"; \
 	  $(CHECKENV) $$e > /dev/null; done
 	@set -e; for e in examples/*.lua; do echo "== $(SAN_LUA) $$e"; \
-	  $(LUA_ENV) $(RUNENV) $(SAN_LUA) $$e > /dev/null; done
+	  $(LUA_ENV) TUNNEL_LUA=$(SAN_LUA) $(RUNENV) $(SAN_LUA) $$e > /dev/null; \
+	  done
 
 $(HOST): mk/lua_host.c
 	@mkdir -p $(@D)
