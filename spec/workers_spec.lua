@@ -153,6 +153,19 @@ local function worker_pid(w)
                 'no worker process under ' .. w.pid)
 end
 
+-- Run `code` in a process of the spec's interpreter (60 s at most): its
+-- output, stderr too, and whether it succeeded.
+local function run_lua(code)
+  local script = os.tmpname()
+  local h = assert(io.open(script, 'w'))
+  h:write(code)
+  h:close()
+  local out, ok = sh(('timeout 60 %s %s'):format(
+    dofile('spec/support/lua.lua').command, script), true)
+  os.remove(script)
+  return out, ok
+end
+
 describe_workers('cluster:Block', function()
   local f
   before_each(function() f = fleet() end)
@@ -389,10 +402,7 @@ describe_workers('cluster:Block', function()
 
   it('reports on stderr, at terminate, a failed job whose status nobody read', function()
     f.start({threads = 1})
-    local lua = dofile('spec/support/lua.lua').command
-    local script = os.tmpname()
-    local h = assert(io.open(script, 'w'))
-    h:write(([[
+    local out, ok = run_lua(([[
       local tunnel = require('tunnel')
       local c = tunnel.Cluster(%q, {prefix = %q})
       local b = c:Block('unread', 1)
@@ -405,9 +415,6 @@ describe_workers('cluster:Block', function()
       quiet:run(function() end)
       quiet:synchronize(30)
     ]]):format(url, f.prefix))
-    h:close()
-    finally(function() os.remove(script) end)
-    local out, ok = sh(('timeout 60 %s %s'):format(lua, script), true)
     assert(ok, out .. f.logs())
     assert.matches("run 1 failed in slot 1 of cluster block 'unread', and nobody read its status", out)
     assert.matches('nobody looks at me', out)
@@ -419,10 +426,7 @@ describe_workers('cluster:Block', function()
     -- no worker on this prefix: the job would wait for ever; the block's
     -- collection (here at exit) cancels it after five checks, a second
     -- apart
-    local lua = dofile('spec/support/lua.lua').command
-    local script = os.tmpname()
-    local h = assert(io.open(script, 'w'))
-    h:write(([[
+    local out, ok = run_lua(([[
       local tunnel = require('tunnel')
       local c = tunnel.Cluster(%q, {prefix = %q})
       local b = c:Block('orphan', 1)
@@ -431,9 +435,6 @@ describe_workers('cluster:Block', function()
       collectgarbage()
       collectgarbage()
     ]]):format(url, f.prefix))
-    h:close()
-    finally(function() os.remove(script) end)
-    local out, ok = sh(('timeout 60 %s %s'):format(lua, script), true)
     assert(ok, out)
     assert.matches("cluster block 'orphan' at its close: no worker serves it: "
                    .. 'its queued jobs are cancelled', out, 1, true)

@@ -625,8 +625,8 @@ static void cancel_own(lua_State *L, l_cblock_t *b) {
 ** at exit, must not wait for a worker that may never come, yet a worker
 ** restarting takes a few seconds; a lost worker's jobs end by themselves,
 ** reported by the waits once its lease runs out). Only this client's runs
-** are cancelled. A failure to reach the
-** server is written to stderr (a collection cannot raise).
+** are cancelled. A failure to reach the server is written to stderr (a
+** collection cannot raise).
 */
 static void cblock_close(lua_State *L, l_cblock_t *b) {
   int rc = TN_OK, unserved = 0, served;
